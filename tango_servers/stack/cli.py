@@ -1,0 +1,265 @@
+"""`tango-suite`: bring the local stack up, look at it, and take it down.
+
+    tango-suite up [--config FILE] [--tango-host 127.0.0.1:PORT] [--detach] [--no-redis] [--no-bridges]
+    tango-suite status [--json]
+    tango-suite env
+    tango-suite demo
+    tango-suite down
+
+Every subcommand takes --state-dir (default $TANGO_SUITE_HOME or ~/.local/state/tango-suite).
+"""
+
+import argparse
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from .config import ConfigError, load_config
+from .processes import LOOPBACK, pid_alive, port_in_use, started_by, stop_process
+from .redis_server import redis_server_path
+from .serve import EXTRA_SERVERS_ENV
+from .state import StackState, default_state_dir
+from .status import stack_status, status_table
+from .supervisor import StackOptions, runnable, spawn_supervisor
+
+DEFAULT_TANGO_HOST = f"{LOOPBACK}:10000"
+UP_TIMEOUT = 180.0
+DOWN_TIMEOUT = 60.0
+
+
+class UsageError(Exception):
+    """Bad input from the user: printed as one line, exit code 2."""
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        return args.func(args) or 0
+    except (UsageError, ConfigError) as exc:
+        print(f"tango-suite: {exc}", file=sys.stderr)
+        return 2
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="tango-suite", description=__doc__.split("\n")[0])
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--state-dir",
+        type=Path,
+        default=None,
+        help="stack state directory (default: $TANGO_SUITE_HOME or ~/.local/state/tango-suite)",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    up = sub.add_parser("up", parents=[common], help="start the database, servers, bridges and Redis")
+    up.add_argument("--config", help="dsconfig JSON file (default: the configuration shipped with the suite)")
+    up.add_argument("--tango-host", default=DEFAULT_TANGO_HOST, help="database address, 127.0.0.1:PORT")
+    up.add_argument("--detach", action="store_true", help="return once everything is up")
+    up.add_argument("--no-redis", action="store_true", help="do not start redis-server")
+    up.add_argument("--no-bridges", action="store_true", help="do not start the PVA and Redis bridges")
+    up.set_defaults(func=cmd_up)
+
+    status = sub.add_parser("status", parents=[common], help="servers, devices, states, pids")
+    status.add_argument("--json", action="store_true", help="machine-readable list of objects")
+    status.set_defaults(func=cmd_status)
+
+    down = sub.add_parser("down", parents=[common], help="stop everything the stack started")
+    down.set_defaults(func=cmd_down)
+
+    env = sub.add_parser("env", parents=[common], help="print export lines for a shell or notebook")
+    env.set_defaults(func=cmd_env)
+
+    demo = sub.add_parser("demo", parents=[common], help="run a short bluesky scan against the stack")
+    demo.set_defaults(func=cmd_demo)
+    return parser
+
+
+def _state(args: argparse.Namespace) -> StackState:
+    return StackState((args.state_dir or default_state_dir()).expanduser().resolve())
+
+
+def running_state(state: StackState) -> dict[str, Any] | None:
+    """The state of a live stack in `state`, or None; stale state from a crashed run is cleaned."""
+    current = state.read()
+    if current is None:
+        return None
+    if current.get("phase") not in ("failed", "stopped") and started_by(current.get("supervisor_pid"), state.root):
+        return current
+    clean_stale(state, current)
+    return None
+
+
+def clean_stale(state: StackState, stale: dict[str, Any]) -> None:
+    leftovers = [c["pid"] for c in stale.get("components", []) if started_by(c.get("pid"), state.root)]
+    for pid in leftovers:
+        stop_process(pid, state.root)
+    state.clear()
+    if stale.get("phase") != "failed":
+        print(
+            f"tango-suite: cleaned stale state of a crashed run in {state.root} ({len(leftovers)} leftover processes)"
+        )
+
+
+def _parse_tango_host(value: str) -> str:
+    host, _, port = value.rpartition(":")
+    if host not in (LOOPBACK, "localhost") or not port.isdigit():
+        raise UsageError(f"--tango-host '{value}': expected {LOOPBACK}:PORT (the stack binds to loopback only)")
+    return f"{LOOPBACK}:{int(port)}"
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    state = _state(args)
+    current = running_state(state)
+    if current:
+        print(f"tango-suite: the stack is already up on {current['tango_host']} (state dir {state.root})")
+        print("'tango-suite status' shows it; 'tango-suite down' stops it.")
+        return 0
+    tango_host = _parse_tango_host(args.tango_host)
+    options = StackOptions(
+        state_dir=str(state.root),
+        tango_host=tango_host,
+        config_path=args.config and str(Path(args.config).resolve()),
+        redis=not args.no_redis,
+        bridges=not args.no_bridges,
+        extra_servers=json.loads(os.environ.get(EXTRA_SERVERS_ENV, "{}")),
+    )
+    full_config = load_config(options.config_path, options.extra_servers)
+    for server in sorted(full_config.missing_servers()):
+        print(f"tango-suite: {server} is configured but not installed yet; skipping it")
+    config = runnable(full_config, options)
+    port = int(tango_host.rsplit(":", 1)[1])
+    if port_in_use(port):
+        raise UsageError(
+            f"port {port} on {LOOPBACK} is already in use (Tango database, --tango-host); "
+            f"pick a free one with --tango-host {LOOPBACK}:PORT"
+        )
+    wants_redis = not args.no_redis and any(s.server == "RedisBridge" for s in config.servers)
+    if wants_redis:
+        try:
+            redis_server_path()
+        except FileNotFoundError as exc:
+            raise UsageError(f"{exc} (needed by the RedisBridge in {config.source}; or use --no-redis)") from exc
+    state.ensure()
+    return bring_up(state, options, detach=args.detach)
+
+
+def wait_until_up(state: StackState, supervisor: subprocess.Popen, *, quiet: bool = False) -> dict[str, Any]:
+    """Follow state.json until the stack is ready, printing each component's progress.
+
+    Raises UsageError with the supervisor's reason when the start-up fails.
+    """
+    seen: dict[str, str] = {}
+    deadline = time.monotonic() + UP_TIMEOUT
+    while True:
+        current = state.read() or {}
+        for component in current.get("components", []):
+            if seen.get(component["name"]) != component["status"]:
+                seen[component["name"]] = component["status"]
+                if not quiet:
+                    print(f"  {component['name']:<28} {component['status']}", flush=True)
+        phase = current.get("phase")
+        if phase == "ready":
+            return current
+        if phase == "failed" or supervisor.poll() is not None:
+            supervisor.wait(timeout=DOWN_TIMEOUT)
+            reason = current.get("error") or f"the supervisor exited; see {state.supervisor_log}"
+            state.clear()
+            raise UsageError(f"start-up failed: {reason}")
+        if time.monotonic() > deadline:
+            stop_stack(state, state.read() or {})
+            raise UsageError(f"start-up took longer than {UP_TIMEOUT:g} s; see {state.log_dir}")
+        time.sleep(0.1)
+
+
+def bring_up(state: StackState, options: StackOptions, *, detach: bool) -> int:
+    print(f"tango-suite: starting on {options.tango_host} (state dir {state.root})", flush=True)
+    supervisor = spawn_supervisor(state, options)
+    current = wait_until_up(state, supervisor)
+    print(status_table(stack_status(current)))
+    if detach:
+        print(
+            f"The stack is up. 'tango-suite env' prints TANGO_HOST={options.tango_host}; 'tango-suite down' stops it."
+        )
+        return 0
+    print("The stack is up; press Ctrl-C to stop it.", flush=True)
+    try:
+        while supervisor.poll() is None:
+            time.sleep(0.5)
+    except KeyboardInterrupt:
+        print("\ntango-suite: stopping")
+        stop_stack(state, state.read() or {})
+    return 0
+
+
+def stop_stack(state: StackState, current: dict[str, Any]) -> None:
+    """Ask the supervisor to stop everything gently; then stop whatever of ours is left, by PID."""
+    supervisor = current.get("supervisor_pid")
+    if started_by(supervisor, state.root):
+        os.kill(supervisor, signal.SIGTERM)
+        deadline = time.monotonic() + DOWN_TIMEOUT
+        while pid_alive(supervisor) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        stop_process(supervisor, state.root, grace=1.0)
+    for component in current.get("components", []):
+        if component.get("pid"):
+            stop_process(component["pid"], state.root)
+    state.clear()
+
+
+def cmd_down(args: argparse.Namespace) -> int:
+    state = _state(args)
+    current = state.read()
+    if current is None:
+        print(f"tango-suite: no stack is running in {state.root}")
+        return 0
+    stop_stack(state, current)
+    print(f"tango-suite: stopped the stack in {state.root}")
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    state = _state(args)
+    current = running_state(state)
+    if not current:
+        if args.json:
+            print("[]")
+        else:
+            print(f"tango-suite: no stack is running in {state.root}")
+        return 1
+    rows = stack_status(current)
+    print(json.dumps(rows, indent=2) if args.json else status_table(rows))
+    return 0
+
+
+def cmd_env(args: argparse.Namespace) -> int:
+    state = _state(args)
+    current = running_state(state)
+    if not current:
+        print(f"tango-suite: no stack is running in {state.root}", file=sys.stderr)
+        return 1
+    print(f"export TANGO_HOST={current['tango_host']}")
+    services = current.get("services", {})
+    if services.get("redis_url"):
+        print(f"export TANGO_SUITE_REDIS_URL={services['redis_url']}")
+    for key, value in services.get("pva", {}).items():
+        print(f"export {key}={value}")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from .demo import run_demo
+
+    state = _state(args)
+    current = running_state(state)
+    if not current:
+        raise UsageError(f"no stack is running in {state.root}: start one with 'tango-suite up --detach'")
+    return run_demo(current)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,64 @@
+"""The state directory of a stack and the `state.json` the supervisor keeps in it."""
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+STATE_FILE = "state.json"
+DATABASE_FILE = "tango_database.db"
+MARKER_ENV = "TANGO_SUITE_STATE_DIR"
+
+
+def default_state_dir() -> Path:
+    """`$TANGO_SUITE_HOME`, else `~/.local/state/tango-suite`."""
+    home = os.environ.get("TANGO_SUITE_HOME")
+    return Path(home) if home else Path.home() / ".local" / "state" / "tango-suite"
+
+
+@dataclass(frozen=True)
+class StackState:
+    """Paths inside one stack's state directory, and atomic access to its state file."""
+
+    root: Path
+
+    @property
+    def state_file(self) -> Path:
+        return self.root / STATE_FILE
+
+    @property
+    def database_file(self) -> Path:
+        return self.root / DATABASE_FILE
+
+    @property
+    def log_dir(self) -> Path:
+        return self.root / "logs"
+
+    @property
+    def supervisor_log(self) -> Path:
+        return self.log_dir / "supervisor.log"
+
+    def log_file(self, component: str) -> Path:
+        return self.log_dir / f"{component.replace('/', '-')}.log"
+
+    def ensure(self) -> None:
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+
+    def read(self) -> dict[str, Any] | None:
+        """The last state the supervisor wrote, or None when there is none."""
+        try:
+            return json.loads(self.state_file.read_text())
+        except FileNotFoundError:
+            return None
+        except json.JSONDecodeError:
+            # Torn or foreign file: treat as stale state.
+            return {}
+
+    def write(self, state: dict[str, Any]) -> None:
+        tmp = self.state_file.with_suffix(".tmp")
+        tmp.write_text(json.dumps(state, indent=2))
+        tmp.replace(self.state_file)
+
+    def clear(self) -> None:
+        self.state_file.unlink(missing_ok=True)

@@ -1,0 +1,399 @@
+"""The supervisor: starts the database, Redis and every device server, restarts what dies, stops all.
+
+It runs as its own process (`python -m tango_servers.stack.supervisor STATE_DIR`), reads the
+options `tango-suite up` left in the state directory and reports everything in `state.json`.
+"""
+
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import tango
+
+from .config import SuiteConfig, load_config
+from .database import load_into_database, start_database, wait_for_database
+from .processes import LOOPBACK, free_port, stop_process
+from .redis_server import redis_url, start_redis, wait_for_redis
+from .serve import EXTRA_SERVERS_ENV
+from .state import MARKER_ENV, StackState
+from .wiring import wire_services
+
+OPTIONS_FILE = "options.json"
+STARTUP_TIMEOUT = 60.0
+BACKOFF = (0.5, 1.0, 2.0, 4.0, 8.0)
+MAX_CRASHES = 5
+CRASH_WINDOW = 120.0
+TICK = 0.1
+
+log = logging.getLogger("tango-suite")
+
+
+@dataclass
+class StackOptions:
+    """What `tango-suite up` asked for; saved as options.json for the supervisor."""
+
+    state_dir: str
+    tango_host: str
+    config_path: str | None = None
+    redis: bool = True
+    bridges: bool = True
+    extra_servers: dict[str, str] = field(default_factory=dict)
+
+    def save(self, state: StackState) -> None:
+        (state.root / OPTIONS_FILE).write_text(json.dumps(asdict(self), indent=2))
+
+    @classmethod
+    def load(cls, state: StackState) -> "StackOptions":
+        return cls(**json.loads((state.root / OPTIONS_FILE).read_text()))
+
+    @property
+    def port(self) -> int:
+        return int(self.tango_host.rsplit(":", 1)[1])
+
+
+def runnable(config: SuiteConfig, options: StackOptions) -> SuiteConfig:
+    """The configuration the stack runs: the file, less what the options or the install leave out."""
+    left_out = config.missing_servers()
+    if not options.bridges:
+        left_out |= {"PvaBridge", "RedisBridge"}
+    return config.without_servers(left_out)
+
+
+@dataclass
+class Component:
+    """One supervised process: how to start it and how to tell it is ready."""
+
+    name: str
+    kind: str  # database | redis | server
+    launch: Callable[[], subprocess.Popen]
+    ready: Callable[[], bool]
+    devices: list[str] = field(default_factory=list)
+    port: int | None = None
+    process: subprocess.Popen | None = None
+    status: str = "pending"  # pending | starting | running | restarting | failed | stopped
+    restarts: int = 0
+    started_at: float | None = None
+    crashes: list[float] = field(default_factory=list)
+    restart_at: float | None = None
+    message: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def start(self) -> None:
+        self.process = self.launch()
+        self.started_at = time.time()
+
+    def report(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "kind": self.kind,
+            "status": self.status,
+            "pid": self.process.pid if self.process else None,
+            "port": self.port,
+            "devices": self.devices,
+            "restarts": self.restarts,
+            "started_at": self.started_at,
+            "message": self.message,
+            **self.extra,
+        }
+
+
+class StartupError(RuntimeError):
+    """A component could not be brought up; the message says which and why."""
+
+
+class Supervisor:
+    def __init__(self, state: StackState, options: StackOptions, config: SuiteConfig) -> None:
+        self.state = state
+        self.options = options
+        self.config = config
+        self.stopping = threading.Event()
+        self.components: list[Component] = []
+        self.phase = "starting"
+        self.error: str | None = None
+        self.services: dict[str, Any] = {}
+        self.env = {
+            **os.environ,
+            "TANGO_HOST": options.tango_host,
+            MARKER_ENV: str(state.root),
+            "PYTHONUNBUFFERED": "1",
+        }
+        if options.extra_servers:
+            self.env[EXTRA_SERVERS_ENV] = json.dumps(options.extra_servers)
+
+    # -- reporting -----------------------------------------------------------------------
+    def publish(self) -> None:
+        self.state.write(
+            {
+                "phase": self.phase,
+                "error": self.error,
+                "supervisor_pid": os.getpid(),
+                "tango_host": self.options.tango_host,
+                "state_dir": str(self.state.root),
+                "config": self.config.source,
+                "services": self.services,
+                "components": [c.report() for c in self.components],
+            }
+        )
+
+    # -- start-up ------------------------------------------------------------------------
+    def start_all(self) -> None:
+        db = self._start_database()
+        redis_port = self._start_redis() if self._wants_redis() else None
+        self.services = wire_services(self.config, redis_url(redis_port) if redis_port else None)
+        self.services["tango_host"] = self.options.tango_host
+        calls = load_into_database(self.config, db)
+        log.info("configuration %s loaded into the database (%d calls)", self.config.source, calls)
+        for spec in self.config.servers:
+            component = self._server_component(spec.server, spec.instance, spec.devices)
+            self.components.append(component)
+            self._bring_up(component)
+
+    def _wants_redis(self) -> bool:
+        return self.options.redis and any(s.server == "RedisBridge" for s in self.config.servers)
+
+    def _start_database(self) -> tango.Database:
+        port = self.options.port
+        component = Component(
+            name="database",
+            kind="database",
+            port=port,
+            launch=lambda: start_database(port, self.state.database_file, self.state.log_file("database"), self.env),
+            ready=lambda: bool(self._database_answers()),
+            extra={"file": str(self.state.database_file)},
+        )
+        self.components.append(component)
+        component.status = "starting"
+        self.publish()
+        component.start()
+        try:
+            db = wait_for_database(self.options.tango_host, component.process)
+        except (TimeoutError, RuntimeError) as exc:
+            raise StartupError(f"Tango database on {self.options.tango_host}: {exc}") from exc
+        component.status = "running"
+        self.publish()
+        return db
+
+    def _database_answers(self) -> bool:
+        host, port = self.options.tango_host.split(":")
+        db = tango.Database(host, int(port))
+        db.set_timeout_millis(1000)
+        db.get_info()
+        return True
+
+    def _start_redis(self) -> int:
+        port = free_port()
+        component = Component(
+            name="redis",
+            kind="redis",
+            port=port,
+            launch=lambda: start_redis(port, self.state.root / "redis", self.state.log_file("redis"), self.env),
+            ready=lambda: True,
+            extra={"url": redis_url(port)},
+        )
+        self.components.append(component)
+        component.status = "starting"
+        self.publish()
+        component.start()
+        try:
+            wait_for_redis(port, component.process)
+        except (TimeoutError, RuntimeError) as exc:
+            raise StartupError(f"redis-server on {LOOPBACK}:{port}: {exc}") from exc
+        component.status = "running"
+        self.publish()
+        return port
+
+    def _server_component(self, server: str, instance: str, devices: list[str]) -> Component:
+        name = f"{server}/{instance}"
+        component = Component(name=name, kind="server", devices=devices, launch=lambda: None, ready=lambda: False)
+
+        def launch() -> subprocess.Popen:
+            component.port = free_port()
+            command = [
+                sys.executable, "-m", "tango_servers.stack.serve", server, instance,
+                "-ORBendPoint", f"giop:tcp:{LOOPBACK}:{component.port}",
+            ]  # fmt: skip
+            with open(self.state.log_file(name), "ab") as out:
+                out.write(f"\n--- {time.strftime('%Y-%m-%d %H:%M:%S')} starting {' '.join(command)}\n".encode())
+                out.flush()
+                return subprocess.Popen(
+                    command, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=self.env
+                )
+
+        component.launch = launch
+        component.ready = lambda: self._devices_answer(devices)
+        component.extra["log"] = str(self.state.log_file(name))
+        return component
+
+    def _devices_answer(self, devices: list[str]) -> bool:
+        for device in devices:
+            proxy = tango.DeviceProxy(f"tango://{self.options.tango_host}/{device}")
+            proxy.set_timeout_millis(1000)
+            proxy.state()
+        return True
+
+    def _bring_up(self, component: Component) -> None:
+        """Start a server and wait for its devices, restarting on early crashes."""
+        component.status = "starting"
+        self.publish()
+        component.start()
+        deadline = time.monotonic() + STARTUP_TIMEOUT
+        while not self.stopping.is_set():
+            if component.process.poll() is not None:
+                if not self._record_crash(component):
+                    raise StartupError(
+                        f"server {component.name} keeps exiting (code {component.process.returncode}); "
+                        f"see {component.extra['log']}"
+                    )
+                self.stopping.wait(component.restart_at - time.monotonic())
+                component.start()
+                continue
+            try:
+                if component.ready():
+                    component.status = "running"
+                    self.publish()
+                    return
+            except tango.DevFailed:
+                pass
+            if time.monotonic() > deadline:
+                raise StartupError(
+                    f"server {component.name}: devices {', '.join(component.devices)} did not answer State() "
+                    f"within {STARTUP_TIMEOUT:g} s; see {component.extra['log']}"
+                )
+            self.stopping.wait(TICK)
+
+    # -- supervision ---------------------------------------------------------------------
+    def _record_crash(self, component: Component) -> bool:
+        """Note a crash and schedule a restart with backoff; False when it is time to give up."""
+        now = time.monotonic()
+        component.crashes = [t for t in component.crashes if now - t < CRASH_WINDOW] + [now]
+        code = component.process.returncode
+        if len(component.crashes) > MAX_CRASHES:
+            component.status = "failed"
+            component.message = f"gave up after {MAX_CRASHES} crashes in {CRASH_WINDOW:g} s (last exit code {code})"
+            log.error("%s: %s", component.name, component.message)
+            self.publish()
+            return False
+        delay = BACKOFF[min(len(component.crashes) - 1, len(BACKOFF) - 1)]
+        component.restart_at = now + delay
+        component.status = "restarting"
+        component.message = f"exited with code {code}; restarting in {delay:g} s"
+        log.warning("%s: %s", component.name, component.message)
+        self.publish()
+        return True
+
+    def supervise(self) -> None:
+        """Restart components that die until asked to stop."""
+        while not self.stopping.wait(TICK):
+            for component in self.components:
+                self._supervise_one(component)
+
+    def _supervise_one(self, component: Component) -> None:
+        if component.status in ("failed", "stopped") or component.process is None:
+            return
+        if component.status == "restarting":
+            if component.restart_at is not None and time.monotonic() >= component.restart_at:
+                component.restart_at = None
+                component.restarts += 1
+                component.start()
+                log.info("%s restarted (pid %d)", component.name, component.process.pid)
+                self.publish()
+            elif component.restart_at is None:
+                self._check_ready(component)
+            return
+        if component.process.poll() is not None:
+            self._record_crash(component)
+
+    def _check_ready(self, component: Component) -> None:
+        if component.process.poll() is not None:
+            self._record_crash(component)
+            return
+        try:
+            if component.ready():
+                component.status = "running"
+                component.message = ""
+                self.publish()
+        except tango.DevFailed:
+            pass
+
+    # -- shut-down -----------------------------------------------------------------------
+    def stop_all(self) -> None:
+        """Stop servers in reverse order (gently first), then Redis, then the database."""
+        self.phase = "stopping"
+        self.publish()
+        for component in reversed(self.components):
+            if component.process and component.process.poll() is None:
+                stop_process(component.process.pid, self.state.root)
+                component.process.wait(timeout=5)
+            component.status = "stopped"
+        self.phase = "stopped"
+
+
+def spawn_supervisor(state: StackState, options: StackOptions) -> subprocess.Popen:
+    """Start the supervisor in its own session so it outlives this command."""
+    options.save(state)
+    state.clear()
+    env = {**os.environ, MARKER_ENV: str(state.root), "TANGO_HOST": options.tango_host}
+    with open(state.supervisor_log, "ab") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "tango_servers.stack.supervisor", str(state.root)],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=env,
+            start_new_session=True,
+        )
+
+
+def run(state_dir: Path) -> int:
+    """The supervisor process: bring everything up, supervise, stop on SIGTERM/SIGINT."""
+    state = StackState(state_dir)
+    state.ensure()
+    logging.basicConfig(
+        filename=state.supervisor_log,
+        level=logging.INFO,
+        format="%(asctime)s %(levelname)s %(message)s",
+    )
+    options = StackOptions.load(state)
+    config = runnable(load_config(options.config_path, options.extra_servers), options)
+    supervisor = Supervisor(state, options, config)
+
+    def request_stop(signum: int, _frame: Any) -> None:
+        log.info("signal %d: stopping", signum)
+        supervisor.stopping.set()
+
+    signal.signal(signal.SIGTERM, request_stop)
+    signal.signal(signal.SIGINT, request_stop)
+    code = 0
+    try:
+        supervisor.start_all()
+        if not supervisor.stopping.is_set():
+            supervisor.phase = "ready"
+            supervisor.publish()
+            log.info("stack ready on %s", options.tango_host)
+            supervisor.supervise()
+    except Exception as exc:
+        log.exception("start-up failed")
+        supervisor.error = str(exc)
+        code = 1
+    finally:
+        supervisor.stop_all()
+        if code:
+            supervisor.phase = "failed"
+            supervisor.publish()
+        else:
+            state.clear()
+        log.info("supervisor exits (%d)", code)
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(run(Path(sys.argv[1])))

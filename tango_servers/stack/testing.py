@@ -1,0 +1,128 @@
+"""Isolated stacks for tests, benchmarks and notebooks, started by the launcher `tango-suite up` uses.
+
+running = start_stack(tmp_dir)                       # the shipped configuration
+running = start_stack(tmp_dir, config={...},         # a dsconfig dict of your own
+                      extra_servers={"Zoo": "/path/zoo.py:main"})
+running.proxy("sim/aerotech/x").read_attribute("position")
+running.down()
+"""
+
+import json
+import os
+import signal
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import tango
+
+from .cli import stop_stack, wait_until_up
+from .processes import LOOPBACK, free_port, started_by
+from .state import StackState
+from .supervisor import StackOptions, spawn_supervisor
+from .waiting import wait_until
+
+PROXY_TIMEOUT = 3.0
+
+
+@dataclass
+class RunningStack:
+    """A stack brought up for a test; everything it started is stopped by `down()`."""
+
+    state: StackState
+
+    @property
+    def current(self) -> dict[str, Any]:
+        return self.state.read() or {}
+
+    @property
+    def tango_host(self) -> str:
+        return self.current["tango_host"]
+
+    @property
+    def state_dir(self) -> Path:
+        return self.state.root
+
+    @property
+    def redis_url(self) -> str | None:
+        return self.current.get("services", {}).get("redis_url")
+
+    @property
+    def pva(self) -> dict[str, str]:
+        """EPICS_PVA_* client settings for the PVA bridge (empty when none runs)."""
+        return self.current.get("services", {}).get("pva", {})
+
+    def component(self, name: str) -> dict[str, Any]:
+        for component in self.current.get("components", []):
+            if component["name"] == name:
+                return component
+        raise KeyError(f"no component {name!r} in this stack")
+
+    def proxy(self, device: str, timeout: float = PROXY_TIMEOUT) -> tango.DeviceProxy:
+        proxy = tango.DeviceProxy(self.trl(device))
+        proxy.set_timeout_millis(int(timeout * 1000))
+        return proxy
+
+    def trl(self, name: str) -> str:
+        """Full Tango resource locator of a device or attribute on this stack's database."""
+        return f"tango://{self.tango_host}/{name}"
+
+    def server_pid(self, name: str) -> int:
+        return self.component(name)["pid"]
+
+    def kill_server(self, name: str) -> int:
+        """SIGKILL a server (as a crash would); returns the PID killed. The supervisor restarts it."""
+        pid = self.server_pid(name)
+        assert started_by(pid, self.state.root), f"{name} (pid {pid}) is not ours"
+        os.kill(pid, signal.SIGKILL)
+        return pid
+
+    def wait_server_back(self, name: str, old_pid: int, timeout: float = 60.0) -> dict[str, Any]:
+        """Wait until the supervisor has restarted `name` and its devices answer again."""
+
+        def back() -> dict[str, Any] | None:
+            component = self.component(name)
+            return component if component["pid"] != old_pid and component["status"] == "running" else None
+
+        return wait_until(back, timeout, interval=0.05, message=f"{name} to be restarted")
+
+    def export_tango_host(self) -> None:
+        """Point this process's default database at the stack (for code that uses TANGO_HOST)."""
+        os.environ["TANGO_HOST"] = self.tango_host
+
+    def down(self) -> None:
+        current = self.state.read()
+        if current is not None:
+            stop_stack(self.state, current)
+
+
+def start_stack(
+    state_dir: Path,
+    *,
+    config: dict[str, Any] | None = None,
+    extra_servers: dict[str, str] | None = None,
+    redis: bool = True,
+    bridges: bool = True,
+) -> RunningStack:
+    """Bring up a stack on free loopback ports with its own state dir and sqlite database."""
+    state = StackState(Path(state_dir))
+    state.ensure()
+    config_path = None
+    if config is not None:
+        config_path = state.root / "config.json"
+        config_path.write_text(json.dumps(config, indent=2))
+    options = StackOptions(
+        state_dir=str(state.root),
+        tango_host=f"{LOOPBACK}:{free_port()}",
+        config_path=str(config_path) if config_path else None,
+        redis=redis,
+        bridges=bridges,
+        extra_servers=dict(extra_servers or {}),
+    )
+    supervisor = spawn_supervisor(state, options)
+    try:
+        wait_until_up(state, supervisor, quiet=True)
+    except Exception:
+        stop_stack(state, state.read() or {})
+        raise
+    return RunningStack(state)
