@@ -1,0 +1,1 @@
+"""Bridge servers that republish Tango attributes to other systems (EPICS PVAccess, Redis)."""

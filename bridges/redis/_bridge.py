@@ -1,0 +1,370 @@
+"""What the Redis bridge does, without the Tango server around it.
+
+`RedisBridgeCore` finds the devices to follow in the Tango database, subscribes to their
+attributes through the shared subscription engine, and turns every `AttributeUpdate` into Redis
+writes through one `RedisPublisher`: the last value (SET + PUBLISH), the meta hash (refreshed on
+attribute-config events), an optional capped stream, throttled image previews, and the BEC-style
+file and progress events.
+"""
+
+import contextlib
+import fnmatch
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import tango
+
+from ophyd_tango.types import AttributeType, attribute_type
+
+from ._layout import KeyLayout
+from ._publisher import RedisPublisher
+from ._serialisation import pack, value_message
+
+log = logging.getLogger(__name__)
+
+# BEC's file event fields, in the order documented in docs/redis.md.
+FILE_EVENT_FIELDS = ("file_path", "file_type", "hinted_location", "done", "success")
+
+
+@dataclass
+class BridgeOptions:
+    """What to follow and how; the device properties of `RedisBridge` fill this in."""
+
+    devices: list[str] = field(default_factory=lambda: ["sim/*/*"])
+    attributes: list[str] = field(default_factory=lambda: ["*"])
+    stream_attributes: list[str] = field(default_factory=list)
+    stream_maxlen: int = 1000
+    preview_period: float = 0.5
+    preview_maxlen: int = 10
+    preview_expiry: int = 60
+    frame_counter_attributes: list[str] = field(default_factory=lambda: ["image_counter"])
+    file_event_attributes: list[str] = field(default_factory=lambda: ["file_event"])
+    progress_attributes: list[str] = field(default_factory=lambda: ["task_progress"])
+    progress_done_attributes: list[str] = field(default_factory=lambda: ["task_state"])
+    discovery_period: float = 5.0
+    exclude_devices: list[str] = field(default_factory=list)
+
+
+def matches(patterns: Iterable[str], device: str, attribute: str) -> bool:
+    """True when `attribute` of `device` matches one pattern: "attr" or "domain/family/member/attr"."""
+    attribute = attribute.lower()
+    full = f"{device}/{attribute}"
+    for pattern in patterns:
+        pattern = pattern.lower()
+        if fnmatch.fnmatchcase(full if "/" in pattern else attribute, pattern):
+            return True
+    return False
+
+
+def meta_fields(info: AttributeType) -> dict[str, str]:
+    """The `:meta` hash of an attribute: text fields, only those that are set."""
+    fields: dict[str, Any] = {
+        "label": info.label,
+        "unit": info.unit,
+        "format": info.format,
+        "description": info.description,
+        "min_value": info.min_value,
+        "max_value": info.max_value,
+        "min_alarm": info.min_alarm,
+        "max_alarm": info.max_alarm,
+        "min_warning": info.min_warning,
+        "max_warning": info.max_warning,
+        "data_type": info.data_type.name,
+        "data_format": info.data_format.name,
+        "writable": info.writable.name,
+        "dtype": info.numpy_dtype.str,
+        "bluesky_dtype": info.bluesky_dtype,
+        "shape": json.dumps(list(info.shape)),
+    }
+    if info.enum_labels:
+        fields["enum_labels"] = json.dumps(list(info.enum_labels))
+    if (precision := info.precision) is not None:
+        fields["precision"] = precision
+    return {key: str(value) for key, value in fields.items() if value is not None}
+
+
+@dataclass
+class _Route:
+    """Where the updates of one attribute go; built once per attribute at discovery."""
+
+    device: str
+    attribute: str
+    info: AttributeType
+    value_key: str
+    stream_key: str | None = None
+    preview_key: str | None = None
+    file_event_key: str | None = None
+    progress_key: str | None = None
+    is_frame_counter: bool = False
+    is_progress_value: bool = False
+    last_preview: float = 0.0
+    images_seen: int = 0
+
+
+class RedisBridgeCore:
+    """Follows Tango devices and mirrors them into Redis; `start()`, `close()`, `status()`."""
+
+    def __init__(
+        self,
+        publisher: RedisPublisher,
+        subscriber: Any,
+        options: BridgeOptions | None = None,
+        layout: KeyLayout | None = None,
+        *,
+        list_devices: Callable[[str], list[str]] | None = None,
+    ) -> None:
+        self.publisher = publisher
+        self.subscriber = subscriber
+        self.options = options or BridgeOptions()
+        self.layout = layout or KeyLayout()
+        self._list_devices = list_devices or _database_devices
+        self._routes: dict[tuple[str, str], _Route] = {}
+        self._followed: dict[str, Any] = {}  # device -> Subscription
+        self._conf_events: dict[str, list[int]] = {}
+        self._counters: dict[str, int] = {}  # device -> last frame counter value
+        self._progress: dict[str, dict[str, Any]] = {}  # device -> last progress event
+        self._listeners: list[Callable[[Any], None]] = []
+        self._last_discovery_error = ""
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._discover_forever, name="redis-bridge-discovery", daemon=True)
+
+    # -- life cycle -------------------------------------------------------------------------
+    def start(self) -> "RedisBridgeCore":
+        self._thread.start()
+        return self
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(5)
+        for device, subscription in list(self._followed.items()):
+            with contextlib.suppress(Exception):
+                subscription.close()
+            for event_id in self._conf_events.pop(device, []):
+                with contextlib.suppress(Exception):
+                    self.subscriber.proxy(device).unsubscribe_event(event_id)
+        self._followed.clear()
+
+    @property
+    def followed_devices(self) -> list[str]:
+        return sorted(self._followed)
+
+    @property
+    def attribute_count(self) -> int:
+        return len(self._routes)
+
+    @property
+    def discovery_error(self) -> str:
+        return self._last_discovery_error
+
+    def add_listener(self, listener: Callable[[Any], None]) -> None:
+        """Also hand every update to `listener` (the OAV forwarder uses this); never raises."""
+        self._listeners.append(listener)
+
+    # -- discovery --------------------------------------------------------------------------
+    def discover(self) -> list[str]:
+        """Follow every matching device not followed yet that answers now; returns those added."""
+        added = []
+        for device in self._candidate_devices():
+            if device in self._followed or self._stop.is_set():
+                continue
+            try:
+                self._follow(device)
+            except tango.DevFailed as exc:
+                log.debug("device %s not followed yet: %s", device, exc.args[0].desc.strip())
+                continue
+            added.append(device)
+        return added
+
+    def _candidate_devices(self) -> list[str]:
+        found: list[str] = []
+        for pattern in self.options.devices:
+            try:
+                names = self._list_devices(pattern)
+            except tango.DevFailed as exc:
+                self._last_discovery_error = f"cannot list devices {pattern}: {exc.args[0].desc.strip()}"
+                continue
+            for name in names:
+                name = name.lower()
+                if name.startswith("dserver/") or name in found:
+                    continue
+                if any(fnmatch.fnmatchcase(name, ex.lower()) for ex in self.options.exclude_devices):
+                    continue
+                found.append(name)
+        return found
+
+    def _discover_forever(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.discover()
+            except Exception as exc:  # discovery must survive anything a device or the database does
+                self._last_discovery_error = f"device discovery failed: {exc}"
+                log.exception("device discovery failed")
+            self._stop.wait(self.options.discovery_period)
+
+    def _follow(self, device: str) -> None:
+        proxy = self.subscriber.proxy(device)
+        infos = self.subscriber.attribute_types(device, refresh=True).values()
+        wanted = [info for info in infos if matches(self.options.attributes, device, info.name)]
+        if not wanted:
+            self._followed[device] = _NoSubscription()
+            return
+        for info in wanted:
+            route = self._route(device, info)
+            self._routes[(device, info.name.lower())] = route
+            self._write_meta(route, info)
+        names = [info.name for info in wanted]
+        self._followed[device] = self.subscriber.subscribe(device, names, self._on_update)
+        self._conf_events[device] = self._subscribe_config(proxy, device, names)
+        log.info("following %d attributes of %s", len(names), device)
+
+    def _route(self, device: str, info: AttributeType) -> _Route:
+        options, layout, name = self.options, self.layout, info.name
+        route = _Route(device, name, info, layout.value(device, name))
+        if matches(options.stream_attributes, device, name):
+            route.stream_key = layout.stream(device, name)
+        if info.is_image and info.kind != "encoded":
+            route.preview_key = layout.preview(device, name)
+        if matches(options.file_event_attributes, device, name):
+            route.file_event_key = layout.file_event(device)
+        route.is_progress_value = matches(options.progress_attributes, device, name)
+        if route.is_progress_value or matches(options.progress_done_attributes, device, name):
+            route.progress_key = layout.progress(device)
+        route.is_frame_counter = matches(options.frame_counter_attributes, device, name)
+        return route
+
+    def _subscribe_config(self, proxy: Any, device: str, names: list[str]) -> list[int]:
+        ids = []
+        for name in names:
+            try:
+                ids.append(
+                    proxy.subscribe_event(name, tango.EventType.ATTR_CONF_EVENT, self._on_config_event, stateless=True)
+                )
+            except tango.DevFailed as exc:
+                log.warning("no configuration events for %s/%s: %s", device, name, exc.args[0].desc.strip())
+        return ids
+
+    # -- updates ----------------------------------------------------------------------------
+    def _on_config_event(self, event: Any) -> None:
+        if event.err or event.attr_conf is None:
+            return
+        try:
+            device = event.device.dev_name().lower()
+            info = attribute_type(event.attr_conf)
+            route = self._routes.get((device, info.name.lower()))
+            if route is not None:
+                route.info = info
+                self._write_meta(route, info)
+        except Exception:
+            log.exception("configuration event not written to Redis")
+
+    def _write_meta(self, route: _Route, info: AttributeType) -> None:
+        fields = meta_fields(info)
+        self.publisher.set_hash(self.layout.meta(route.device, route.attribute), fields, pack(fields))
+
+    def _on_update(self, update: Any) -> None:
+        """Engine callback: encode and hand over; never raises into the engine."""
+        try:
+            self._publish(update)
+        except Exception:
+            log.exception("update of %s/%s not written to Redis", update.device, update.attribute)
+        for listener in self._listeners:
+            try:
+                listener(update)
+            except Exception:
+                log.exception("bridge listener failed")
+
+    def _publish(self, update: Any) -> None:
+        route = self._routes.get((update.device, update.attribute.lower()))
+        if route is None:
+            return
+        value = update.value
+        if isinstance(value, tango.DevState):
+            value = str(value)
+        extra: dict[str, Any] = {}
+        if route.preview_key is not None and update.error is None:
+            route.images_seen += 1
+            extra["frame"] = self._counters.get(update.device, route.images_seen)
+        elif route.is_frame_counter and update.error is None:
+            self._counters[update.device] = int(value)
+        payload = pack(value_message(value, update.timestamp, str(update.quality), error=update.error, **extra))
+        publisher = self.publisher
+        publisher.set_and_publish(route.value_key, payload)
+        if route.stream_key is not None:
+            publisher.add_to_stream(route.stream_key, payload, self.options.stream_maxlen)
+        if route.preview_key is not None and update.error is None:
+            now = time.monotonic()
+            if now - route.last_preview >= self.options.preview_period:
+                route.last_preview = now
+                publisher.add_to_stream(
+                    route.preview_key,
+                    payload,
+                    self.options.preview_maxlen,
+                    approximate=False,
+                    expire_s=self.options.preview_expiry,
+                )
+        if route.file_event_key is not None and update.error is None:
+            event = file_event(value)
+            if event is not None:
+                event.update(device=update.device, timestamp=update.timestamp)
+                publisher.set_and_publish(route.file_event_key, pack(event))
+        if route.progress_key is not None and update.error is None:
+            self._publish_progress(route, value, update.timestamp)
+
+    def _publish_progress(self, route: _Route, value: Any, timestamp: float) -> None:
+        progress = self._progress.setdefault(
+            route.device, {"value": 0.0, "max_value": 100.0, "done": True, "device": route.device}
+        )
+        if route.is_progress_value:
+            progress["value"] = float(value)
+            if route.info.max_value is not None:
+                progress["max_value"] = route.info.max_value
+            progress["done"] = progress["value"] >= progress["max_value"] or progress.get("idle", False)
+        else:
+            # A task state: done unless the task is running.
+            label = route.info.label_of(value) if route.info.kind == "enum" else str(value)
+            progress["idle"] = label.upper() not in ("RUNNING", "MOVING", "BUSY", "ACTIVE")
+            progress["done"] = progress["idle"] or progress["value"] >= progress["max_value"]
+        progress["timestamp"] = timestamp
+        message = {key: progress[key] for key in ("value", "max_value", "done", "device", "timestamp")}
+        self.publisher.set_and_publish(route.progress_key, pack(message))
+
+
+def file_event(value: Any) -> dict[str, Any] | None:
+    """BEC file-event fields from a `file_event` attribute value (JSON text or ("json", bytes))."""
+    if isinstance(value, tuple) and len(value) == 2:
+        value = value[1]
+    if isinstance(value, bytes | bytearray | np.ndarray):
+        value = bytes(value).decode()
+    if isinstance(value, str):
+        if not value.strip():
+            return None
+        try:
+            value = json.loads(value)
+        except json.JSONDecodeError:
+            log.warning("file_event value is not JSON: %.80s", value)
+            return None
+    if not isinstance(value, dict):
+        return None
+    event = {key: value.get(key) for key in FILE_EVENT_FIELDS}
+    event["done"] = bool(event["done"])
+    event["success"] = bool(event["success"])
+    if event["hinted_location"] is None:
+        event["hinted_location"] = {}
+    return event
+
+
+class _NoSubscription:
+    def close(self) -> None:
+        pass
+
+
+def _database_devices(pattern: str) -> list[str]:
+    """Every device defined in the Tango database matching `pattern` (running or not)."""
+    return list(tango.Database().command_inout("DbGetDeviceWideList", pattern))

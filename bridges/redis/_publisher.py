@@ -1,0 +1,346 @@
+"""Writing to Redis from one thread: a pipeline per burst, reconnect with backoff, never raising.
+
+Callers (subscription callbacks, the OAV forwarder) hand over ready-made payloads and return at
+once. One writer thread drains everything queued so far into one non-transactional pipeline, so a
+burst of N updates costs one round trip. When Redis goes away the writer keeps the last value of
+every key (values, meta hashes, events), drops what has no "last value" (stream entries,
+previews, forwarded frames; counted in `dropped`), reconnects with exponential backoff and writes
+the remembered keys again, so a restarted, empty Redis is whole again without waiting for changes.
+"""
+
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+log = logging.getLogger(__name__)
+
+# Operation codes; ops are plain tuples because thousands are built per second.
+_SET_PUBLISH = 0  # (op, key, payload)
+_XADD = 1  # (op, key, payload, maxlen, approximate, expire_s or None)
+_HASH = 2  # (op, key, mapping, payload published on key or None)
+_HSET_EXPIRE_PUBLISH = 3  # (op, key, field, data, expire_s, channel, notification)
+
+_CONNECTION_ERRORS = (redis.ConnectionError, redis.TimeoutError, OSError)
+
+
+def redact_url(url: str) -> str:
+    """The URL with any password replaced by '***', for status text and logs."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    user = parts.username or ""
+    host = parts.hostname or ""
+    if parts.port:
+        host = f"{host}:{parts.port}"
+    return urlunsplit((parts.scheme, f"{user}:***@{host}", parts.path, parts.query, parts.fragment))
+
+
+class RateMeter:
+    """Events per second over the last `window` seconds, from counts added as they happen."""
+
+    def __init__(self, window: float = 2.0) -> None:
+        self._window = window
+        self._samples: deque[tuple[float, int]] = deque()
+        self._total = 0
+        self._lock = threading.Lock()
+
+    def add(self, count: int) -> None:
+        now = time.monotonic()
+        with self._lock:
+            self._total += count
+            self._samples.append((now, self._total))
+            while len(self._samples) > 2 and now - self._samples[1][0] > self._window:
+                self._samples.popleft()
+
+    def rate(self) -> float:
+        now = time.monotonic()
+        with self._lock:
+            if not self._samples:
+                return 0.0
+            first_time, first_total = self._samples[0]
+            if now - self._samples[-1][0] > self._window:
+                return 0.0
+            elapsed = max(now - first_time, 1e-3)
+            return (self._total - first_total) / elapsed
+
+
+@dataclass(frozen=True)
+class PublisherStatus:
+    """A snapshot of the writer, what the bridge's status attributes show."""
+
+    connected: bool
+    url: str  # password redacted
+    errors: int  # failed connections, failed pipelines and failed commands
+    last_error: str
+    written: int  # operations Redis accepted
+    dropped: int  # operations given up (queue full, or no last value to resend)
+    queued: int
+    update_rate: float  # operations written per second, recent
+    reconnects: int
+
+
+class RedisPublisher:
+    """The bridge's only Redis client. Thread-safe submit methods; one writer thread."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        username: str | None = None,
+        password: str | None = None,
+        socket_timeout: float = 2.0,
+        backoff: tuple[float, float] = (0.1, 5.0),
+        max_queue: int = 200_000,
+        max_batch: int = 4096,
+    ) -> None:
+        options: dict[str, Any] = {
+            "socket_timeout": socket_timeout,
+            "socket_connect_timeout": socket_timeout,
+            # Reconnecting is ours (with backoff, status and resync), not redis-py's.
+            "retry": Retry(NoBackoff(), 0),
+        }
+        if username:
+            options["username"] = username
+        if password:
+            options["password"] = password
+        self.url = redact_url(url)
+        self._client = redis.Redis.from_url(url, **options)
+        self._backoff_min, self._backoff_max = backoff
+        self._max_queue = max_queue
+        self._max_batch = max_batch
+
+        self._cond = threading.Condition()
+        self._queue: deque[tuple] = deque()
+        self._connected = False
+        self._values: dict[str, bytes] = {}
+        self._hashes: dict[str, Mapping[str, Any]] = {}
+        self._submitted = 0
+        self._completed = 0
+        self._errors = 0
+        self._last_error = ""
+        self._written = 0
+        self._dropped = 0
+        self._reconnects = 0
+        self._rate = RateMeter()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="redis-writer", daemon=True)
+
+    # -- life cycle -------------------------------------------------------------------------
+    def start(self) -> "RedisPublisher":
+        self._thread.start()
+        return self
+
+    def close(self, timeout: float = 5.0) -> None:
+        """Stop the writer (what is queued is written first while Redis answers) and disconnect."""
+        self.flush(timeout)
+        self._stop.set()
+        with self._cond:
+            self._cond.notify_all()
+        if self._thread.is_alive():
+            self._thread.join(timeout)
+        self._client.close()
+
+    def flush(self, timeout: float = 5.0) -> bool:
+        """Wait until everything submitted so far was written or given up; False on timeout."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            target = self._submitted
+            while self._completed < target:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 or not self._thread.is_alive():
+                    return False
+                self._cond.wait(remaining)
+        return True
+
+    @property
+    def connected(self) -> bool:
+        return self._connected
+
+    def status(self) -> PublisherStatus:
+        with self._cond:
+            return PublisherStatus(
+                connected=self._connected,
+                url=self.url,
+                errors=self._errors,
+                last_error=self._last_error,
+                written=self._written,
+                dropped=self._dropped,
+                queued=len(self._queue),
+                update_rate=self._rate.rate(),
+                reconnects=self._reconnects,
+            )
+
+    # -- submitting (any thread) ------------------------------------------------------------
+    def set_and_publish(self, key: str, payload: bytes) -> None:
+        """SET key payload and PUBLISH it on the channel `key`; remembered for resync."""
+        self._submit((_SET_PUBLISH, key, payload), value=(key, payload))
+
+    def set_hash(self, key: str, mapping: Mapping[str, Any], notification: bytes | None = None) -> None:
+        """Replace the hash at `key` with `mapping` (and PUBLISH `notification` on `key`); remembered."""
+        self._submit((_HASH, key, dict(mapping), notification), hash_=(key, mapping))
+
+    def add_to_stream(
+        self, key: str, payload: bytes, maxlen: int, *, approximate: bool = True, expire_s: int | None = None
+    ) -> None:
+        """XADD key MAXLEN [~] maxlen * msg payload (then EXPIRE key); dropped while disconnected."""
+        self._submit((_XADD, key, payload, maxlen, approximate, expire_s))
+
+    def hset_with_expiry(
+        self, key: str, field: str, data: bytes, expire_s: int, channel: str, notification: bytes | str
+    ) -> bool:
+        """HSET key field data, EXPIRE key, PUBLISH channel notification; False if dropped now."""
+        return self._submit((_HSET_EXPIRE_PUBLISH, key, field, data, expire_s, channel, notification))
+
+    def _submit(
+        self,
+        op: tuple,
+        value: tuple[str, bytes] | None = None,
+        hash_: tuple[str, Mapping[str, Any]] | None = None,
+    ) -> bool:
+        with self._cond:
+            if value is not None:
+                self._values[value[0]] = value[1]
+            elif hash_ is not None:
+                self._hashes[hash_[0]] = hash_[1]
+            if not self._connected:
+                # Remembered keys are resent on reconnection; the rest has nowhere to go.
+                if value is None and hash_ is None:
+                    self._dropped += 1
+                return False
+            if len(self._queue) >= self._max_queue:
+                self._queue.popleft()
+                self._dropped += 1
+                self._completed += 1
+            self._queue.append(op)
+            self._submitted += 1
+            if len(self._queue) == 1:
+                self._cond.notify_all()
+            return True
+
+    # -- the writer thread ------------------------------------------------------------------
+    def _run(self) -> None:
+        backoff = self._backoff_min
+        while not self._stop.is_set():
+            if not self._connected:
+                if self._connect_and_resync():
+                    backoff = self._backoff_min
+                else:
+                    self._stop.wait(backoff)
+                    backoff = min(backoff * 2, self._backoff_max)
+                continue
+            batch = self._take_batch()
+            if batch:
+                self._write(batch)
+
+    def _take_batch(self) -> list[tuple]:
+        with self._cond:
+            if not self._queue:
+                self._cond.wait(0.5)
+            count = min(len(self._queue), self._max_batch)
+            return [self._queue.popleft() for _ in range(count)]
+
+    def _write(self, batch: list[tuple]) -> None:
+        pipe = self._client.pipeline(transaction=False)
+        for op in batch:
+            _apply(pipe, op)
+        try:
+            results = pipe.execute(raise_on_error=False)
+        except _CONNECTION_ERRORS as exc:
+            self._lost_connection(exc, batch)
+            return
+        except redis.RedisError as exc:
+            self._record_error(f"Redis refused a write of {len(batch)} updates: {exc}")
+            self._finish(len(batch), written=0)
+            return
+        failed = [r for r in results if isinstance(r, Exception)]
+        if failed:
+            self._record_error(f"Redis refused {len(failed)} commands, e.g.: {failed[0]}", count=len(failed))
+        self._finish(len(batch), written=len(batch))
+
+    def _finish(self, count: int, written: int) -> None:
+        with self._cond:
+            self._completed += count
+            self._written += written
+            self._cond.notify_all()
+        if written:
+            self._rate.add(written)
+
+    def _record_error(self, text: str, count: int = 1) -> None:
+        with self._cond:
+            self._errors += count
+            if text != self._last_error:
+                log.warning("%s", text)
+            self._last_error = text
+
+    def _lost_connection(self, exc: BaseException, batch: list[tuple]) -> None:
+        with self._cond:
+            self._connected = False
+            pending = [*batch, *self._queue]
+            self._queue.clear()
+            self._dropped += sum(1 for op in pending if op[0] in (_XADD, _HSET_EXPIRE_PUBLISH))
+            self._completed += len(pending)
+            self._cond.notify_all()
+        self._record_error(f"lost the connection to Redis at {self.url}: {exc}; reconnecting")
+        self._client.connection_pool.disconnect()
+
+    def _connect_and_resync(self) -> bool:
+        try:
+            self._client.ping()
+        except _CONNECTION_ERRORS as exc:
+            self._record_error(f"cannot reach Redis at {self.url}: {exc}; retrying with backoff")
+            self._client.connection_pool.disconnect()
+            return False
+        except redis.RedisError as exc:  # e.g. wrong password: keep trying, the operator may fix Redis
+            self._record_error(f"Redis at {self.url} refused the connection: {exc}")
+            self._client.connection_pool.disconnect()
+            return False
+        with self._cond:
+            self._connected = True
+            self._reconnects += 1
+            values = list(self._values.items())
+            hashes = list(self._hashes.items())
+        # Resend the last known state: after a Redis restart the keys are gone.
+        ops = [(_HASH, key, dict(mapping), None) for key, mapping in hashes]
+        ops += [(_SET_PUBLISH, key, payload) for key, payload in values]
+        for start in range(0, len(ops), self._max_batch):
+            chunk = ops[start : start + self._max_batch]
+            with self._cond:
+                self._submitted += len(chunk)
+            self._write(chunk)
+            if not self._connected:
+                return False
+        log.info("connected to Redis at %s, %d keys written again", self.url, len(ops))
+        return True
+
+
+def _apply(pipe: Any, op: tuple) -> None:
+    code = op[0]
+    if code == _SET_PUBLISH:
+        pipe.set(op[1], op[2])
+        pipe.publish(op[1], op[2])
+    elif code == _XADD:
+        _, key, payload, maxlen, approximate, expire_s = op
+        pipe.xadd(key, {"msg": payload}, maxlen=maxlen, approximate=approximate)
+        if expire_s:
+            pipe.expire(key, expire_s)
+    elif code == _HASH:
+        _, key, mapping, notification = op
+        pipe.delete(key)
+        if mapping:
+            pipe.hset(key, mapping=mapping)
+        if notification is not None:
+            pipe.publish(key, notification)
+    elif code == _HSET_EXPIRE_PUBLISH:
+        _, key, field, data, expire_s, channel, notification = op
+        pipe.hset(key, field, data)
+        pipe.expire(key, expire_s)
+        pipe.publish(channel, notification)

@@ -1,0 +1,143 @@
+"""Fixtures for the Redis bridge tests: a private redis-server this test can stop and restart."""
+
+import contextlib
+import shutil
+import signal
+import socket
+import subprocess
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+import tango
+
+from tango_servers.stack.waiting import wait_until
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class PrivateRedis:
+    """A redis-server on 127.0.0.1 owned by one test: `.url`, `.client()`, `.stop()`, `.start()`."""
+
+    def __init__(self, directory: Path, password: str | None = None) -> None:
+        self.port = _free_port()
+        self.directory = directory
+        self.password = password
+        self.process: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        auth = f":{self.password}@" if self.password else ""
+        return f"redis://{auth}127.0.0.1:{self.port}/0"
+
+    def client(self, **options) -> redis.Redis:
+        return redis.Redis.from_url(self.url, socket_timeout=5.0, **options)
+
+    def start(self) -> None:
+        command = [
+            shutil.which("redis-server") or "redis-server",
+            "--bind", "127.0.0.1",
+            "--port", str(self.port),
+            "--save", "",
+            "--appendonly", "no",
+            "--dir", str(self.directory),
+        ]  # fmt: skip
+        if self.password:
+            command += ["--requirepass", self.password]
+        log = open(self.directory / "redis.log", "ab")  # noqa: SIM115 - kept open for the process
+        self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        log.close()
+
+        def answers() -> bool:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"redis-server exited with {self.process.returncode}")
+            with self.client() as client:
+                return bool(client.ping())
+
+        wait_until(answers, 15.0, interval=0.05, message=f"redis-server on port {self.port}")
+
+    def stop(self) -> None:
+        """SIGKILL the server (a crash: nothing saved) and reap it."""
+        if self.process and self.process.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                self.process.send_signal(signal.SIGKILL)
+            self.process.wait(10)
+
+
+@pytest.fixture
+def private_redis(tmp_path: Path) -> Iterator[PrivateRedis]:
+    if not shutil.which("redis-server"):
+        pytest.skip("redis-server is not installed (make redis-server)")
+    server = PrivateRedis(tmp_path)
+    server.start()
+    yield server
+    server.stop()
+
+
+
+FEED_SERVER = str(Path(__file__).with_name("feed_server.py"))
+FEED_DEVICE = "test/feed/1"
+BRIDGE_DEVICE = "sys/bridge/redis"
+
+
+def bridge_config(redis_url: str | None = None, **properties: list[str]) -> dict:
+    """A stack of the test feed server and the Redis bridge following it (quick discovery)."""
+    bridge = {
+        "devices": ["test/*/*"],
+        "discovery_period": ["0.5"],
+        "stream_attributes": ["level"],
+        "oav_device": [FEED_DEVICE],
+        **properties,
+    }
+    if redis_url:
+        bridge["redis_url"] = [redis_url]
+    return {
+        "servers": {
+            "BridgeFeed": {"1": {"BridgeFeed": {FEED_DEVICE: {}}}},
+            "RedisBridge": {"1": {"RedisBridge": {BRIDGE_DEVICE: {"properties": bridge}}}},
+        }
+    }
+
+
+@dataclass
+class FeedStack:
+    """The feed server and the bridge on an isolated stack, with a Redis client beside them."""
+
+    stack: Any
+    redis: redis.Redis
+    feed: tango.DeviceProxy
+    bridge: tango.DeviceProxy
+    device: str = FEED_DEVICE
+
+    def key(self, attribute: str, suffix: str = "") -> str:
+        return f"tango:{self.device}/{attribute}{suffix}"
+
+    def wait_followed(self, timeout: float = 30.0) -> None:
+        wait_until(
+            lambda: self.redis.exists(self.key("level"), self.key("level", ":meta")) == 2,
+            timeout,
+            message="the bridge to mirror the feed device",
+        )
+
+
+@pytest.fixture
+def start_feed_stack(make_stack) -> Callable[..., FeedStack]:
+    """Start feed + bridge: `start_feed_stack()` uses the launcher's redis-server,
+    `start_feed_stack(redis_url=...)` a redis-server of the test's own (the launcher starts none)."""
+
+    def start(redis_url: str | None = None, **properties: list[str]) -> FeedStack:
+        config = bridge_config(redis_url, **properties)
+        stack = make_stack(config, extra_servers={"BridgeFeed": f"{FEED_SERVER}:main"}, redis=redis_url is None)
+        url = redis_url or stack.redis_url
+        assert url, "the stack has no redis_url"
+        client = redis.Redis.from_url(url, socket_timeout=5.0)
+        return FeedStack(stack, client, stack.proxy(FEED_DEVICE), stack.proxy(BRIDGE_DEVICE))
+
+    return start

@@ -1,0 +1,151 @@
+"""A test-only Tango server whose values the Redis bridge tests control exactly.
+
+Run through the launcher: `make_stack(config, extra_servers={"BridgeFeed": f"{__file__}:main"})`.
+Every attribute pushes change events from the command (or its ticker thread) that changes it.
+"""
+
+import json
+import threading
+import time
+
+import numpy as np
+import tango
+from tango.server import Device, attribute, command, run
+
+IMAGE_SHAPE = (24, 32)
+
+
+class BridgeFeed(Device):
+    """Scalars, an enum, an image with its counter, a file event and task progress on demand."""
+
+    def init_device(self) -> None:
+        super().init_device()
+        self._level = 0.0
+        self._count = 0
+        self._task_progress = 0.0
+        self._task_state = 0
+        self._file_event = ""
+        self._image = np.zeros(IMAGE_SHAPE, dtype=np.uint16)
+        self._image_counter = 0
+        self._ticker: threading.Thread | None = None
+        self._ticking = threading.Event()
+        for name in ("level", "count", "task_progress", "task_state", "file_event", "image", "image_counter"):
+            self.set_change_event(name, True, False)
+        self.set_state(tango.DevState.ON)
+
+    def delete_device(self) -> None:
+        self._ticking.clear()
+        if self._ticker is not None:
+            self._ticker.join(2)
+
+    @attribute(dtype=float, unit="mm", format="%.3f", label="Level", min_value=-100, max_value=100)
+    def level(self) -> float:
+        return self._level
+
+    @attribute(dtype=tango.DevLong64)
+    def count(self) -> int:
+        return self._count
+
+    @attribute(dtype=float, min_value=0, max_value=100, unit="%")
+    def task_progress(self) -> float:
+        return self._task_progress
+
+    @attribute(dtype=tango.DevEnum, enum_labels=["IDLE", "RUNNING", "DONE"])
+    def task_state(self) -> int:
+        return self._task_state
+
+    @attribute(dtype=str)
+    def file_event(self) -> str:
+        return self._file_event
+
+    @attribute(dtype=((np.uint16,),), max_dim_x=IMAGE_SHAPE[1], max_dim_y=IMAGE_SHAPE[0])
+    def image(self) -> np.ndarray:
+        return self._image
+
+    @attribute(dtype=int)
+    def image_counter(self) -> int:
+        return self._image_counter
+
+    @command(dtype_in=float)
+    def SetLevel(self, value: float) -> None:
+        self._level = value
+        self.push_change_event("level", value)
+
+    @command(dtype_in=str, doc_in="a new unit for `level`: pushes an attribute-configuration event")
+    def SetLevelUnit(self, unit: str) -> None:
+        attr = self.get_device_attr().get_attr_by_name("level")
+        config = attr.get_properties()
+        config.unit = unit
+        attr.set_properties(config)
+
+    @command(dtype_in=int, doc_in="push `count` = 1..n as fast as possible, from a thread")
+    def Burst(self, n: int) -> None:
+        def push() -> None:
+            for i in range(1, n + 1):
+                self._count = i
+                self.push_change_event("count", i)
+
+        threading.Thread(target=push, daemon=True).start()
+
+    @command(dtype_in=str, doc_in="a BEC file event as JSON")
+    def EmitFileEvent(self, text: str) -> None:
+        self._file_event = text
+        self.push_change_event("file_event", text)
+
+    @command(dtype_in=(float,), doc_in="[progress, state index]")
+    def SetTask(self, values: list[float]) -> None:
+        self._task_progress, self._task_state = float(values[0]), int(values[1])
+        self.push_change_event("task_progress", self._task_progress)
+        self.push_change_event("task_state", self._task_state)
+
+    @command(dtype_in=int, doc_in="push n new frames at once")
+    def NewImages(self, n: int) -> None:
+        for _ in range(n):
+            self._new_image()
+
+    @command(dtype_in=float, doc_in="push a new frame every `period` seconds until StopImages")
+    def StartImages(self, period: float) -> None:
+        if self._ticking.is_set():
+            return
+        self._ticking.set()
+
+        def tick() -> None:
+            while self._ticking.is_set():
+                self._new_image()
+                time.sleep(period)
+
+        self._ticker = threading.Thread(target=tick, daemon=True)
+        self._ticker.start()
+
+    @command
+    def StopImages(self) -> None:
+        self._ticking.clear()
+
+    def _new_image(self) -> None:
+        self._image_counter += 1
+        image = np.full(IMAGE_SHAPE, self._image_counter % 65536, dtype=np.uint16)
+        image[0, 0] = 0
+        self._image = image
+        now = time.time()
+        self.push_change_event("image_counter", self._image_counter, now, tango.AttrQuality.ATTR_VALID)
+        self.push_change_event("image", image, now, tango.AttrQuality.ATTR_VALID)
+
+
+def file_event_json(path: str, done: bool) -> str:
+    return json.dumps(
+        {
+            "file_path": path,
+            "file_type": "h5",
+            "hinted_location": {"data": "/entry/data/data"},
+            "done": done,
+            "success": done,
+        }
+    )
+
+
+def main(args: list[str] | None = None) -> None:
+    run((BridgeFeed,), args=args)
+
+
+if __name__ == "__main__":
+    main()
