@@ -1,0 +1,113 @@
+"""What the PVA bridge exports, under which names, and where it listens.
+
+The configuration comes from the `sys/bridge/pva` device properties (so Jive shows it), or from
+a YAML file named by the `config_file` property with the same keys; properties set on the
+device win over the file:
+
+    devices: ["sim/*/*"]              # Tango device name globs
+    attributes: ["*"]                 # attribute name globs ("position") or "device/attribute" globs
+    exclude_attributes: []            # globs of the same forms, removed from the export
+    put_allowlist: []                 # "device/attribute" globs that PVA clients may write
+    prefix: ""                        # prepended to every PV name, e.g. "BL1:"
+    server_port: 5075                 # PVA TCP port (0: any free port)
+    broadcast_port: 5076              # PVA UDP search port (0: any free port)
+
+The bridge binds to 127.0.0.1 and sends its beacons there only.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from fnmatch import fnmatchcase
+from pathlib import Path
+from typing import Any
+
+__all__ = ["LOOPBACK", "BridgeConfig", "pv_name"]
+
+LOOPBACK = "127.0.0.1"
+_LIST_KEYS = ("devices", "attributes", "exclude_attributes", "put_allowlist")
+_KNOWN_KEYS = (*_LIST_KEYS, "prefix", "server_port", "broadcast_port", "interface")
+
+
+def pv_name(device: str, attribute: str, prefix: str = "") -> str:
+    """`sim/aerotech/x`, `position` -> `SIM:AEROTECH:X:position` (after `prefix`)."""
+    return f"{prefix}{device.upper().replace('/', ':')}:{attribute}"
+
+
+def _matches(patterns: tuple[str, ...], device: str, attribute: str) -> bool:
+    full = f"{device}/{attribute}".lower()
+    for pattern in patterns:
+        pattern = pattern.lower()
+        if fnmatchcase(full if "/" in pattern else attribute.lower(), pattern):
+            return True
+    return False
+
+
+@dataclass(frozen=True)
+class BridgeConfig:
+    """The bridge's configuration; see the module docstring for the keys."""
+
+    devices: tuple[str, ...] = ("sim/*/*",)
+    attributes: tuple[str, ...] = ("*",)
+    exclude_attributes: tuple[str, ...] = ()
+    put_allowlist: tuple[str, ...] = ()
+    prefix: str = ""
+    server_port: int = 5075
+    broadcast_port: int = 5076
+    interface: str = LOOPBACK
+
+    @classmethod
+    def from_mapping(cls, values: dict[str, Any]) -> BridgeConfig:
+        """From a dict of property-like values (lists of strings, or plain YAML values)."""
+        unknown = sorted(set(values) - set(_KNOWN_KEYS))
+        if unknown:
+            raise ValueError(f"unknown PVA bridge setting(s) {', '.join(unknown)}; known: {', '.join(_KNOWN_KEYS)}")
+        kwargs: dict[str, Any] = {}
+        for key, value in values.items():
+            if key in _LIST_KEYS:
+                kwargs[key] = tuple(str(v) for v in ([value] if isinstance(value, str) else value))
+            else:
+                single = value[0] if isinstance(value, list | tuple) else value
+                kwargs[key] = int(single) if key.endswith("_port") else str(single)
+        return cls(**kwargs)
+
+    @classmethod
+    def load(cls, properties: dict[str, Any], config_file: str | None = None) -> BridgeConfig:
+        """Device properties over the YAML file `config_file` (when given) over the defaults."""
+        values: dict[str, Any] = {}
+        if config_file:
+            import yaml
+
+            path = Path(config_file).expanduser()
+            try:
+                loaded = yaml.safe_load(path.read_text()) or {}
+            except OSError as exc:
+                raise ValueError(f"cannot read PVA bridge config_file {path}: {exc.strerror}") from exc
+            if not isinstance(loaded, dict):
+                raise ValueError(f"PVA bridge config_file {path} must hold a mapping of settings")
+            values.update(loaded)
+        values.update({k: v for k, v in properties.items() if v not in (None, [], ())})
+        return cls.from_mapping(values)
+
+    def exports_device(self, device: str) -> bool:
+        return any(fnmatchcase(device.lower(), pattern.lower()) for pattern in self.devices)
+
+    def exports(self, device: str, attribute: str) -> bool:
+        """True when `device`'s `attribute` is published (attribute globs minus exclusions)."""
+        return _matches(self.attributes, device, attribute) and not _matches(self.exclude_attributes, device, attribute)
+
+    def allows_put(self, device: str, attribute: str) -> bool:
+        return _matches(self.put_allowlist, device, attribute)
+
+    def pv_name(self, device: str, attribute: str) -> str:
+        return pv_name(device, attribute, self.prefix)
+
+    def server_conf(self) -> dict[str, str]:
+        """p4p Server configuration: listen, answer searches and send beacons on loopback only."""
+        return {
+            "EPICS_PVAS_INTF_ADDR_LIST": self.interface,
+            "EPICS_PVAS_BEACON_ADDR_LIST": self.interface,
+            "EPICS_PVAS_AUTO_BEACON_ADDR_LIST": "NO",
+            "EPICS_PVAS_SERVER_PORT": str(self.server_port),
+            "EPICS_PVAS_BROADCAST_PORT": str(self.broadcast_port),
+        }
