@@ -2,7 +2,7 @@
 
 import copy
 import importlib.util
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -42,22 +42,66 @@ def with_aerotech(config: dict[str, Any]) -> dict[str, Any]:
     return {"servers": {"Automation1": copy.deepcopy(shipped["Automation1"]), **config["servers"]}}
 
 
+FAKE_MOTION = f"{Path(__file__).with_name('fake_motion_server.py')}:main"
+AXIS = "sim/aerotech/omega"
+PSO = "sim/aerotech/ctrl"
+
+
+def with_fake_motion(config: dict[str, Any]) -> dict[str, Any]:
+    """`config` plus a fake axis (sim/aerotech/omega) and pulse counter (sim/aerotech/ctrl), started
+    after the Pilatus so that following them cannot depend on start order."""
+    fake = {"test": {"FakeAxis": {AXIS: {}}, "FakePso": {PSO: {}}}}
+    return {"servers": {**config["servers"], "FakeMotion": fake}}
+
+
 def start_pilatus_stack(state_dir: Path, config: dict[str, Any]) -> RunningStack:
-    running = start_stack(state_dir, config=config, redis=False, bridges=False)
+    running = start_stack(
+        state_dir, config=config, redis=False, bridges=False, extra_servers={"FakeMotion": FAKE_MOTION}
+    )
     running.export_tango_host()
     return running
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def pilatus_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningStack]:
-    """One small Pilatus (no axis, no trigger source) for the tests of a module."""
-    running = start_pilatus_stack(
-        tmp_path_factory.mktemp("pilatus-stack"), pilatus_config(sample_axis=[""], trigger_source=[""])
-    )
+    """A small Pilatus following the fake axis and pulse counter (default property values)."""
+    running = start_pilatus_stack(tmp_path_factory.mktemp("pilatus-stack"), with_fake_motion(pilatus_config()))
     try:
         yield running
     finally:
         running.down()
+
+
+class Configs:
+    """Config builders for tests that start their own stack with `make_stack(**configs.options)`."""
+
+    pilatus = staticmethod(pilatus_config)
+    with_fake_motion = staticmethod(with_fake_motion)
+    with_aerotech = staticmethod(with_aerotech)
+    options = {"redis": False, "bridges": False, "extra_servers": {"FakeMotion": FAKE_MOTION}}
+
+
+@pytest.fixture
+def configs() -> type[Configs]:
+    return Configs
+
+
+@pytest.fixture
+def reset_pilatus() -> Callable[[tango.DeviceProxy, Path], None]:
+    """Abort whatever runs and restore the test settings, saving into the given directory."""
+    return reset
+
+
+@pytest.fixture
+def axis(pilatus_stack: RunningStack) -> Iterator[tango.DeviceProxy]:
+    proxy = pilatus_stack.proxy(AXIS)
+    yield proxy
+    proxy.position = 0.0
+
+
+@pytest.fixture
+def pso(pilatus_stack: RunningStack) -> tango.DeviceProxy:
+    return pilatus_stack.proxy(PSO)
 
 
 @pytest.fixture

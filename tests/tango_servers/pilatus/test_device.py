@@ -69,3 +69,178 @@ def test_internal_trigger_writes_nexus_file(pilatus, tmp_path):
         assert "32008" in data._filters  # bitshuffle
         assert (data[0][:, 60:65] == -1).all()  # module gap
     assert pilatus.saving_next_number == 1
+
+
+def saved_frames(path) -> int:
+    with h5py.File(path, "r", swmr=True) as f:
+        return f[DATA].shape[0]
+
+
+def test_soft_trigger_takes_exactly_one_frame_per_trigger(pilatus, tmp_path):
+    pilatus.acq_trigger_mode = "INTERNAL_TRIGGER_MULTI"
+    pilatus.acq_nb_frames = 4
+    pilatus.prepareAcq()
+    pilatus.startAcq()
+    assert pilatus.acq_status.name == "Running"
+    assert pilatus.last_image_acquired == -1  # armed, but no frame before the first trigger
+    for i in range(4):
+        pilatus.softTrigger()
+        wait_until(lambda i=i: pilatus.last_image_saved == i, 5, message=f"frame {i} saved")
+        assert pilatus.last_image_acquired == i
+    wait_ready(pilatus)
+    assert saved_frames(tmp_path / "scan_0000.h5") == 4
+    try:
+        pilatus.softTrigger()
+        raise AssertionError("softTrigger outside an acquisition must be refused")
+    except tango.DevFailed as exc:
+        assert "INTERNAL_TRIGGER_MULTI" in exc.args[0].desc
+
+
+def test_soft_trigger_until_stopped(pilatus, tmp_path):
+    pilatus.acq_trigger_mode = "INTERNAL_TRIGGER_MULTI"
+    pilatus.acq_nb_frames = 0
+    pilatus.prepareAcq()
+    pilatus.startAcq()
+    for i in range(3):
+        pilatus.softTrigger()
+        wait_until(lambda i=i: pilatus.last_image_saved == i, 5, message=f"frame {i} saved")
+    pilatus.stopAcq()
+    wait_ready(pilatus)
+    assert saved_frames(tmp_path / "scan_0000.h5") == 3
+
+
+def test_slow_threshold_refuses_acquisition_meanwhile(pilatus):
+    status = EventLog(pilatus, "acq_status")
+    try:
+        pilatus.energy_threshold = 12.5
+        # The write has returned while the detector is still busy: that is the point.
+        assert pilatus.acq_status.name == "Configuration"
+        assert pilatus.cam_state.name == "SETTING_THRESHOLD"
+        for start in (pilatus.prepareAcq, pilatus.startAcq):
+            try:
+                start()
+                raise AssertionError("an acquisition must be refused while the threshold is set")
+            except tango.DevFailed as exc:
+                assert "energy threshold" in exc.args[0].desc and "Ready" in exc.args[0].desc
+        wait_ready(pilatus)
+        assert pilatus.cam_state.name == "STANDBY"
+        assert pilatus.energy_threshold == 12.5
+        wait_until(lambda: status.values[-2:] == [3, 0], 5, message="Configuration then Ready events")
+    finally:
+        status.close()
+    pilatus.prepareAcq()
+    pilatus.startAcq()
+    wait_ready(pilatus)
+    assert pilatus.last_image_saved == 0
+
+
+def test_threshold_refused_during_acquisition(pilatus):
+    pilatus.acq_nb_frames = 0
+    pilatus.prepareAcq()
+    pilatus.startAcq()
+    try:
+        pilatus.threshold_gain = "HIGH"
+        raise AssertionError("a threshold change must be refused while acquiring")
+    except tango.DevFailed as exc:
+        assert "stopAcq" in exc.args[0].desc
+    finally:
+        pilatus.stopAcq()
+    wait_ready(pilatus)
+
+
+def refused(call) -> str:
+    try:
+        call()
+    except tango.DevFailed as exc:
+        return exc.args[0].desc
+    raise AssertionError(f"{call} was not refused")
+
+
+def test_bad_saving_directory_is_refused_by_prepare(pilatus, tmp_path):
+    pilatus.saving_directory = str(tmp_path / "missing")
+    assert "does not exist" in refused(pilatus.prepareAcq)
+    (tmp_path / "a_file").write_text("")
+    pilatus.saving_directory = str(tmp_path / "a_file")
+    assert "not a directory" in refused(pilatus.prepareAcq)
+    pilatus.saving_directory = "relative/dir"
+    assert "absolute" in refused(pilatus.prepareAcq)
+    assert pilatus.acq_status.name == "Ready"
+    assert "prepareAcq" in refused(pilatus.startAcq)
+
+
+def test_existing_file_refused_unless_overwrite(pilatus, tmp_path):
+    (tmp_path / "scan_0000.h5").write_text("precious")
+    assert "already exists" in refused(pilatus.prepareAcq)
+    pilatus.saving_overwrite_policy = "OVERWRITE"
+    pilatus.prepareAcq()
+    pilatus.startAcq()
+    wait_ready(pilatus)
+    assert saved_frames(tmp_path / "scan_0000.h5") == 1
+
+
+def test_failure_during_acquisition_faults_and_keeps_frames(pilatus, tmp_path):
+    directory = tmp_path / "data"
+    directory.mkdir()
+    pilatus.saving_directory = str(directory)
+    pilatus.saving_frame_per_file = 2
+    pilatus.acq_nb_frames = 6
+    pilatus.prepareAcq()
+    # The first file is open; taking its directory away makes the second file impossible.
+    moved = directory.rename(tmp_path / "moved")
+    pilatus.startAcq()
+    wait_until(lambda: pilatus.acq_status.name == "Fault", 10, message="acq_status Fault")
+    assert pilatus.state() == tango.DevState.FAULT
+    assert "scan_0001.h5" in pilatus.status() and "No such file" in pilatus.status()
+    assert "scan_0001.h5" in pilatus.acq_status_fault_error
+    wait_until(lambda: not pilatus.ready_for_next_image and pilatus.last_image_saved == 1, 5)
+    with h5py.File(moved / "scan_0000.h5", "r") as f:
+        frames = f[DATA][:]
+    assert frames.shape[0] == 2 and frames.max() > 0
+    event = json.loads(pilatus.file_event)
+    assert event["file_path"].endswith("scan_0001.h5") and event["done"] and not event["success"]
+    # prepareAcq clears the fault.
+    pilatus.saving_directory = str(moved)
+    pilatus.saving_frame_per_file = 10000
+    pilatus.acq_nb_frames = 1
+    pilatus.prepareAcq()
+    assert pilatus.acq_status.name == "Ready" and pilatus.state() == tango.DevState.ON
+
+
+def test_stop_and_abort_mid_acquisition_close_the_file(pilatus, tmp_path):
+    pilatus.acq_nb_frames = 1000
+    pilatus.acq_expo_time = 0.02
+    for stop, number in ((pilatus.stopAcq, 0), (pilatus.abortAcq, 1)):
+        path = tmp_path / f"scan_{number:04d}.h5"
+        pilatus.prepareAcq()
+        pilatus.startAcq()
+        wait_until(lambda: pilatus.last_image_saved >= 3, 10, message="some frames saved")
+        # A SWMR reader sees the frames while the acquisition runs.
+        with h5py.File(path, "r", swmr=True) as f:
+            assert f[DATA].shape[0] >= 4
+        stop()
+        wait_ready(pilatus)
+        event = json.loads(pilatus.file_event)
+        assert event == {**event, "file_path": str(path), "done": True, "success": True}
+        saved = pilatus.last_image_saved + 1
+        assert 4 <= saved < 1000
+        assert saved_frames(path) == saved
+
+
+def test_last_image_is_a_binned_preview(pilatus):
+    pilatus.prepareAcq()
+    pilatus.startAcq()
+    wait_ready(pilatus)
+    preview = pilatus.last_image
+    assert preview.shape == (pilatus.image_height // 4, pilatus.image_width // 4)
+    assert preview.dtype == np.int32 and preview.min() >= 0 and preview.sum() > 0
+    assert pilatus.image_type == "Bpp32S"
+
+
+def test_declares_bluesky_roles(pilatus):
+    roles = dict(
+        item.split("=", 1)
+        for item in tango.Database().get_class_property("Pilatus", ["bluesky_roles"])["bluesky_roles"]
+    )
+    assert roles["kind"] == "detector"
+    assert roles["trigger"] == "softTrigger"
+    assert roles["file_event"] == "file_event"
