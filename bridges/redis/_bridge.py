@@ -319,12 +319,11 @@ class RedisBridgeCore:
 
     def _publish_progress(self, route: _Route, value: Any, timestamp: float) -> None:
         progress = self._progress.setdefault(
-            route.device, {"value": 0.0, "max_value": 100.0, "done": True, "device": route.device}
+            route.device, {"value": 0.0, "max_value": 1.0, "done": True, "device": route.device}
         )
         if route.is_progress_value:
             progress["value"] = float(value)
-            if route.info.max_value is not None:
-                progress["max_value"] = route.info.max_value
+            progress["max_value"] = progress_maximum(route.info)
             progress["done"] = progress["value"] >= progress["max_value"] or progress.get("idle", False)
         else:
             # A task state: done unless the task is running.
@@ -334,6 +333,13 @@ class RedisBridgeCore:
         progress["timestamp"] = timestamp
         message = {key: progress[key] for key in ("value", "max_value", "done", "device", "timestamp")}
         self.publisher.set_and_publish(route.progress_key, pack(message))
+
+
+def progress_maximum(info: AttributeType) -> float:
+    """The `max_value` of a progress attribute: its declared maximum, else 100 for "%", else 1."""
+    if info.max_value is not None:
+        return info.max_value
+    return 100.0 if info.unit == "%" else 1.0
 
 
 def file_event(value: Any) -> dict[str, Any] | None:

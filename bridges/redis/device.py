@@ -109,7 +109,7 @@ class RedisBridge(Device):
             try:
                 self._refresh_status()
             except Exception as exc:  # the status thread must outlive odd moments (shutdown)
-                self.debug_stream(f"status refresh failed: {exc}")
+                self.error_stream(f"status refresh failed: {exc!r}")
 
     def _refresh_status(self) -> None:
         status = self._publisher.status()

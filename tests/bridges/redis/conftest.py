@@ -14,6 +14,7 @@ import pytest
 import redis
 import tango
 
+from tango_servers.stack.testing import start_stack
 from tango_servers.stack.waiting import wait_until
 
 
@@ -81,7 +82,6 @@ def private_redis(tmp_path: Path) -> Iterator[PrivateRedis]:
     server.stop()
 
 
-
 FEED_SERVER = str(Path(__file__).with_name("feed_server.py"))
 FEED_DEVICE = "test/feed/1"
 BRIDGE_DEVICE = "sys/bridge/redis"
@@ -127,17 +127,39 @@ class FeedStack:
         )
 
 
+def _feed_stack(stack: Any, redis_url: str | None) -> FeedStack:
+    url = redis_url or stack.redis_url
+    assert url, "the stack has no redis_url"
+    client = redis.Redis.from_url(url, socket_timeout=5.0)
+    return FeedStack(stack, client, stack.proxy(FEED_DEVICE), stack.proxy(BRIDGE_DEVICE))
+
+
+EXTRA_SERVERS = {"BridgeFeed": f"{FEED_SERVER}:main"}
+
+
 @pytest.fixture
 def start_feed_stack(make_stack) -> Callable[..., FeedStack]:
-    """Start feed + bridge: `start_feed_stack()` uses the launcher's redis-server,
+    """Start feed + bridge for one test: `start_feed_stack()` uses the launcher's redis-server,
     `start_feed_stack(redis_url=...)` a redis-server of the test's own (the launcher starts none)."""
 
     def start(redis_url: str | None = None, **properties: list[str]) -> FeedStack:
         config = bridge_config(redis_url, **properties)
-        stack = make_stack(config, extra_servers={"BridgeFeed": f"{FEED_SERVER}:main"}, redis=redis_url is None)
-        url = redis_url or stack.redis_url
-        assert url, "the stack has no redis_url"
-        client = redis.Redis.from_url(url, socket_timeout=5.0)
-        return FeedStack(stack, client, stack.proxy(FEED_DEVICE), stack.proxy(BRIDGE_DEVICE))
+        return _feed_stack(make_stack(config, extra_servers=EXTRA_SERVERS, redis=redis_url is None), redis_url)
 
     return start
+
+
+@pytest.fixture(scope="module")
+def shared_feed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FeedStack]:
+    """Feed + bridge + the launcher's redis-server, shared by the non-destructive tests of a module."""
+    stack = start_stack(
+        tmp_path_factory.mktemp("redis-feed"),
+        config=bridge_config(preview_period=["0.2"], preview_maxlen=["3"], preview_expiry=["30"]),
+        extra_servers=EXTRA_SERVERS,
+    )
+    try:
+        feed = _feed_stack(stack, None)
+        feed.wait_followed()
+        yield feed
+    finally:
+        stack.down()
