@@ -192,7 +192,11 @@ class _YamlDoc:
         except yaml.MarkedYAMLError as exc:
             mark = exc.problem_mark or exc.context_mark
             line = mark.line + 1 if mark else None
-            raise ConfigFileError(path, line, f"malformed YAML: {exc.problem or exc.context}") from exc
+            problem = f"malformed YAML: {exc.problem or exc.context}"
+            if exc.context and exc.context_mark and exc.context_mark.line + 1 != line:
+                # YAML notices an unclosed bracket or quote only later: say where it opened.
+                problem += f" ({exc.context} that starts on line {exc.context_mark.line + 1})"
+            raise ConfigFileError(path, line, problem) from exc
         except yaml.YAMLError as exc:
             raise ConfigFileError(path, None, f"malformed YAML: {exc}") from exc
         if root is None:

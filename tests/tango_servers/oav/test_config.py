@@ -47,7 +47,7 @@ def test_zoom_levels_with_scalar_scale_and_crop(tmp_path):
 @pytest.mark.parametrize(
     ("text", "line", "words"),
     [
-        ('zoom_levels:\n  - label: "1x"\n    microns_per_pixel: [2, 2\n', 4, "malformed YAML"),
+        ('zoom_levels:\n  - label: "1x"\n    microns_per_pixel: [2, 2\n', 4, "flow sequence that starts on line 3"),
         ('zoom_levels:\n  - label: "1x"\n    microns_per_pixel: abc\n', 3, "'abc' is not a number"),
         ('zoom_levels:\n  - label: "1x"\n    micron_per_pixel: 2\n', 3, "unknown key 'micron_per_pixel'"),
         ('zoom_levels:\n  - label: "1x"\n    microns_per_pixel: 2\n  - label: "1x"\n    microns_per_pixel: 1\n',

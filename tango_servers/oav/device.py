@@ -1,0 +1,710 @@
+"""The `OAV` Tango device: an on-axis viewer camera with zoom calibration from files.
+
+Thin: frames come from a `CameraBackend` (`sim` or `mjpeg`), calibration from `config.py`,
+and the simulator follows the goniometer axes through Tango change events.
+"""
+
+import contextlib
+import logging
+import struct
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import tango
+from PIL import Image
+from tango import AttrQuality, AttrWriteType, DevState, EventType
+from tango.server import Device, attribute, class_property, command, device_property, run
+
+from .backend import CameraBackend, Frame, ImageMode, SampleScene, UnsupportedSetting
+from .config import (
+    ConfigFileError,
+    Crop,
+    DisplayConfig,
+    ZoomLevel,
+    ZoomLevels,
+    default_display_config_path,
+    default_zoom_levels_path,
+    load_display_config,
+    load_zoom_levels,
+)
+from .mjpeg import MjpegCamera, encode_jpeg
+from .sim import SimCamera
+
+log = logging.getLogger(__name__)
+
+# Lima's VIDEO_IMAGE layout: a big-endian header, then the pixels row by row.
+VIDEO_IMAGE_FORMAT = "VIDEO_IMAGE"
+VIDEO_HEADER = struct.Struct("!IHHqiiHHHH")  # magic, version, mode, frame, width, height, endian, size, pad, pad
+VIDEO_MAGIC = 0x5644454F  # "VDEO"
+VIDEO_MODES = {ImageMode.MONO8: (0, "Y8"), ImageMode.RGB: (6, "RGB24")}  # Lima VideoMode Y8, RGB24
+LIMA_MODE_NAMES = {name: mode for mode, (_, name) in VIDEO_MODES.items()}
+MAX_WIDTH, MAX_HEIGHT = 4096, 4096
+FRAME_RATE_MAX = 60.0
+STALL_PERIODS = 5  # frames missed (and at least 2 s) before an acquiring camera counts as stalled
+AXES = ("x", "y", "z", "omega")
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """A consistent pair of calibration files, as loaded."""
+
+    zoom_levels: ZoomLevels
+    display: DisplayConfig
+    loaded_at: float
+
+    @classmethod
+    def load(cls, zoom_path: Path, display_path: Path) -> "Calibration":
+        zoom_levels = load_zoom_levels(zoom_path)
+        display = load_display_config(display_path)
+        display.check_covers(zoom_levels)
+        return cls(zoom_levels, display, time.time())
+
+    def describe(self) -> str:
+        return f"{self.zoom_levels.source} and {self.display.source}"
+
+
+class OAV(Device):
+    """On-axis viewer camera: live image, zoom levels with microns per pixel and beam centre."""
+
+    bluesky_roles = class_property(
+        dtype=(str,),
+        default_value=[
+            "kind=camera",
+            "hinted=image_counter",
+            "readback=image",
+            "configuration=zoom,microns_per_pixel_x,microns_per_pixel_y,beam_centre_x,beam_centre_y,"
+            "exposure,gain,frame_rate",
+        ],
+    )
+
+    backend = device_property(dtype=str, default_value="sim", doc="camera backend: 'sim' or 'mjpeg'")
+    mjpeg_url = device_property(dtype=str, default_value="", doc="MJPEG stream URL for backend 'mjpeg'")
+    image_mode = device_property(dtype=str, default_value="mono8", doc="initial image mode: mono8 or rgb")
+    sensor_width = device_property(dtype=int, default_value=1024, doc="simulated sensor width, pixels")
+    sensor_height = device_property(dtype=int, default_value=768, doc="simulated sensor height, pixels")
+    seed = device_property(dtype=int, default_value=0, doc="seed of the simulator's noise and dust")
+    autostart = device_property(dtype=bool, default_value=True, doc="start acquiring when the device starts")
+    axis_x = device_property(dtype=str, default_value="sim/aerotech/x", doc="goniometer x (mm), '' for none")
+    axis_y = device_property(dtype=str, default_value="sim/aerotech/y", doc="goniometer y (mm), '' for none")
+    axis_z = device_property(dtype=str, default_value="sim/aerotech/z", doc="goniometer z (mm), '' for none")
+    axis_omega = device_property(dtype=str, default_value="sim/aerotech/omega", doc="omega (deg), '' for none")
+    axis_attribute = device_property(dtype=str, default_value="position", doc="attribute followed on each axis")
+    zoom_levels_file = device_property(dtype=str, default_value="", doc="zoom levels YAML; '' = packaged")
+    display_config_file = device_property(dtype=str, default_value="", doc="beam centres YAML; '' = packaged")
+    snapshot_directory = device_property(dtype=str, default_value="", doc="where relative Snapshot paths go")
+    jpeg_quality = device_property(dtype=int, default_value=90, doc="quality of image_jpeg and .jpg snapshots")
+
+    # -- lifecycle ---------------------------------------------------------------------------
+    def init_device(self) -> None:
+        super().init_device()
+        self.set_state(DevState.INIT)
+        self._camera: CameraBackend | None = None
+        self._camera_error = ""
+        self._publisher: FramePublisher | None = None
+        self._followers: list[AxisFollower] = []
+        self._read_frame: Frame | None = None
+        self._jpeg_cache: tuple[int, bytes] | None = None
+        self._acquire_started = time.time()
+        self._zoom_index = getattr(self, "_zoom_index", 0)
+        self._load_calibration_at_init()
+        for name in (
+            "image",
+            "image_counter",
+            "video_last_image",
+            "video_last_image_counter",
+            "image_jpeg",
+            "acquiring",
+            "video_live",
+            "microns_per_pixel_x",
+            "microns_per_pixel_y",
+            "beam_centre_x",
+            "beam_centre_y",
+            "frame_rate",
+            "exposure",
+            "gain",
+            "config_error",
+        ):
+            self.set_change_event(name, True, False)
+        try:
+            self._camera = self._make_camera()
+        except Exception as exc:
+            self._camera_error = f"cannot create the '{self.backend}' camera: {exc}"
+            self.error_stream(self._camera_error)
+            self.set_state(DevState.FAULT)
+            return
+        self._publisher = FramePublisher(self)
+        self._camera.add_frame_listener(self._publisher.offer)
+        if isinstance(self._camera, SampleScene):
+            self._follow_axes(self._camera)
+        self._apply_zoom(push=False)
+        if getattr(self, "_zoom_labels", None) is not None:
+            self._sync_zoom_attribute()  # Init: the files may have new labels
+        if self.autostart:
+            self._camera.start()
+        self.set_state(DevState.ON)
+
+    def initialize_dynamic_attributes(self) -> None:
+        self._add_zoom_attribute()
+
+    def delete_device(self) -> None:
+        for follower in self._followers:
+            follower.close()
+        self._followers = []
+        if self._publisher is not None:
+            # Not joined: it may be waiting for this device's monitor, which we hold now.
+            self._publisher.close()
+        if self._camera is not None:
+            self._camera.close()
+        self._camera = None
+        super().delete_device()
+
+    def _make_camera(self) -> CameraBackend:
+        mode = ImageMode.parse(self.image_mode)
+        kind = self.backend.strip().lower()
+        if kind == "sim":
+            return SimCamera(self.sensor_width, self.sensor_height, mode, seed=self.seed)
+        if kind == "mjpeg":
+            if not self.mjpeg_url:
+                raise ValueError("set the device property 'mjpeg_url' to the camera's MJPEG stream URL")
+            return MjpegCamera(self.mjpeg_url, mode)
+        raise ValueError(f"unknown backend {self.backend!r}; use 'sim' or 'mjpeg'")
+
+    def _follow_axes(self, scene: SampleScene) -> None:
+        for axis in AXES:
+            device = getattr(self, f"axis_{axis}").strip()
+            if device:
+                self._followers.append(AxisFollower(device, self.axis_attribute, axis, scene))
+
+    # -- state and status ------------------------------------------------------------------------
+    def dev_state(self) -> DevState:
+        camera = self._camera
+        if camera is None or self.get_state() == DevState.INIT:
+            return DevState.FAULT if self._camera_error else self.get_state()
+        if not camera.acquiring:
+            return DevState.STANDBY
+        return DevState.FAULT if self._stalled(camera) else DevState.RUNNING
+
+    def dev_status(self) -> str:
+        camera = self._camera
+        lines = []
+        if camera is None:
+            lines.append(self._camera_error or "no camera")
+        else:
+            lines.append(camera.status())
+            if camera.acquiring and self._stalled(camera):
+                lines.append("No new frame for a while: check the camera or its stream.")
+        level = self._zoom_level()
+        centre = self._calibration.display.beam_centre(level.label)
+        lines.append(
+            f"Zoom {level.label}: {level.microns_per_pixel_x:g} x {level.microns_per_pixel_y:g} um/pixel, "
+            f"beam centre ({centre.x:g}, {centre.y:g}) pixels."
+        )
+        for follower in self._followers:
+            lines.append(follower.status())
+        if self._config_error:
+            when = time.strftime("%H:%M:%S", time.localtime(self._calibration.loaded_at))
+            lines.append(
+                f"Calibration error: {self._config_error}. Still using the last good calibration "
+                f"({self._calibration.describe()}, loaded at {when})."
+            )
+        return "\n".join(lines)
+
+    def _stalled(self, camera: CameraBackend) -> bool:
+        frame = camera.last_frame()
+        allowed = max(2.0, STALL_PERIODS / max(camera.frame_rate, 0.1))
+        since = frame.timestamp if frame is not None else self._acquire_started
+        return time.time() - since > allowed
+
+    # -- frames ------------------------------------------------------------------------------------
+    def read_attr_hardware(self, attr_list) -> None:
+        # One frame per client request, so image and image_counter read together always agree.
+        self._read_frame = self._camera.last_frame() if self._camera is not None else None
+
+    def _frame(self) -> Frame:
+        frame = self._read_frame
+        if frame is None:
+            tango.Except.throw_exception(
+                "OAV_NoFrame",
+                "No frame yet: start the camera with the Start command (or check Status).",
+                "OAV.read",
+            )
+        return frame
+
+    def _cropped(self, frame: Frame) -> np.ndarray:
+        crop = self._zoom_level().crop
+        if crop is None:
+            return frame.image
+        return frame.image[crop.y : crop.y + crop.height, crop.x : crop.x + crop.width]
+
+    def _image_2d(self, frame: Frame) -> np.ndarray:
+        image = self._cropped(frame)
+        return image.reshape(image.shape[0], -1)  # rgb: (h, w * 3), channels interleaved
+
+    def _video_image(self, frame: Frame) -> tuple[str, bytes]:
+        image = np.ascontiguousarray(self._cropped(frame))
+        mode_number = VIDEO_MODES[frame.mode][0]
+        header = VIDEO_HEADER.pack(
+            VIDEO_MAGIC, 1, mode_number, frame.counter, image.shape[1], image.shape[0], 0, VIDEO_HEADER.size, 0, 0
+        )
+        return VIDEO_IMAGE_FORMAT, header + image.tobytes()
+
+    def _jpeg(self, frame: Frame) -> bytes:
+        cached = self._jpeg_cache
+        if cached is None or cached[0] != frame.counter:
+            cached = (frame.counter, encode_jpeg(np.ascontiguousarray(self._cropped(frame)), self.jpeg_quality))
+            self._jpeg_cache = cached
+        return cached[1]
+
+    def publish(self, frame: Frame) -> None:
+        """Push the per-frame events (called from the FramePublisher thread)."""
+        stamp, valid = frame.timestamp, AttrQuality.ATTR_VALID
+        self.push_change_event("image_counter", frame.counter, stamp, valid)
+        self.push_change_event("video_last_image_counter", frame.counter, stamp, valid)
+        # Images travel only to clients that asked for them.
+        if self.is_there_subscriber("image", EventType.CHANGE_EVENT):
+            self.push_change_event("image", self._image_2d(frame), stamp, valid)
+        if self.is_there_subscriber("video_last_image", EventType.CHANGE_EVENT):
+            fmt, data = self._video_image(frame)
+            self.push_change_event("video_last_image", fmt, data, stamp, valid)
+        if self.is_there_subscriber("image_jpeg", EventType.CHANGE_EVENT):
+            self.push_change_event("image_jpeg", "JPEG", self._jpeg(frame), stamp, valid)
+
+    @attribute(
+        dtype=((np.uint8,),),
+        max_dim_x=MAX_WIDTH * 3,
+        max_dim_y=MAX_HEIGHT,
+        doc="The latest frame. mono8: (height, width); rgb: (height, width*3), R,G,B interleaved. "
+        "Cropped as the zoom level says. Change events only to subscribers.",
+    )
+    def image(self):
+        frame = self._frame()
+        return self._image_2d(frame), frame.timestamp, AttrQuality.ATTR_VALID
+
+    @attribute(dtype=np.int64, doc="Number of the latest frame; a change event per frame")
+    def image_counter(self):
+        return self._counter_reading()
+
+    def _counter_reading(self):
+        frame = self._read_frame
+        return (frame.counter, frame.timestamp, AttrQuality.ATTR_VALID) if frame else 0
+
+    @attribute(dtype=int, unit="px", doc="Width of `image` in pixels (the latest frame, after crop)")
+    def image_width(self) -> int:
+        frame = self._read_frame
+        return int(self._cropped(frame).shape[1]) if frame else 0
+
+    @attribute(dtype=int, unit="px", doc="Height of `image` in pixels (the latest frame, after crop)")
+    def image_height(self) -> int:
+        frame = self._read_frame
+        return int(self._cropped(frame).shape[0]) if frame else 0
+
+    @attribute(dtype=int, doc="Colour channels per pixel in `image`: 1 (mono8) or 3 (rgb)")
+    def image_channels(self) -> int:
+        frame = self._read_frame
+        mode = frame.mode if frame else self._camera_mode()
+        return 3 if mode is ImageMode.RGB else 1
+
+    @attribute(dtype=tango.DevEncoded, doc="The latest frame as JPEG: ('JPEG', bytes)")
+    def image_jpeg(self):
+        frame = self._frame()
+        return "JPEG", self._jpeg(frame), frame.timestamp, AttrQuality.ATTR_VALID
+
+    # Lima video names, for MXCuBE-style clients.
+    @attribute(dtype=tango.DevEncoded, doc="Lima VIDEO_IMAGE: 32-byte big-endian header + pixels")
+    def video_last_image(self):
+        frame = self._frame()
+        fmt, data = self._video_image(frame)
+        return fmt, data, frame.timestamp, AttrQuality.ATTR_VALID
+
+    @attribute(dtype=np.int64, doc="Number of the frame in video_last_image (Lima name)")
+    def video_last_image_counter(self):
+        return self._counter_reading()
+
+    @attribute(
+        dtype=str, access=AttrWriteType.READ_WRITE, memorized=True, hw_memorized=True,
+        doc="Lima video mode: Y8 (mono8) or RGB24 (rgb)",
+    )  # fmt: skip
+    def video_mode(self) -> str:
+        return VIDEO_MODES[self._camera_mode()][1]
+
+    def write_video_mode(self, value: str) -> None:
+        mode = LIMA_MODE_NAMES.get(value.strip().upper())
+        if mode is None:
+            tango.Except.throw_exception(
+                "OAV_BadVideoMode", f"video_mode {value!r} is not supported; use Y8 or RGB24", "OAV.video_mode"
+            )
+        self._require_camera().set_mode(mode)
+
+    # -- acquisition -------------------------------------------------------------------------------
+    @attribute(dtype=bool, doc="True while the camera delivers frames (Start / Stop)")
+    def acquiring(self) -> bool:
+        return self._is_acquiring()
+
+    def _is_acquiring(self) -> bool:
+        return bool(self._camera and self._camera.acquiring)
+
+    @attribute(dtype=bool, access=AttrWriteType.READ_WRITE, doc="Lima name: write True to Start, False to Stop")
+    def video_live(self) -> bool:
+        return self._is_acquiring()
+
+    def write_video_live(self, value: bool) -> None:
+        if value:
+            self.Start()
+        else:
+            self.Stop()
+
+    @command
+    def Start(self) -> None:
+        """Start delivering frames."""
+        camera = self._require_camera()
+        if not camera.acquiring:
+            self._acquire_started = time.time()
+        camera.start()
+        self._push_acquiring()
+
+    @command
+    def Stop(self) -> None:
+        """Stop delivering frames; the last frame stays readable."""
+        self._require_camera().stop()
+        self._push_acquiring()
+
+    def _push_acquiring(self) -> None:
+        value = self._is_acquiring()
+        self.push_change_event("acquiring", value)
+        self.push_change_event("video_live", value)
+
+    @attribute(
+        dtype=float, access=AttrWriteType.READ_WRITE, unit="Hz", format="%.1f", min_value=0.1,
+        max_value=FRAME_RATE_MAX, memorized=True, hw_memorized=True,
+        doc="Frames per second the camera delivers (a ceiling for MJPEG streams)",
+    )  # fmt: skip
+    def frame_rate(self) -> float:
+        return self._require_camera().frame_rate
+
+    def write_frame_rate(self, value: float) -> None:
+        self._set(lambda camera: camera.set_frame_rate(value), "frame_rate")
+
+    @attribute(dtype=float, unit="Hz", format="%.1f", doc="Frames per second actually delivered lately")
+    def measured_frame_rate(self) -> float:
+        return float(getattr(self._require_camera(), "measured_frame_rate", 0.0))
+
+    @attribute(
+        dtype=float, access=AttrWriteType.READ_WRITE, unit="s", format="%.4f", min_value=1e-4, max_value=1.0,
+        memorized=True, hw_memorized=True, doc="Exposure time (NaN when the camera does not say)",
+    )  # fmt: skip
+    def exposure(self) -> float:
+        return self._require_camera().exposure
+
+    def write_exposure(self, value: float) -> None:
+        self._set(lambda camera: camera.set_exposure(value), "exposure")
+
+    @attribute(
+        dtype=float, access=AttrWriteType.READ_WRITE, format="%.2f", min_value=0.1, max_value=16.0,
+        memorized=True, hw_memorized=True, doc="Linear gain, 1 = unity (NaN when the camera does not say)",
+    )  # fmt: skip
+    def gain(self) -> float:
+        return self._require_camera().gain
+
+    def write_gain(self, value: float) -> None:
+        self._set(lambda camera: camera.set_gain(value), "gain")
+
+    @attribute(dtype=float, access=AttrWriteType.READ_WRITE, unit="s", format="%.4f", doc="Lima name of exposure")
+    def video_exposure(self) -> float:
+        return self._require_camera().exposure
+
+    def write_video_exposure(self, value: float) -> None:
+        self.write_exposure(value)
+
+    @attribute(dtype=float, access=AttrWriteType.READ_WRITE, format="%.2f", doc="Lima name of gain")
+    def video_gain(self) -> float:
+        return self._require_camera().gain
+
+    def write_video_gain(self, value: float) -> None:
+        self.write_gain(value)
+
+    def _set(self, change, name: str) -> None:
+        camera = self._require_camera()
+        try:
+            change(camera)
+        except UnsupportedSetting as exc:
+            tango.Except.throw_exception("OAV_Unsupported", f"{exc}.", f"OAV.write_{name}")
+        except ValueError as exc:
+            tango.Except.throw_exception("OAV_OutOfRange", f"{exc}.", f"OAV.write_{name}")
+        self.push_change_event(name, getattr(camera, name))
+
+    def _require_camera(self) -> CameraBackend:
+        if self._camera is None:
+            tango.Except.throw_exception(
+                "OAV_NoCamera", f"{self._camera_error or 'No camera'}; fix the properties and run Init.", "OAV"
+            )
+        return self._camera
+
+    def _camera_mode(self) -> ImageMode:
+        return self._camera.mode if self._camera is not None else ImageMode.parse(self.image_mode)
+
+    @command(
+        dtype_in=str,
+        dtype_out=str,
+        doc_in="File path ending in .png, .jpg or .jpeg (relative: in snapshot_directory; '' picks a name)",
+        doc_out="Absolute path of the file written",
+    )
+    def Snapshot(self, path: str) -> str:
+        frame = self._require_camera().last_frame()
+        if frame is None:
+            tango.Except.throw_exception("OAV_NoFrame", "No frame to save yet: start the camera first.", "OAV.Snapshot")
+        target = Path(path.strip() or f"oav_snapshot_{frame.counter:06d}.png").expanduser()
+        if not target.is_absolute():
+            target = Path(self.snapshot_directory or ".").expanduser().resolve() / target
+        kind = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG"}.get(target.suffix.lower())
+        if kind is None:
+            tango.Except.throw_exception(
+                "OAV_BadSnapshotPath", f"{target}: use a .png, .jpg or .jpeg file name.", "OAV.Snapshot"
+            )
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            partial = target.with_name(f".{target.name}.partial")
+            options = {"quality": self.jpeg_quality} if kind == "JPEG" else {}
+            Image.fromarray(np.ascontiguousarray(self._cropped(frame))).save(partial, format=kind, **options)
+            partial.replace(target)  # readers never see half a file
+        except OSError as exc:
+            tango.Except.throw_exception(
+                "OAV_SnapshotFailed", f"cannot write {target}: {exc.strerror or exc}", "OAV.Snapshot"
+            )
+        return str(target)
+
+    # -- zoom and calibration ---------------------------------------------------------------------
+    def _load_calibration_at_init(self) -> None:
+        zoom_path, display_path = self._config_paths()
+        self._config_error = ""
+        try:
+            self._calibration = Calibration.load(zoom_path, display_path)
+        except ConfigFileError as exc:
+            self._config_error = str(exc)
+            self.error_stream(f"calibration not loaded: {exc}")
+            if not hasattr(self, "_calibration"):
+                # No earlier good calibration in this process: start from the packaged one.
+                self._calibration = Calibration.load(default_zoom_levels_path(), default_display_config_path())
+        self._zoom_index = min(self._zoom_index, len(self._calibration.zoom_levels.levels) - 1)
+
+    def _config_paths(self) -> tuple[Path, Path]:
+        zoom = Path(self.zoom_levels_file).expanduser() if self.zoom_levels_file else default_zoom_levels_path()
+        display = (
+            Path(self.display_config_file).expanduser() if self.display_config_file else default_display_config_path()
+        )
+        return zoom, display
+
+    def _zoom_level(self) -> ZoomLevel:
+        return self._calibration.zoom_levels.levels[self._zoom_index]
+
+    def _add_zoom_attribute(self) -> None:
+        zoom = attribute(
+            name="zoom",
+            dtype=tango.DevEnum,
+            enum_labels=list(self._calibration.zoom_levels.labels),
+            access=AttrWriteType.READ_WRITE,
+            memorized=True,
+            hw_memorized=True,
+            doc="Zoom level of the OAV lens; the labels come from the zoom levels file",
+            fget=self.read_zoom,
+            fset=self.write_zoom,
+        )
+        self.add_attribute(zoom)
+        self.set_change_event("zoom", True, False)
+        self._zoom_labels = self._calibration.zoom_levels.labels
+
+    def _sync_zoom_attribute(self) -> None:
+        # Enum labels are fixed per attribute: re-create it so clients see the new list.
+        if self._calibration.zoom_levels.labels != self._zoom_labels:
+            self.remove_attribute("zoom", False, False)  # keep the memorized value in the database
+            self._add_zoom_attribute()
+
+    def read_zoom(self, attr) -> int:
+        return self._zoom_index
+
+    def write_zoom(self, attr) -> None:
+        index = int(attr.get_write_value())
+        if not 0 <= index < len(self._calibration.zoom_levels.levels):
+            tango.Except.throw_exception(
+                "OAV_BadZoom",
+                f"zoom index {index} is not one of 0..{len(self._calibration.zoom_levels.levels) - 1}",
+                "OAV.write_zoom",
+            )
+        self._zoom_index = index
+        self._apply_zoom(push=True)
+
+    def _apply_zoom(self, push: bool) -> None:
+        level = self._zoom_level()
+        centre = self._calibration.display.beam_centre(level.label)
+        if isinstance(self._camera, SampleScene):
+            crop = level.crop or Crop(0, 0, 0, 0)
+            self._camera.set_optics(
+                level.microns_per_pixel_x, level.microns_per_pixel_y, crop.x + centre.x, crop.y + centre.y
+            )
+        if push:
+            self.push_change_event("zoom", self._zoom_index)
+            self.push_change_event("microns_per_pixel_x", level.microns_per_pixel_x)
+            self.push_change_event("microns_per_pixel_y", level.microns_per_pixel_y)
+            self.push_change_event("beam_centre_x", centre.x)
+            self.push_change_event("beam_centre_y", centre.y)
+
+    @attribute(dtype=float, unit="um", format="%.4f", doc="Size of one image pixel on the sample, horizontally")
+    def microns_per_pixel_x(self) -> float:
+        return self._zoom_level().microns_per_pixel_x
+
+    @attribute(dtype=float, unit="um", format="%.4f", doc="Size of one image pixel on the sample, vertically")
+    def microns_per_pixel_y(self) -> float:
+        return self._zoom_level().microns_per_pixel_y
+
+    @attribute(dtype=float, unit="px", format="%.1f", doc="Image column where the X-ray beam is")
+    def beam_centre_x(self) -> float:
+        return self._calibration.display.beam_centre(self._zoom_level().label).x
+
+    @attribute(dtype=float, unit="px", format="%.1f", doc="Image row where the X-ray beam is")
+    def beam_centre_y(self) -> float:
+        return self._calibration.display.beam_centre(self._zoom_level().label).y
+
+    @attribute(dtype=str, doc="Why the last ReloadConfig failed ('' when the calibration files are fine)")
+    def config_error(self) -> str:
+        return self._config_error
+
+    @attribute(dtype=str, doc="The calibration files in use")
+    def config_files(self) -> str:
+        return self._calibration.describe()
+
+    @command(doc_in="Re-read the zoom levels and display files; on error keep the current calibration")
+    def ReloadConfig(self) -> None:
+        zoom_path, display_path = self._config_paths()
+        try:
+            calibration = Calibration.load(zoom_path, display_path)
+        except ConfigFileError as exc:
+            self._config_error = str(exc)
+            self.push_change_event("config_error", self._config_error)
+            tango.Except.throw_exception(
+                "OAV_BadConfigFile",
+                f"{exc}. The device keeps its previous calibration; fix the file and run ReloadConfig again.",
+                "OAV.ReloadConfig",
+            )
+        label = self._zoom_level().label
+        self._calibration = calibration
+        self._config_error = ""
+        self.push_change_event("config_error", "")
+        labels = calibration.zoom_levels.labels
+        self._zoom_index = labels.index(label) if label in labels else 0
+        self._sync_zoom_attribute()
+        self._apply_zoom(push=True)
+
+
+class FramePublisher:
+    """Pushes per-frame events from its own thread: the camera thread never waits on the device.
+
+    Pushing an event takes the device monitor; handing frames over here keeps a slow client
+    request (a Snapshot, say) from holding up frame production. Only the newest frame waits.
+    """
+
+    def __init__(self, device: OAV) -> None:
+        self._device = device
+        self._cond = threading.Condition()
+        self._frame: Frame | None = None
+        self._published = 0
+        self._closed = False
+        self._thread = threading.Thread(target=self._run, name="oav-events", daemon=True)
+        self._thread.start()
+
+    def offer(self, frame: Frame) -> None:
+        with self._cond:
+            self._frame = frame
+            self._cond.notify()
+
+    def close(self) -> None:
+        with self._cond:
+            self._closed = True
+            self._cond.notify()
+
+    def _ready(self) -> bool:
+        return self._closed or (self._frame is not None and self._frame.counter != self._published)
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                self._cond.wait_for(self._ready)
+                if self._closed:
+                    return
+                frame = self._frame
+            assert frame is not None
+            self._published = frame.counter
+            try:
+                self._device.publish(frame)
+            except Exception:
+                log.exception("pushing OAV frame events failed")
+
+
+class AxisFollower:
+    """Feeds one goniometer axis into the simulator through change events (stateless: the axis
+    server may start later or restart)."""
+
+    RETRY_PERIOD = 2.0
+
+    def __init__(self, device: str, attribute_name: str, axis: str, scene: SampleScene) -> None:
+        self.device = device
+        self.attribute = attribute_name
+        self.axis = axis
+        self._scene = scene
+        self._proxy: tango.DeviceProxy | None = None
+        self._event_id: int | None = None
+        self._error = "not connected yet"
+        self._value: float | None = None
+        self._closed = False
+        self._timer: threading.Timer | None = None
+        self._connect()
+
+    def _connect(self) -> None:
+        if self._closed:
+            return
+        try:
+            self._proxy = tango.DeviceProxy(self.device)
+            self._event_id = self._proxy.subscribe_event(
+                self.attribute, EventType.CHANGE_EVENT, self._on_event, stateless=True
+            )
+        except tango.DevFailed as exc:
+            # Unknown device name in the database: look again later (it may be defined later).
+            self._error = exc.args[0].desc.strip() if exc.args else str(exc)
+            self._timer = threading.Timer(self.RETRY_PERIOD, self._connect)
+            self._timer.daemon = True
+            self._timer.start()
+
+    def _on_event(self, event: tango.EventData) -> None:
+        if event.err:
+            self._error = event.errors[0].desc.strip() if event.errors else "event error"
+            return
+        value = event.attr_value.value if event.attr_value is not None else None
+        if value is None:
+            return
+        self._value = float(value)
+        self._error = ""
+        self._scene.set_axis_position(self.axis, self._value)
+
+    def status(self) -> str:
+        where = f"{self.device}/{self.attribute}"
+        if self._error:
+            return f"Axis {self.axis}: waiting for {where} ({self._error})."
+        return f"Axis {self.axis}: following {where} = {self._value:g}."
+
+    def close(self) -> None:
+        self._closed = True
+        if self._timer is not None:
+            self._timer.cancel()
+        if self._proxy is not None and self._event_id is not None:
+            with contextlib.suppress(tango.DevFailed):
+                self._proxy.unsubscribe_event(self._event_id)
+        self._proxy = None
+
+
+def main(args: list[str] | None = None) -> None:
+    run((OAV,), args=args)
+
+
+if __name__ == "__main__":
+    main()
