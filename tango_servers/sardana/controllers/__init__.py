@@ -1,0 +1,1 @@
+"""Sardana controller plugins. The Pool loads each module here by file name (its PoolPath)."""

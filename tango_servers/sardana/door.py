@@ -1,0 +1,189 @@
+"""Run Sardana macros through a Door's Tango interface (no Taurus, no spock).
+
+    door = Door("tango://127.0.0.1:10000/door/tango_suite/1")
+    run = door.run("ascan", "omega", 0, 10, 20, 0.1)   # blocks until the macro ends
+    run.ok, run.output, run.result
+    running = door.start("timescan", 100, 0.1)         # returns at once
+    door.abort()                                       # AbortMacro on the Door
+    running.wait(10)
+
+A run ends when the Door's `MacroStatus` reports the macro's id as finished, stopped, aborted or
+failed; `Output`, `Info`, `Warning` and `Error` lines pushed in between belong to that run.
+"""
+
+import contextlib
+import json
+import re
+import threading
+from dataclasses import dataclass, field
+
+import tango
+
+from tango_servers.stack.waiting import wait_until
+
+ENDED = ("finish", "stop", "abort", "exception")
+LOG_ATTRIBUTES = ("Output", "Info", "Warning", "Error")
+
+
+class MacroError(RuntimeError):
+    """A macro ended in error, or could not be started; the message carries the Door's words."""
+
+
+@dataclass
+class MacroRun:
+    """One macro run on a Door: its id, how it ended and the lines it printed."""
+
+    macro: list[str]
+    id: str = ""
+    state: str = "start"
+    started: bool = False
+    lines: dict[str, list[str]] = field(default_factory=lambda: {name: [] for name in LOG_ATTRIBUTES})
+    result: list[str] = field(default_factory=list)
+    _ended: threading.Event = field(default_factory=threading.Event, repr=False)
+
+    @property
+    def ok(self) -> bool:
+        return self.state == "finish"
+
+    @property
+    def output(self) -> list[str]:
+        return self.lines["Output"]
+
+    @property
+    def errors(self) -> list[str]:
+        return self.lines["Error"]
+
+    @property
+    def text(self) -> str:
+        """Everything the macro printed, in one string (for messages and assertions)."""
+        return "\n".join(line for name in LOG_ATTRIBUTES for line in self.lines[name])
+
+    @property
+    def ended(self) -> bool:
+        return self._ended.is_set()
+
+    def wait(self, timeout: float) -> "MacroRun":
+        """Block until the macro ends; TimeoutError if it is still running after `timeout` s."""
+        if not self._ended.wait(timeout):
+            raise TimeoutError(f"macro {' '.join(self.macro)} still running after {timeout:g} s")
+        return self
+
+
+class Door:
+    """A client of one Door device: start macros, wait for them, stop or abort them."""
+
+    def __init__(self, name: str, timeout: float = 3.0, busy_timeout: float = 10.0) -> None:
+        self.name = name
+        self.busy_timeout = busy_timeout
+        self.proxy = tango.DeviceProxy(name)
+        self.proxy.set_timeout_millis(int(timeout * 1000))
+        self._lock = threading.Lock()
+        self._current: MacroRun | None = None
+        self._primed: set[str] = set()
+        self._event_ids = [
+            self.proxy.subscribe_event(attribute, tango.EventType.CHANGE_EVENT, self._on_event)
+            for attribute in ("MacroStatus", *LOG_ATTRIBUTES)
+        ]
+
+    def close(self) -> None:
+        for event_id in self._event_ids:
+            with contextlib.suppress(tango.DevFailed):
+                self.proxy.unsubscribe_event(event_id)
+        self._event_ids = []
+
+    def __enter__(self) -> "Door":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def start(self, *macro: object) -> MacroRun:
+        """Start a macro (name then parameters) and return its run at once."""
+        words = [str(word) for word in macro]
+        run = MacroRun(words)
+        # The Door leaves RUNNING a moment after the previous macro's end was announced.
+        wait_until(
+            lambda: self.proxy.state() != tango.DevState.RUNNING,
+            self.busy_timeout,
+            message=f"{self.name} to finish its previous macro",
+        )
+        # Holding the lock across RunMacro makes status events wait until the run knows its id.
+        with self._lock:
+            if self._current is not None and not self._current.ended:
+                raise MacroError(f"{self.name} is already running {' '.join(self._current.macro)}")
+            try:
+                reply = self.proxy.command_inout("RunMacro", words)
+            except tango.DevFailed as exc:
+                raise MacroError(f"{self.name} refused {' '.join(words)}: {exc.args[0].desc.strip()}") from exc
+            match = re.search(r'\bid="([^"]+)"', reply[0] if reply else "")
+            run.id = match.group(1) if match else ""
+            self._current = run
+        return run
+
+    def run(self, *macro: object, timeout: float = 60.0, check: bool = True) -> MacroRun:
+        """Run a macro to its end. With `check`, a macro that did not finish raises MacroError."""
+        run = self.start(*macro)
+        try:
+            run.wait(timeout)
+        except TimeoutError:
+            self.abort()
+            raise
+        if check and not run.ok:
+            detail = "\n".join(run.errors) or run.text
+            raise MacroError(f"{' '.join(run.macro)} ended with '{run.state}':\n{detail}")
+        return run
+
+    def abort(self) -> None:
+        """Abort the running macro (motions stopped, acquisitions aborted)."""
+        self.proxy.command_inout("AbortMacro")
+
+    def stop(self) -> None:
+        """Stop the running macro at the next point where it checks (gentler than abort)."""
+        self.proxy.command_inout("StopMacro")
+
+    def state(self) -> tango.DevState:
+        return self.proxy.state()
+
+    # -- events ------------------------------------------------------------------------------
+    def _on_event(self, event: tango.EventData) -> None:
+        attribute = event.attr_name.rsplit("/", 1)[-1]
+        name = next((a for a in ("MacroStatus", *LOG_ATTRIBUTES) if a.lower() == attribute.lower()), attribute)
+        if name not in self._primed:
+            # The first event repeats the last value, from before we subscribed.
+            self._primed.add(name)
+            return
+        if event.err or event.attr_value is None or event.attr_value.value is None:
+            return
+        value = event.attr_value.value
+        with self._lock:
+            run = self._current
+            if run is None or run.ended:
+                return
+            if name == "MacroStatus":
+                self._on_status(run, value)
+                return
+            run.lines[name].extend(str(line) for line in value)
+            if name == "Error" and not run.started:
+                # A macro whose parameters are refused never starts: no status, just the error.
+                self._end(run, "exception")
+
+    def _on_status(self, run: MacroRun, value: tuple[str, bytes]) -> None:
+        _, payload = value
+        if not payload:
+            return
+        for status in json.loads(payload):
+            # Only the top-level macro's status ends the run (hooks and sub-macros have other ids).
+            if status.get("id") != run.id:
+                continue
+            if status.get("state") == "start":
+                run.started = True
+            elif status.get("state") in ENDED:
+                self._end(run, status["state"])
+
+    def _end(self, run: MacroRun, state: str) -> None:
+        run.state = state
+        try:
+            run.result = list(self.proxy.read_attribute("Result").value or ())
+        except tango.DevFailed:
+            run.result = []
+        run._ended.set()
