@@ -513,6 +513,8 @@ class OAV(Device):
         )
         self.add_attribute(zoom)
         self.set_change_event("zoom", True, False)
+        # A re-created attribute starts with set point 0, which Init would write back as memorized.
+        self.get_device_attr().get_w_attr_by_name("zoom").set_write_value(self._zoom_index)
         self._zoom_labels = self._calibration.zoom_levels.labels
 
     def _sync_zoom_attribute(self) -> None:

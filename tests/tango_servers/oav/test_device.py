@@ -331,6 +331,44 @@ def test_declares_its_roles_and_units(oav):
     assert float(oav.get_attribute_config("frame_rate").max_value) == 60
 
 
+def test_init_rereads_the_files_and_keeps_the_zoom(oav_stack, oav):
+    good_zoom, good_display = oav_stack.zoom_file.read_text(), oav_stack.display_file.read_text()
+    oav.write_attribute("zoom", 1)
+    try:
+        oav_stack.zoom_file.write_text(good_zoom.replace('"1.0x"', '"1x"'))
+        oav_stack.display_file.write_text(good_display.replace('"1.0x"', '"1x"'))
+        oav.Init()
+        assert oav.read_attribute("zoom").value == 1
+        assert oav.get_attribute_config("zoom").enum_labels[0] == "1x"
+        start = oav.image_counter
+        wait_until(lambda: oav.image_counter > start, message="frames after Init")
+        assert oav.state() == tango.DevState.RUNNING
+        # A pair of files that disagree: the last good pair stays in use, and Status says why.
+        oav_stack.display_file.write_text(good_display)
+        oav.Init()
+        assert "no beam centre for zoom level(s) '1x'" in oav.read_attribute("config_error").value
+        assert oav.get_attribute_config("zoom").enum_labels[0] == "1x"
+        assert "last good calibration" in oav.status()
+    finally:
+        oav_stack.zoom_file.write_text(good_zoom)
+        oav_stack.display_file.write_text(good_display)
+        oav.Init()
+    assert oav.read_attribute("config_error").value == ""
+    assert oav.get_attribute_config("zoom").enum_labels[0] == "1.0x"
+
+
+def test_zoom_and_settings_survive_a_server_restart(oav_stack, oav):
+    oav.write_attribute("zoom", 3)
+    oav.write_attribute("frame_rate", 20.0)
+    stack = oav_stack.stack
+    stack.wait_server_back("OAV/sim", stack.kill_server("OAV/sim"))
+    oav = oav_stack.oav
+    wait_until(lambda: oav.state() == tango.DevState.RUNNING, timeout=30, message="the OAV running again")
+    assert oav.read_attribute("zoom").value == 3  # memorized
+    assert oav.read_attribute("microns_per_pixel_x").value == pytest.approx(0.383)
+    assert oav.read_attribute("frame_rate").value == 20.0
+
+
 def test_follows_the_axes_again_after_their_server_restarts(oav_stack, oav, sample_finder):
     """Subscriptions are stateless: a crashed and restarted axis server is picked up again."""
     server = next(c["name"] for c in oav_stack.stack.current["components"] if c["name"].split("/")[0] in
