@@ -725,20 +725,21 @@ class Automation1Sim:
         motion = self._axes[p.axis].motion
         if motion is None:
             return
-        times: list[np.ndarray] = []
+        times: list[np.ndarray] = []  # relative to t_a: absolute epoch doubles only resolve ~0.2 us
         for start, end, x_start, v_start, acc in motion.monotonic_pieces(t_a, t_b):
             dt = end - start
             x_end = motion.target if end >= motion.end_time else x_start + v_start * dt + 0.5 * acc * dt * dt
-            crossing = _crossing_times(p, start, dt, x_start, x_end, v_start, acc)
+            crossing = _crossing_times(p, dt, x_start, x_end, v_start, acc)
             if crossing is not None:
-                times.append(crossing)
+                times.append((start - t_a) + crossing)
         if not times:
             return
-        stamps = np.concatenate(times) if len(times) > 1 else times[0]
+        relative = np.concatenate(times) if len(times) > 1 else times[0]
+        stamps = t_a + relative
         first = p.count + 1
         p.count += len(stamps)
         columns = [
-            np.full(len(stamps), ax.position) if ax.motion is None else ax.motion.positions(stamps)
+            np.full(len(stamps), ax.position) if ax.motion is None else ax.motion.positions(relative, ref=t_a)
             for ax in self._axes.values()
         ]
         self._capture.append(stamps, columns)
@@ -824,9 +825,10 @@ class Automation1Sim:
 
 
 def _crossing_times(
-    pso: _Pso, start: float, dt: float, x_start: float, x_end: float, v_start: float, acc: float
+    pso: _Pso, dt: float, x_start: float, x_end: float, v_start: float, acc: float
 ) -> np.ndarray | None:
-    """Times of the pulse positions the PSO axis reaches on one monotonic piece of motion."""
+    """When (seconds after the piece starts) the PSO axis reaches pulse positions on one monotonic
+    piece of motion lasting dt, from x_start at velocity v_start with acceleration acc."""
     if x_end == x_start:
         return None
     d = pso.distance
@@ -850,7 +852,7 @@ def _crossing_times(
     denominator = v_start + sign * root
     with np.errstate(divide="ignore", invalid="ignore"):
         tau = np.where(denominator != 0.0, 2.0 * delta / denominator, 0.0)
-    return start + np.clip(tau, 0.0, dt)
+    return np.clip(tau, 0.0, dt)
 
 
 class _TaskMachine:

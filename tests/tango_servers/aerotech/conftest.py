@@ -8,7 +8,7 @@ import pytest
 from tango_servers.aerotech.backend import BackendEvent
 from tango_servers.aerotech.sim import Automation1Sim
 
-T0 = 1_000_000.0
+T0 = 1_795_000_000.0  # a present-day epoch time: the precision of doubles there matters
 
 
 class ManualClock:
