@@ -15,7 +15,8 @@ Layout (one file per `saving_frame_per_file` frames)::
 
 Files are opened in SWMR mode and every frame is flushed, so a reader opening the file with
 `h5py.File(path, "r", swmr=True)` and calling `dataset.refresh()` sees frames as they arrive,
-and a killed server leaves a file readable up to the last flushed frame.
+and a killed server leaves a file readable up to the last flushed frame (open it with
+`swmr=True`, or run `h5clear -s` on it first: HDF5 still marks it as open for writing).
 
 The compressed format HDF5BS uses the bitshuffle-LZ4 HDF5 filter (id 32008, readable with
 `import hdf5plugin`). When the `bitshuffle` package is installed, chunks are compressed by it

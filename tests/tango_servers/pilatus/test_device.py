@@ -244,3 +244,21 @@ def test_declares_bluesky_roles(pilatus):
     assert roles["kind"] == "detector"
     assert roles["trigger"] == "softTrigger"
     assert roles["file_event"] == "file_event"
+
+
+def test_killed_server_leaves_a_readable_file(make_stack, configs, tmp_path):
+    running = make_stack(configs.pilatus(sample_axis=[""], trigger_source=[""]), **configs.options)
+    running.export_tango_host()
+    pilatus = running.proxy("sim/pilatus/1")
+    pilatus.saving_directory = str(tmp_path)
+    pilatus.acq_nb_frames = 0
+    pilatus.acq_expo_time = 0.02
+    pilatus.prepareAcq()
+    pilatus.startAcq()
+    wait_until(lambda: pilatus.last_image_saved >= 4, 10, message="frames saved")
+    saved = pilatus.last_image_saved + 1
+    running.kill_server("Pilatus/test")
+    with h5py.File(tmp_path / "pilatus_0000.h5", "r", swmr=True) as f:
+        data = f[DATA][:]
+    assert data.shape[0] >= saved
+    assert (data[:saved].reshape(saved, -1).max(axis=1) > 0).all()

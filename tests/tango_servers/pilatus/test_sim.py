@@ -1,0 +1,126 @@
+"""The simulator and the control layer without Tango: frames, triggers, thresholds, pulse counting."""
+
+import threading
+
+import numpy as np
+import pytest
+
+from tango_servers.pilatus.backend import (
+    AcquisitionSettings,
+    BackendBusy,
+    CamState,
+    Geometry,
+    PilatusBackend,
+    TriggerMode,
+)
+from tango_servers.pilatus.control import PulseCounter
+from tango_servers.pilatus.sim import FramePattern, SampleModel, SimulatedPilatus
+from tango_servers.stack.waiting import wait_until
+
+SMALL = Geometry(125, 67, 60, 30, 5, 7)
+
+
+class Recorder:
+    def __init__(self):
+        self.frames = []
+        self.ended = threading.Event()
+        self.states = []
+
+    def frame_ready(self, frame):
+        self.frames.append(frame)
+
+    def acquisition_ended(self, frames, error):
+        self.ended.set()
+
+    def cam_state_changed(self, state):
+        self.states.append(state)
+
+
+@pytest.fixture
+def sim():
+    detector = SimulatedPilatus(SMALL, SampleModel(noise_bank_size=2), threshold_time=0.2)
+    recorder = Recorder()
+    detector.set_listener(recorder)
+    detector.recorder = recorder
+    yield detector
+    detector.close()
+
+
+def test_pilatus_2m_geometry_and_gaps():
+    g = Geometry()
+    assert g.shape == (1679, 1475)
+    gaps = g.gap_mask()
+    assert gaps[0, 487:494].all() and not gaps[0, 486] and not gaps[0, 494]
+    assert gaps[195:212, 0].all() and not gaps[194, 0] and not gaps[212, 0]
+    # 3 x 8 modules of 487 x 195 pixels.
+    assert (~gaps).sum() == 24 * 487 * 195
+
+
+def test_frames_have_gaps_poisson_background_and_a_peak_in_position():
+    pattern = FramePattern(SMALL, SampleModel(peak_position=2.0, peak_width=0.5, noise_bank_size=3))
+    frame = pattern.frame(2.0)
+    assert frame.dtype == np.int32 and frame.shape == SMALL.shape
+    gaps = SMALL.gap_mask()
+    assert (frame[gaps] == -1).all() and (frame[~gaps] >= 0).all()
+    background = pattern.frame(100.0).ravel()[pattern.spot_index].sum()
+    spots = [pattern.frame(x).ravel()[pattern.spot_index].sum() - background for x in (0.0, 1.5, 2.0, 2.5, 4.0)]
+    assert int(np.argmax(spots)) == 2
+    assert spots[0] < 0.01 * spots[2] and spots[4] < 0.01 * spots[2]
+    # A fresh array every time: the caller may keep it.
+    assert pattern.frame(2.0) is not pattern.frame(2.0)
+
+
+def test_simulator_implements_the_backend_protocol(sim):
+    assert isinstance(sim, PilatusBackend)
+
+
+def test_internal_trigger_takes_nb_frames(sim):
+    sim.start(AcquisitionSettings(nb_frames=5, expo_time=0.001))
+    assert sim.recorder.ended.wait(5)
+    assert [f.index for f in sim.recorder.frames] == [0, 1, 2, 3, 4]
+    assert sim.recorder.states == [CamState.RUNNING, CamState.STANDBY]
+
+
+def test_external_pulses_make_one_frame_each_and_no_more(sim):
+    sim.external_pulses(3)  # not armed: ignored
+    sim.start(AcquisitionSettings(nb_frames=4, trigger_mode=TriggerMode.EXTERNAL_GATE))
+    sim.external_pulses(2)
+    wait_until(lambda: len(sim.recorder.frames) == 2, 5)
+    sim.external_pulses(5)
+    assert sim.recorder.ended.wait(5)
+    assert len(sim.recorder.frames) == 4
+    assert sim.ignored_pulses == 3 + 3
+
+
+def test_threshold_is_slow_and_blocks_acquisitions(sim):
+    sim.set_threshold(9.5, sim.threshold_gain)
+    assert sim.cam_state == CamState.SETTING_THRESHOLD
+    with pytest.raises(BackendBusy, match="threshold"):
+        sim.start(AcquisitionSettings())
+    wait_until(lambda: sim.cam_state == CamState.STANDBY, 5)
+    assert sim.energy_threshold == 9.5
+
+
+def test_start_external_start_stop_is_refused(sim):
+    with pytest.raises(BackendBusy, match="not supported"):
+        sim.start(AcquisitionSettings(trigger_mode=TriggerMode.EXTERNAL_START_STOP))
+
+
+@pytest.mark.parametrize(
+    ("values", "pulses"),
+    [
+        ([10, 11, 12, 15], 5),  # first value is the baseline
+        ([0, 1, 2, 0, 1, 2, 3], 2 + 3),  # reset to 0 then counting again
+        ([7, 3], 3),  # reset event missed: the counter restarted from 0
+    ],
+)
+def test_pulse_counter(values, pulses):
+    counter = PulseCounter()
+    assert sum(counter.update(v) for v in values) == pulses
+
+
+def test_pulse_counter_reset_takes_a_new_baseline():
+    counter = PulseCounter()
+    counter.update(5)
+    counter.reset()
+    assert counter.update(9) == 0 and counter.update(10) == 1
