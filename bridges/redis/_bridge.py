@@ -38,12 +38,14 @@ class BridgeOptions:
 
     devices: list[str] = field(default_factory=lambda: ["sim/*/*"])
     attributes: list[str] = field(default_factory=lambda: ["*"])
+    exclude_attributes: list[str] = field(default_factory=list)
     stream_attributes: list[str] = field(default_factory=list)
     stream_maxlen: int = 1000
     preview_period: float = 0.5
     preview_maxlen: int = 10
     preview_expiry: int = 60
-    frame_counter_attributes: list[str] = field(default_factory=lambda: ["image_counter"])
+    image_period: float = 0.0
+    frame_counter_attributes: list[str] = field(default_factory=lambda: ["image_counter", "last_image_acquired"])
     file_event_attributes: list[str] = field(default_factory=lambda: ["file_event"])
     progress_attributes: list[str] = field(default_factory=lambda: ["task_progress"])
     progress_done_attributes: list[str] = field(default_factory=lambda: ["task_state"])
@@ -104,6 +106,7 @@ class _Route:
     is_frame_counter: bool = False
     is_progress_value: bool = False
     last_preview: float = 0.0
+    last_image: float = 0.0
     images_seen: int = 0
 
 
@@ -211,7 +214,12 @@ class RedisBridgeCore:
     def _follow(self, device: str) -> None:
         proxy = self.subscriber.proxy(device)
         infos = self.subscriber.attribute_types(device, refresh=True).values()
-        wanted = [info for info in infos if matches(self.options.attributes, device, info.name)]
+        wanted = [
+            info
+            for info in infos
+            if matches(self.options.attributes, device, info.name)
+            and not matches(self.options.exclude_attributes, device, info.name)
+        ]
         if not wanted:
             self._followed[device] = _NoSubscription()
             return
@@ -290,6 +298,10 @@ class RedisBridgeCore:
         extra: dict[str, Any] = {}
         if route.preview_key is not None and update.error is None:
             route.images_seen += 1
+            now = time.monotonic()
+            if now - route.last_image < self.options.image_period:
+                return  # images are throttled; the frame number tells readers what they missed
+            route.last_image = now
             extra["frame"] = self._counters.get(update.device, route.images_seen)
         elif route.is_frame_counter and update.error is None:
             self._counters[update.device] = int(value)
@@ -356,8 +368,8 @@ def file_event(value: Any) -> dict[str, Any] | None:
         except json.JSONDecodeError:
             log.warning("file_event value is not JSON: %.80s", value)
             return None
-    if not isinstance(value, dict):
-        return None
+    if not isinstance(value, dict) or not value.get("file_path"):
+        return None  # e.g. "{}" before the first file
     event = {key: value.get(key) for key in FILE_EVENT_FIELDS}
     event["done"] = bool(event["done"])
     event["success"] = bool(event["success"])

@@ -49,7 +49,7 @@ class OavForwarder:
         subscriber: Any,
         device: str,
         *,
-        image_attribute: str = "image",
+        image_attribute: str = "image_jpeg",
         counter_attribute: str = "image_counter",
         source: str = "fullscreen",
         jpeg_quality: int = 85,

@@ -32,6 +32,9 @@ class RedisBridge(Device):
     attributes = device_property(
         dtype=(str,), default_value=["*"], doc="attribute patterns: 'name' or 'domain/family/member/name'"
     )
+    exclude_attributes = device_property(
+        dtype=(str,), default_value=[], doc="attribute patterns not mirrored (e.g. encoded copies of an image)"
+    )
     stream_attributes = device_property(
         dtype=(str,), default_value=[], doc="attribute patterns that also get a capped `:stream` history"
     )
@@ -39,7 +42,14 @@ class RedisBridge(Device):
     preview_period = device_property(dtype=float, default_value=0.5, doc="seconds between image previews")
     preview_maxlen = device_property(dtype=int, default_value=10, doc="entries kept per `:preview` stream")
     preview_expiry = device_property(dtype=int, default_value=60, doc="seconds a `:preview` outlives its last entry")
-    frame_counter_attributes = device_property(dtype=(str,), default_value=["image_counter"])
+    image_period = device_property(
+        dtype=float, default_value=0.0, doc="least seconds between two writes of an image value (0: every frame)"
+    )
+    frame_counter_attributes = device_property(
+        dtype=(str,),
+        default_value=["image_counter", "last_image_acquired"],
+        doc="attributes whose value is the frame number carried with the device's images",
+    )
     file_event_attributes = device_property(dtype=(str,), default_value=["file_event"])
     progress_attributes = device_property(dtype=(str,), default_value=["task_progress"])
     progress_done_attributes = device_property(dtype=(str,), default_value=["task_state"])
@@ -47,7 +57,9 @@ class RedisBridge(Device):
         dtype=float, default_value=5.0, doc="seconds between looks for devices not followed yet"
     )
     oav_device = device_property(dtype=str, default_value="sim/oav/1", doc="OAV whose frames are forwarded")
-    oav_image_attribute = device_property(dtype=str, default_value="image")
+    oav_image_attribute = device_property(
+        dtype=str, default_value="image_jpeg", doc="JPEG (DevEncoded) or 2-D image attribute of the OAV"
+    )
     oav_counter_attribute = device_property(dtype=str, default_value="image_counter")
     oav_source = device_property(dtype=str, default_value="fullscreen", doc="source name in murko's field names")
     oav_max_duration = device_property(dtype=float, default_value=600.0, doc="longest forwarding run, seconds")
@@ -66,11 +78,13 @@ class RedisBridge(Device):
         options = BridgeOptions(
             devices=list(self.devices),
             attributes=list(self.attributes),
+            exclude_attributes=list(self.exclude_attributes),
             stream_attributes=list(self.stream_attributes),
             stream_maxlen=self.stream_maxlen,
             preview_period=self.preview_period,
             preview_maxlen=self.preview_maxlen,
             preview_expiry=self.preview_expiry,
+            image_period=self.image_period,
             frame_counter_attributes=list(self.frame_counter_attributes),
             file_event_attributes=list(self.file_event_attributes),
             progress_attributes=list(self.progress_attributes),

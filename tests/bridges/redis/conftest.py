@@ -94,6 +94,7 @@ def bridge_config(redis_url: str | None = None, **properties: list[str]) -> dict
         "discovery_period": ["0.5"],
         "stream_attributes": ["level"],
         "oav_device": [FEED_DEVICE],
+        "oav_image_attribute": ["image"],
         **properties,
     }
     if redis_url:
