@@ -1,7 +1,6 @@
 """The OAV Tango server against real servers: the sample follows the goniometer, zoom comes from
 the calibration files, frames and events arrive at the frame rate, Lima video names work."""
 
-import importlib.util
 import json
 import os
 import shutil
@@ -19,6 +18,7 @@ import tango
 from PIL import Image
 
 from tango_servers.oav.config import default_display_config_path, default_zoom_levels_path, load_zoom_levels
+from tango_servers.oav.sim import SampleGeometry
 from tango_servers.oav.stream import make_camera, parse_args
 from tango_servers.stack.config import default_config_path
 from tango_servers.stack.processes import free_port
@@ -27,16 +27,11 @@ from tango_servers.stack.waiting import wait_until
 
 OAV = "sim/oav/1"
 AXES = ("x", "y", "z", "omega")
-FAKE_AXES = str(Path(__file__).with_name("fake_axes.py")) + ":main"
 
 
-def axes_servers() -> tuple[dict, dict[str, str]]:
-    """The shipped Aerotech axes when that server is installed, else stand-ins with the same names."""
-    if importlib.util.find_spec("tango_servers.aerotech.device") is not None:
-        shipped = json.loads(default_config_path().read_text())["servers"]
-        return {"Automation1": shipped["Automation1"]}, {}
-    devices = {f"sim/aerotech/{axis}": {"properties": {}} for axis in AXES}
-    return {"FakeAxes": {"sim": {"FakeAxis": devices}}}, {"FakeAxes": FAKE_AXES}
+def axes_servers() -> dict:
+    """The goniometer: the Aerotech axes exactly as the shipped configuration defines them."""
+    return {"Automation1": json.loads(default_config_path().read_text())["servers"]["Automation1"]}
 
 
 @dataclass
@@ -64,9 +59,8 @@ def oav_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OavStack]:
     root = tmp_path_factory.mktemp("oav")
     zoom_file = Path(shutil.copy(default_zoom_levels_path(), root / "zoom_levels.yaml"))
     display_file = Path(shutil.copy(default_display_config_path(), root / "display_config.yaml"))
-    servers, extra = axes_servers()
-    config = {"servers": {**servers, **oav_config(zoom_file, display_file)}}
-    stack = start_stack(root / "stack", config=config, extra_servers=extra, redis=False, bridges=False)
+    config = {"servers": {**axes_servers(), **oav_config(zoom_file, display_file)}}
+    stack = start_stack(root / "stack", config=config, redis=False, bridges=False)
     try:
         yield OavStack(stack, zoom_file, display_file)
     finally:
@@ -331,6 +325,61 @@ def test_declares_its_roles_and_units(oav):
     assert float(oav.get_attribute_config("frame_rate").max_value) == 60
 
 
+def test_image_events_reach_subscribers(oav):
+    """Images are pushed only to clients that subscribed, one event per frame, with the frame's time."""
+    images: list[tuple[np.ndarray, float]] = []
+    videos: list[int] = []
+
+    def on_image(event: tango.EventData) -> None:
+        if not event.err:
+            images.append((event.attr_value.value, event.attr_value.time.totime()))
+
+    def on_video(event: tango.EventData) -> None:
+        if not event.err:
+            videos.append(struct.unpack("!q", event.attr_value.value[1][8:16])[0])
+
+    ids = [
+        oav.subscribe_event("image", tango.EventType.CHANGE_EVENT, on_image),
+        oav.subscribe_event("video_last_image", tango.EventType.CHANGE_EVENT, on_video),
+    ]
+    try:
+        wait_until(lambda: len(images) >= 5 and len(videos) >= 5, timeout=30, message="image events")
+    finally:
+        for event_id in ids:
+            oav.unsubscribe_event(event_id)
+    assert all(image.shape == (768, 1024) for image, _ in images)
+    assert [t for _, t in images] == sorted(t for _, t in images)
+    assert videos[1:] == sorted(set(videos[1:]))
+
+
+def test_a_zoom_level_with_a_crop_serves_the_cropped_region(oav_stack, oav, sample_finder):
+    good_zoom, good_display = oav_stack.zoom_file.read_text(), oav_stack.display_file.read_text()
+    try:
+        oav_stack.zoom_file.write_text(
+            good_zoom + '  - label: "5x crop"\n    microns_per_pixel: 0.574\n    crop: [200, 100, 640, 480]\n'
+        )
+        oav_stack.display_file.write_text(good_display + '  "5x crop": [300, 250]\n')
+        oav.ReloadConfig()
+        oav.write_attribute("zoom", 5)
+        counter = oav.image_counter
+        wait_until(lambda: oav.image_counter > counter + 1, message="a cropped frame")
+        image, _ = read_frame(oav)
+        assert image.shape == (480, 640)
+        assert (oav.image_width, oav.image_height) == (640, 480)
+        assert (oav.beam_centre_x, oav.beam_centre_y) == (300, 250)
+        # The rotation axis crosses the beam at the beam centre of the cropped image, so the loop
+        # tip lies half a loop (plus the sample's x offset) right of it.
+        move(oav_stack.axis("x"), 0.0)
+        sample = SampleGeometry()
+        expected = 300 + (sample.offset_x + sample.loop_length / 2) * 1000 / 0.574
+        wait_for_tip(oav, sample_finder, expected, tolerance=2.0)
+    finally:
+        oav_stack.zoom_file.write_text(good_zoom)
+        oav_stack.display_file.write_text(good_display)
+        oav.write_attribute("zoom", 0)
+        oav.ReloadConfig()
+
+
 def test_init_rereads_the_files_and_keeps_the_zoom(oav_stack, oav):
     good_zoom, good_display = oav_stack.zoom_file.read_text(), oav_stack.display_file.read_text()
     oav.write_attribute("zoom", 1)
@@ -371,9 +420,8 @@ def test_zoom_and_settings_survive_a_server_restart(oav_stack, oav):
 
 def test_follows_the_axes_again_after_their_server_restarts(oav_stack, oav, sample_finder):
     """Subscriptions are stateless: a crashed and restarted axis server is picked up again."""
-    server = next(c["name"] for c in oav_stack.stack.current["components"] if c["name"].split("/")[0] in
-                  ("Automation1", "FakeAxes"))  # fmt: skip
-    oav_stack.stack.wait_server_back(server, oav_stack.stack.kill_server(server))
+    stack = oav_stack.stack
+    stack.wait_server_back("Automation1/sim", stack.kill_server("Automation1/sim"))
     x = oav_stack.axis("x")
     move(x, 0.0)
     mpp = oav.read_attribute("microns_per_pixel_x").value
@@ -438,3 +486,16 @@ def test_a_dead_stream_is_a_fault_in_state_and_status(make_stack):
     oav = make_stack({"servers": config}, redis=False, bridges=False).proxy(OAV)
     wait_until(lambda: oav.state() == tango.DevState.FAULT, timeout=30, message="FAULT")
     assert f"cannot read MJPEG stream {url}" in oav.status()
+
+
+def test_the_shipped_stack_runs_the_oav_on_the_aerotech_axes(stack, sample_finder):
+    """The default configuration as `tango-suite up` runs it: sim/oav/1 follows sim/aerotech/*."""
+    oav = stack.proxy(OAV)
+    wait_until(lambda: oav.state() == tango.DevState.RUNNING, timeout=30, message="the shipped OAV running")
+    wait_until(
+        lambda: all(f"following sim/aerotech/{axis}/position" in oav.status() for axis in AXES),
+        timeout=30,
+        message=lambda: f"the OAV following the axes: {oav.status()}",
+    )
+    assert tuple(oav.get_attribute_config("zoom").enum_labels) == load_zoom_levels(default_zoom_levels_path()).labels
+    assert sample_finder.tip_column(read_frame(oav)[0]) > 0
