@@ -8,6 +8,7 @@ the backend's thread.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import logging
 import os
@@ -49,6 +50,15 @@ _AXIS_STATES = {
 
 _backends: dict[str, Automation1Backend] = {}
 _backends_lock = threading.Lock()
+
+
+@atexit.register
+def _close_backends() -> None:
+    """Stop the worker threads (saving the axis positions) before the interpreter goes away."""
+    with _backends_lock:
+        backends = list(_backends.values())
+    for backend in backends:
+        backend.close()
 
 
 def _axis_spec(config: AxisConfig) -> str:
@@ -98,7 +108,43 @@ def _publish_roles(device: Device) -> None:
 _published_roles: set[str] = set()
 
 
-class Automation1Controller(Device):
+class _BackendDevice(Device):
+    """A device driven by an Automation1Backend; FAULT with a readable status when misconfigured."""
+
+    _backend_or_none: Automation1Backend | None = None
+    _problem: str | None = None
+    _alive = False
+
+    @property
+    def _backend(self) -> Automation1Backend:
+        if self._backend_or_none is None:
+            tango.Except.throw_exception("NotConfigured", self._problem or "device not initialised", self.get_name())
+        return self._backend_or_none  # type: ignore[return-value]
+
+    def _attach(self, backend: Automation1Backend) -> None:
+        self._backend_or_none, self._problem, self._alive = backend, None, True
+        backend.add_listener(self._deliver)
+
+    def _fail(self, problem: str) -> None:
+        log.error("%s: %s", self.get_name(), problem)
+        self._backend_or_none, self._problem = None, problem
+        self.set_state(DevState.FAULT)
+        self.set_status(problem)
+
+    def _deliver(self, event: BackendEvent) -> None:
+        if self._alive:  # no pushes once delete_device ran (Init, server shutdown)
+            self._on_event(event)
+
+    def _on_event(self, event: BackendEvent) -> None:
+        raise NotImplementedError
+
+    def delete_device(self) -> None:
+        self._alive = False
+        if self._backend_or_none is not None:
+            self._backend_or_none.remove_listener(self._deliver)
+
+
+class Automation1Controller(_BackendDevice):
     """An Aerotech Automation1 motion controller: PSO, data capture and the program task.
 
     PSO: a pulse every `pso_distance` of travel of `pso_axis` (pulse positions p0 + k * distance
@@ -152,10 +198,14 @@ class Automation1Controller(Device):
     def init_device(self) -> None:
         super().init_device()
         self._name = self.get_name().lower()
-        self._backend = self._create_backend()
         self._axis_states: dict[str, AxisState] = {}
         self._pushed_state: DevState | None = None
         self._pushed_pso = None
+        try:
+            backend = self._create_backend()
+        except (ValueError, OSError) as exc:
+            self._fail(f"cannot start the controller: {exc}")
+            return
         for name in (
             "State",
             "Status",
@@ -173,12 +223,12 @@ class Automation1Controller(Device):
             "task_message",
         ):
             self.set_change_event(name, True, False)
-        self._backend.add_listener(self._on_event)
+        self._attach(backend)
         _publish_roles(self)
 
     def _create_backend(self) -> Automation1Backend:
         if self.backend != "sim":
-            raise ValueError(f"unknown backend '{self.backend}' for {self._name}; this server provides: sim")
+            raise ValueError(f"unknown backend '{self.backend}'; this server provides: sim")
         with _backends_lock:
             existing = _backends.get(self._name)
             if existing is not None:  # Init command: keep the running simulation
@@ -193,6 +243,8 @@ class Automation1Controller(Device):
             return sim
 
     def initialize_dynamic_attributes(self) -> None:
+        if self._backend_or_none is None:
+            return
         for config in self._backend.axes:
             name = f"captured_positions_{config.name.lower()}"
             attr = tango.SpectrumAttr(name, tango.DevDouble, tango.READ, self.capture_capacity)
@@ -204,15 +256,16 @@ class Automation1Controller(Device):
             self.add_attribute(attr, r_meth=self.read_captured_positions)
             self.set_change_event(name, True, False)
 
-    def delete_device(self) -> None:
-        self._backend.remove_listener(self._on_event)
-
     # State
 
     def dev_state(self) -> DevState:
+        if self._problem:
+            return DevState.FAULT
         return self._state(self._backend.task_status().state, [s.state for s in self._axis_statuses()])
 
     def dev_status(self) -> str:
+        if self._problem:
+            return self._problem
         task = self._backend.task_status()
         moving = [s.axis for s in self._axis_statuses() if s.moving]
         faulted = [s.axis for s in self._axis_statuses() if s.faults]
@@ -426,7 +479,7 @@ class Automation1Controller(Device):
             self._backend.abort_program()
 
 
-class Automation1Axis(Device):
+class Automation1Axis(_BackendDevice):
     """One axis of an Automation1 controller served by the same process.
 
     Moves: writing `position` starts an absolute move (trapezoidal profile at `velocity` with
@@ -463,24 +516,25 @@ class Automation1Axis(Device):
     def init_device(self) -> None:
         super().init_device()
         self._axis = self.axis.upper()
+        self._last: AxisStatus | None = None
         backend = _backend(self.controller)
         if backend is None:
-            raise ValueError(
+            self._fail(
                 f"controller {self.controller} is not served by this process; run axis and controller devices "
                 "in the same Automation1 server"
             )
-        self._backend = backend
+            return
         config = next((a for a in backend.axes if a.name.upper() == self._axis), None)
         if config is None:
             names = ", ".join(a.name for a in backend.axes)
-            raise ValueError(f"controller {self.controller} has no axis {self.axis}; its axes are {names}")
+            self._fail(f"controller {self.controller} has no axis {self.axis}; its axes are {names}")
+            return
         self._config = config
-        self._last: AxisStatus | None = None
         for name in (*self._EVENT_ATTRIBUTES, "State", "Status"):
             self.set_change_event(name, True, False)
         self._declare_units(config)
-        self._update_position_limits(self._backend.axis_status(self._axis))
-        backend.add_listener(self._on_event)
+        self._update_position_limits(backend.axis_status(self._axis))
+        self._attach(backend)
         _publish_roles(self)
 
     _EVENT_ATTRIBUTES = (
@@ -527,13 +581,14 @@ class Automation1Axis(Device):
         props.max_value = repr(status.soft_limit_high)
         attr.set_properties(props)
 
-    def delete_device(self) -> None:
-        self._backend.remove_listener(self._on_event)
-
     def dev_state(self) -> DevState:
+        if self._problem:
+            return DevState.FAULT
         return _AXIS_STATES[self._backend.axis_status(self._axis).state]
 
     def dev_status(self) -> str:
+        if self._problem:
+            return self._problem
         s = self._backend.axis_status(self._axis)
         text = f"Axis {s.axis} {s.state.value} at {s.position:.4f} {self._config.units}"
         return f"{text}: {s.message}" if s.message else text

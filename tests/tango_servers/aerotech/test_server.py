@@ -302,3 +302,23 @@ def test_killing_the_server_mid_move_restarts_in_a_consistent_state(make_stack):
     x.write_attribute("position", restored - 1.0)  # and it moves again
     wait_at_rest(x)
     assert x.position == pytest.approx(restored - 1.0)
+
+
+def test_misconfigured_devices_are_in_fault_with_a_reason_and_init_keeps_the_simulation(make_stack):
+    config = automation1_only()
+    devices = config["servers"]["Automation1"]["sim"]
+    devices["Automation1Axis"]["sim/aerotech/q"] = {"properties": {"controller": [CTRL], "axis": ["Q"]}}
+    devices["Automation1Controller"]["sim/aerotech/other"] = {"properties": {"backend": ["hardware"]}}
+    running = make_stack(config, redis=False, bridges=False)
+    q, other = running.proxy("sim/aerotech/q"), running.proxy("sim/aerotech/other")
+    assert q.state() == DevState.FAULT and "its axes are X, Y, Z, OMEGA" in q.status()
+    with pytest.raises(tango.DevFailed) as exc:
+        q.read_attribute("position")
+    assert any("has no axis Q" in error.desc for error in exc.value.args)
+    assert other.state() == DevState.FAULT and "unknown backend 'hardware'" in other.status()
+    x, ctrl = running.proxy(X), running.proxy(CTRL)
+    move_to(x, 2.0)
+    ctrl.Init()  # re-initialising the controller keeps the running simulation and its axes
+    x.write_attribute("position", 3.0)
+    wait_at_rest(x)
+    assert x.position == 3.0 and ctrl.state() == DevState.ON
