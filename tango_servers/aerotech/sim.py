@@ -222,9 +222,10 @@ class Automation1Sim:
             self._listeners.remove(listener)
 
     def close(self) -> None:
-        """Stop the worker thread after saving the axis positions."""
+        """Stop the worker thread and save the axis positions; no listener is called any more."""
         with self._cond:
             self._closed = True
+            self._listeners.clear()
             self._cond.notify_all()
         if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join(timeout=2.0)

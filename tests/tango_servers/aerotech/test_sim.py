@@ -203,3 +203,16 @@ def test_worker_thread_delivers_events_in_real_time(tmp_path):
     finally:
         sim.close()
     assert json.loads((tmp_path / "axes.json").read_text())["axes"]["X"]["position"] == 0.2
+
+
+def test_sim_clock_runs_at_the_time_scale(monkeypatch):
+    from tango_servers.aerotech import sim as sim_module
+
+    now = [100.0]
+    monkeypatch.setattr(sim_module.time, "monotonic", lambda: now[0])
+    clock = sim_module.SimClock(time_scale=10.0)
+    start = clock()
+    now[0] += 0.5
+    assert clock() - start == pytest.approx(5.0)
+    with pytest.raises(ValueError, match="positive"):
+        sim_module.SimClock(time_scale=0.0)
