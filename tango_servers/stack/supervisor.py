@@ -19,6 +19,7 @@ from typing import Any
 
 import tango
 
+from . import sardana
 from .config import SuiteConfig, load_config
 from .database import load_into_database, start_database, wait_for_database
 from .processes import LOOPBACK, free_port, stop_process
@@ -47,6 +48,7 @@ class StackOptions:
     redis: bool = True
     bridges: bool = True
     extra_servers: dict[str, str] = field(default_factory=dict)
+    sardana: bool = False
 
     def save(self, state: StackState) -> None:
         (state.root / OPTIONS_FILE).write_text(json.dumps(asdict(self), indent=2))
@@ -126,8 +128,9 @@ class Supervisor:
             MARKER_ENV: str(state.root),
             "PYTHONUNBUFFERED": "1",
         }
-        if options.extra_servers:
-            self.env[EXTRA_SERVERS_ENV] = json.dumps(options.extra_servers)
+        extra_servers = {**options.extra_servers, **(sardana.SERVER_TARGETS if options.sardana else {})}
+        if extra_servers:
+            self.env[EXTRA_SERVERS_ENV] = json.dumps(extra_servers)
 
     # -- reporting -----------------------------------------------------------------------
     def publish(self) -> None:
@@ -154,6 +157,26 @@ class Supervisor:
         log.info("configuration %s loaded into the database (%d calls)", self.config.source, calls)
         for spec in self.config.servers:
             component = self._server_component(spec.server, spec.instance, spec.devices)
+            self.components.append(component)
+            self._bring_up(component)
+        if self.options.sardana:
+            self._start_sardana()
+
+    def _start_sardana(self) -> None:
+        """Load the Sardana YAML into the database, then bring up the Pool and the MacroServer."""
+        try:
+            layout = sardana.load_sardana_config(self.options.tango_host, self.state.root, env=self.env)
+        except sardana.SardanaConfigError as exc:
+            raise StartupError(f"Sardana: {exc}") from exc
+        self.services["sardana"] = {
+            "door": layout.door,
+            "macro_server": layout.macro_server,
+            "pool": layout.pool,
+            "scan_dir": layout.scan_dir,
+            "ipython_dir": layout.ipython_dir,
+        }
+        for server in sardana.sardana_servers(layout):
+            component = self._server_component(server.server, server.instance, server.devices)
             self.components.append(component)
             self._bring_up(component)
 

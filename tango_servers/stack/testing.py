@@ -103,6 +103,7 @@ def start_stack(
     extra_servers: dict[str, str] | None = None,
     redis: bool = True,
     bridges: bool = True,
+    sardana: bool = False,
 ) -> RunningStack:
     """Bring up a stack on free loopback ports with its own state dir and sqlite database."""
     state = StackState(Path(state_dir))
@@ -118,6 +119,7 @@ def start_stack(
         redis=redis,
         bridges=bridges,
         extra_servers=dict(extra_servers or {}),
+        sardana=sardana,
     )
     supervisor = spawn_supervisor(state, options)
     try:

@@ -40,7 +40,7 @@ class OAVTwoDController(TwoDController):
         if name == "synchronization":
             return self._synchronization
         if name == "latency_time":
-            return 0.0
+            return 0.05  # up to one frame period of the camera stream
         return None
 
     def SetCtrlPar(self, name, value):

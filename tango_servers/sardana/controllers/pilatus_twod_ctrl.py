@@ -53,6 +53,14 @@ class PilatusTwoDController(TwoDController, Referable):
             Description: "file name prefix of frames taken by Sardana",
             DefaultValue: "sardana_",
         },
+        "LatencyTime": {
+            Type: float,
+            Description: (
+                "seconds between the end of one frame and the next trigger Sardana may send "
+                "(time scans): frame readout, file flush and the Tango round trips"
+            ),
+            DefaultValue: 0.25,
+        },
         "ReadyTimeout": {
             Type: float,
             Description: "seconds to wait for the detector to return to Ready before a new measurement",
@@ -79,7 +87,7 @@ class PilatusTwoDController(TwoDController, Referable):
         if name == "synchronization":
             return self._synchronization
         if name == "latency_time":
-            return 0.0
+            return self.LatencyTime
         return None
 
     def SetCtrlPar(self, name, value):

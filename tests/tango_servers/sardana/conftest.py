@@ -1,0 +1,97 @@
+"""One stack with Sardana for this folder: our servers, then the Pool and MacroServer from the YAML.
+
+Started by the same launcher `tango-suite up --sardana` runs (`start_stack(..., sardana=True)`),
+without bridges or Redis, with a small Pilatus so frames are cheap to write and read back.
+"""
+
+from collections.abc import Iterator
+
+import pytest
+
+pytest.importorskip("sardana")
+pytest.importorskip("sardana_config")
+
+from tango_servers.sardana.door import Door
+from tango_servers.stack.sardana import SardanaLayout, read_layout
+from tango_servers.stack.testing import RunningStack, start_stack
+
+AXES = {"x": "mm", "y": "mm", "z": "mm", "omega": "deg"}
+
+
+def sardana_test_config() -> dict:
+    """The devices the Sardana YAML names, with a 200 x 160 Pilatus and a 320 x 240 OAV."""
+    axes = {
+        f"sim/aerotech/{name}": {
+            "properties": {"controller": ["sim/aerotech/ctrl"], "axis": [name.upper()], "units": [unit]}
+        }
+        for name, unit in AXES.items()
+    }
+    return {
+        "servers": {
+            "Automation1": {
+                "sim": {
+                    "Automation1Controller": {"sim/aerotech/ctrl": {"properties": {"backend": ["sim"]}}},
+                    "Automation1Axis": axes,
+                }
+            },
+            "Pilatus": {
+                "sim": {
+                    "Pilatus": {
+                        "sim/pilatus/1": {
+                            "properties": {
+                                "backend": ["sim"],
+                                "sample_axis": ["sim/aerotech/omega"],
+                                "trigger_source": ["sim/aerotech/ctrl/pso_pulse_count"],
+                                "detector_size": ["200", "160"],
+                                "module_size": ["90", "70"],
+                                "module_gap": ["7", "10"],
+                                "threshold_time": ["0.2"],
+                            }
+                        }
+                    }
+                }
+            },
+            "OAV": {
+                "sim": {
+                    "OAV": {
+                        "sim/oav/1": {
+                            "properties": {
+                                "backend": ["sim"],
+                                "sensor_width": ["320"],
+                                "sensor_height": ["240"],
+                            }
+                        }
+                    }
+                }
+            },
+        }
+    }
+
+
+@pytest.fixture(scope="session")
+def sardana_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningStack]:
+    running = start_stack(
+        tmp_path_factory.mktemp("sardana-stack"),
+        config=sardana_test_config(),
+        redis=False,
+        bridges=False,
+        sardana=True,
+    )
+    try:
+        yield running
+    finally:
+        running.down()
+
+
+@pytest.fixture(scope="session")
+def layout(sardana_stack: RunningStack) -> SardanaLayout:
+    return read_layout(sardana_stack.state_dir)
+
+
+@pytest.fixture(scope="session")
+def door(sardana_stack: RunningStack, layout: SardanaLayout) -> Iterator[Door]:
+    client = Door(sardana_stack.trl(layout.door), timeout=10.0)
+    try:
+        yield client
+    finally:
+        client.close()

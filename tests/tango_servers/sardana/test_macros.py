@@ -1,0 +1,149 @@
+"""Standard Sardana macros on our devices: real Pool and MacroServer, macros run through the Door."""
+
+import re
+from pathlib import Path
+
+import h5py
+import hdf5plugin  # noqa: F401  (the Pilatus files may use the bitshuffle filter)
+import numpy as np
+import pytest
+import tango
+
+from tango_servers.stack.waiting import wait_until
+
+FRAME_DATA = "/entry/instrument/detector/data"
+POSITION_TOLERANCE = 1e-3
+
+
+def scan_entry(run, layout) -> h5py.Group:
+    """The NXentry the scan `run` wrote in the stack's scan file (opened read-only)."""
+    number = re.search(r"Scan #(\d+) started", run.text)
+    assert number, f"no scan number in the macro output:\n{run.text}"
+    assert f"Operation saved in {Path(layout.scan_dir) / layout.scan_file}" in run.text, run.text
+    scan_file = h5py.File(Path(layout.scan_dir) / layout.scan_file, "r")
+    return scan_file[f"entry{number.group(1)}"]
+
+
+def referenced_frame(reference: str) -> np.ndarray:
+    """The frame a Pilatus value reference (h5file://path::dataset) points at."""
+    match = re.fullmatch(r"h5file://(?P<path>[^:]+)::(?P<dataset>.+)", reference)
+    assert match, f"not an h5file reference: {reference}"
+    with h5py.File(match["path"], "r") as f:
+        return f[match["dataset"]][0]
+
+
+def test_wa_shows_every_axis_at_its_tango_position(sardana_stack, door):
+    run = door.run("wa")
+    header = next(line for line in run.output if "omega" in line)
+    user = next(line for line in run.output if line.startswith("User"))
+    positions = dict(zip(header.split(), (float(v) for v in user.split()[1:]), strict=True))
+    assert set(positions) == {"x", "y", "z", "omega"}
+    for name, position in positions.items():
+        tango_position = sardana_stack.proxy(f"sim/aerotech/{name}").read_attribute("position").value
+        assert position == pytest.approx(tango_position, abs=1e-3)
+
+
+def test_mv_moves_the_aerotech_axis(sardana_stack, door):
+    axis = sardana_stack.proxy("sim/aerotech/x")
+    motor = sardana_stack.proxy("x")  # the Sardana motor, by its alias
+    door.run("mv", "x", 1.25, timeout=30)
+    assert axis.read_attribute("position").value == pytest.approx(1.25, abs=POSITION_TOLERANCE)
+    assert motor.read_attribute("Position").value == pytest.approx(1.25, abs=POSITION_TOLERANCE)
+    assert axis.state() == tango.DevState.STANDBY
+    assert motor.state() == tango.DevState.ON
+    door.run("mv", "x", 0, timeout=30)
+    assert axis.read_attribute("position").value == pytest.approx(0, abs=POSITION_TOLERANCE)
+
+
+def test_mv_outside_the_soft_limits_is_refused_and_nothing_moves(sardana_stack, door):
+    axis = sardana_stack.proxy("sim/aerotech/y")
+    beyond = axis.read_attribute("soft_limit_high").value + 1
+    before = axis.read_attribute("position").value
+    run = door.run("mv", "y", beyond, timeout=30, check=False)
+    assert run.state == "exception"
+    assert "limit" in run.text.lower()
+    assert axis.read_attribute("position").value == pytest.approx(before, abs=POSITION_TOLERANCE)
+
+
+def test_ct_takes_one_pilatus_frame_and_its_roi_sum(door):
+    run = door.run("ct", 0.1, timeout=30)
+    values = dict(re.findall(r"^\s*(\w+)\s+=\s+(\S+)\s*$", "\n".join(run.output), flags=re.M))
+    reference, roi = values["pilatus_image"], float(values["pilatus_roi"])
+    frame = referenced_frame(reference)
+    assert frame.shape == (160, 200)
+    assert roi > 0
+    assert roi == pytest.approx(np.clip(frame, 0, None).sum())
+
+
+def test_ascan_over_omega_records_the_pilatus_peak(sardana_stack, door, layout):
+    run = door.run("ascan", "omega", -3, 3, 12, 0.1, timeout=120)
+    entry = scan_entry(run, layout)
+    with entry.file:
+        measurement = entry["measurement"]
+        omega = measurement["omega"][:]
+        roi = measurement["pilatus_roi"][:]
+        frames = measurement["pilatus_image"]
+        assert frames.is_virtual, "the Pilatus frames are referenced, not copied, into the scan file"
+        assert frames.shape == (13, 160, 200)
+        assert np.clip(frames[6], 0, None).sum() == pytest.approx(roi[6])
+        assert np.allclose(omega, np.linspace(-3, 3, 13), atol=POSITION_TOLERANCE)
+    peak = int(np.argmax(roi))
+    assert omega[peak] == pytest.approx(0.0, abs=0.5), f"peak at omega={omega[peak]}, counts {roi}"
+    assert roi[peak] > 2 * max(roi[0], roi[-1]), f"no peak over the background: {roi}"
+    assert sardana_stack.proxy("sim/pilatus/1").acq_status.name == "Ready"
+
+
+def test_dscan_is_relative_and_returns_to_the_start(sardana_stack, door, layout):
+    door.run("mv", "z", 0.5, timeout=30)
+    run = door.run("dscan", "z", -0.2, 0.2, 4, 0.05, timeout=120)
+    entry = scan_entry(run, layout)
+    with entry.file:
+        z = entry["measurement"]["z"][:]
+    assert np.allclose(z, np.linspace(0.3, 0.7, 5), atol=POSITION_TOLERANCE)
+    assert sardana_stack.proxy("sim/aerotech/z").read_attribute("position").value == pytest.approx(
+        0.5, abs=POSITION_TOLERANCE
+    )
+    door.run("mv", "z", 0, timeout=30)
+
+
+def test_timescan_records_points_in_time(door, layout):
+    run = door.run("timescan", 3, 0.1, timeout=60)
+    entry = scan_entry(run, layout)
+    with entry.file:
+        measurement = entry["measurement"]
+        elapsed = measurement["dt"][:]
+        roi = measurement["pilatus_roi"][:]
+    assert len(elapsed) == 3  # timescan's first parameter is the number of points
+    assert np.all(np.diff(elapsed) >= 0.1 - 1e-6)
+    assert np.all(roi > 0)
+
+
+def test_abort_mid_scan_stops_the_axes_and_leaves_the_detector_ready(sardana_stack, door):
+    omega = sardana_stack.proxy("sim/aerotech/omega")
+    pilatus = sardana_stack.proxy("sim/pilatus/1")
+    door.run("mv", "omega", 0, timeout=60)
+    # 3 points 90 deg apart: the moves take seconds, so the abort lands in the middle of one.
+    run = door.start("ascan", "omega", 0, 180, 2, 0.1)
+    wait_until(
+        lambda: omega.read_attribute("position").value > 10 and omega.state() == tango.DevState.MOVING,
+        30,
+        message="omega moving to the second scan point",
+    )
+    door.abort()
+    run.wait(20)
+    assert run.state == "abort"
+    wait_until(lambda: omega.state() == tango.DevState.STANDBY, 5, message="omega at rest after the abort")
+    stopped_at = omega.read_attribute("position").value
+    assert 10 < stopped_at < 90, f"omega should stop short of the second point, is at {stopped_at}"
+    for name in ("x", "y", "z", "omega"):
+        assert sardana_stack.proxy(f"sim/aerotech/{name}").state() == tango.DevState.STANDBY
+        assert sardana_stack.proxy(name).state() == tango.DevState.ON
+    wait_until(
+        lambda: pilatus.acq_status.name == "Ready",
+        10,
+        message="the Pilatus back to Ready after the abort",
+    )
+    assert pilatus.state() == tango.DevState.ON
+    # The stack is usable again straight away.
+    door.run("mv", "omega", 0, timeout=60)
+    assert door.run("ct", 0.05, timeout=30).ok
