@@ -214,6 +214,9 @@ class Automation1Backend(Protocol):
 
     def close(self) -> None: ...
 
+    def flush(self) -> None:
+        """Save what must survive a restart (the simulator: axis positions); hardware: nothing."""
+
     # Axes
     def axis_status(self, axis: str) -> AxisStatus: ...
 

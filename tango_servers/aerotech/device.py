@@ -256,6 +256,11 @@ class Automation1Controller(_BackendDevice):
             self.add_attribute(attr, r_meth=self.read_captured_positions)
             self.set_change_event(name, True, False)
 
+    def delete_device(self) -> None:
+        super().delete_device()
+        if self._backend_or_none is not None:
+            self._backend_or_none.flush()  # server shutdown or Init: save the axis positions now
+
     # State
 
     def dev_state(self) -> DevState:

@@ -231,6 +231,16 @@ class Automation1Sim:
             self._thread.join(timeout=2.0)
         self.poll()
 
+    def flush(self) -> None:
+        """Save the axis positions now (the server calls this when it shuts down)."""
+        with self._cond:
+            self._now()
+            self._persisted = None  # force a write
+            self._persisted_at = -math.inf
+            content = self._persist_content()
+        if content is not None:
+            self._write_state(content)
+
     def poll(self) -> None:
         """One worker iteration: advance to now, emit, deliver events, save state. Tests call
         this directly on a simulator built with start=False and a manual clock."""
