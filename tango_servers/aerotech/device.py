@@ -473,7 +473,12 @@ class Automation1Controller(_BackendDevice):
     def task_message(self) -> str:
         return self._backend.task_status().message
 
-    @command(dtype_in=str, doc_in="AeroScript-like program text; checked completely before anything moves")
+    @command(
+        dtype_in=str,
+        doc_in="AeroScript-like program: MoveAbsolute, MoveIncremental, MoveLinear, Dwell, WaitForInPosition, "
+        "Enable, Disable, Home, PsoDistance, PsoWindow, PsoArm, PsoDisarm, var $x = ..., for/repeat ... end "
+        "(docs/aerotech.md). Checked completely (syntax, soft limits) before anything moves",
+    )
     def RunProgram(self, text: str) -> None:
         with _as_devfailed("Automation1Controller.RunProgram"):
             self._backend.run_program(text)

@@ -264,7 +264,11 @@ class Automation1Sim:
             with self._cond:
                 if self._closed:
                     return
-            self.poll()
+            try:
+                self.poll()
+            except Exception:  # a bug must not silently freeze the controller: log it and go on
+                log.exception("simulation step failed")
+                time.sleep(self._idle_tick)
             with self._cond:
                 if not self._outbox and not self._closed:
                     self._cond.wait(self._tick if self._active() else self._idle_tick)
