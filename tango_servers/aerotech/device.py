@@ -806,6 +806,9 @@ def _event_values(s: AxisStatus) -> dict[str, object]:
 
 
 def main(args: list[str] | None = None) -> None:
+    # One event per PSO pulse arrives in bursts (one per simulation step, longer if the step is
+    # late): give the publisher queue room beyond ZMQ's default 1000 so bursts are not dropped.
+    os.environ.setdefault("TANGO_DS_EVENT_BUFFER_HWM", "20000")
     run((Automation1Controller, Automation1Axis), args=args)
 
 
