@@ -644,8 +644,11 @@ class FramePublisher:
 
 
 class AxisFollower:
-    """Feeds one goniometer axis into the simulator through change events (stateless: the axis
-    server may start later or restart)."""
+    """Feeds one goniometer axis into the simulator through change events.
+
+    Subscribes from a timer thread, so the device starts without waiting for the axis server;
+    the subscription is stateless, so the axis server may start later or restart.
+    """
 
     RETRY_PERIOD = 2.0
 
@@ -654,28 +657,33 @@ class AxisFollower:
         self.attribute = attribute_name
         self.axis = axis
         self._scene = scene
+        self._lock = threading.Lock()
         self._proxy: tango.DeviceProxy | None = None
         self._event_id: int | None = None
         self._error = "not connected yet"
         self._value: float | None = None
         self._closed = False
         self._timer: threading.Timer | None = None
-        self._connect()
+        self._schedule(0.0)
+
+    def _schedule(self, delay: float) -> None:
+        self._timer = threading.Timer(delay, self._connect)
+        self._timer.daemon = True
+        self._timer.start()
 
     def _connect(self) -> None:
-        if self._closed:
-            return
-        try:
-            self._proxy = tango.DeviceProxy(self.device)
-            self._event_id = self._proxy.subscribe_event(
-                self.attribute, EventType.CHANGE_EVENT, self._on_event, stateless=True
-            )
-        except tango.DevFailed as exc:
-            # Unknown device name in the database: look again later (it may be defined later).
-            self._error = exc.args[0].desc.strip() if exc.args else str(exc)
-            self._timer = threading.Timer(self.RETRY_PERIOD, self._connect)
-            self._timer.daemon = True
-            self._timer.start()
+        with self._lock:
+            if self._closed:
+                return
+            try:
+                self._proxy = tango.DeviceProxy(self.device)
+                self._event_id = self._proxy.subscribe_event(
+                    self.attribute, EventType.CHANGE_EVENT, self._on_event, stateless=True
+                )
+            except tango.DevFailed as exc:
+                # E.g. a device the database does not know (yet): look again later.
+                self._error = exc.args[0].desc.strip() if exc.args else str(exc)
+                self._schedule(self.RETRY_PERIOD)
 
     def _on_event(self, event: tango.EventData) -> None:
         if event.err:
@@ -690,18 +698,19 @@ class AxisFollower:
 
     def status(self) -> str:
         where = f"{self.device}/{self.attribute}"
-        if self._error:
-            return f"Axis {self.axis}: waiting for {where} ({self._error})."
+        if self._error or self._value is None:
+            return f"Axis {self.axis}: waiting for {where} ({self._error or 'no value yet'})."
         return f"Axis {self.axis}: following {where} = {self._value:g}."
 
     def close(self) -> None:
-        self._closed = True
         if self._timer is not None:
             self._timer.cancel()
-        if self._proxy is not None and self._event_id is not None:
-            with contextlib.suppress(tango.DevFailed):
-                self._proxy.unsubscribe_event(self._event_id)
-        self._proxy = None
+        with self._lock:
+            self._closed = True
+            if self._proxy is not None and self._event_id is not None:
+                with contextlib.suppress(tango.DevFailed):
+                    self._proxy.unsubscribe_event(self._event_id)
+            self._proxy = None
 
 
 def main(args: list[str] | None = None) -> None:

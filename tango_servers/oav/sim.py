@@ -30,8 +30,8 @@ NOMINAL_EXPOSURE = 0.02  # s: the exposure at which the scene radiance maps 1:1 
 FRAME_RATE_LIMITS = (0.1, 60.0)
 EXPOSURE_LIMITS = (1e-4, 1.0)
 GAIN_LIMITS = (0.1, 16.0)
-_NOISE_BANK = 8
-_NOISE_ROWS = 32  # extra rows per bank image, so each frame picks a different window
+_NOISE_ROWS = 257  # the noise field is this much taller than a frame; frames take shifted windows
+_NOISE_STEP = 97  # window shift per frame (co-prime with _NOISE_ROWS: every shift comes round)
 _NOISE_MAX = 8  # |noise| <= this; the scene keeps this much headroom so uint8 adds never wrap
 
 
@@ -99,7 +99,7 @@ class SimCamera:
         self._frame_rate = _checked("frame rate", frame_rate, FRAME_RATE_LIMITS)
         rng = np.random.default_rng(seed)
         self._background = _make_background(self.width, self.height, rng)
-        noise = rng.normal(0.0, 2.5, size=(_NOISE_BANK, self.height + _NOISE_ROWS, self.width))
+        noise = rng.standard_normal(size=(self.height + _NOISE_ROWS, self.width), dtype=np.float32) * 2.5
         self._noise = np.clip(np.rint(noise), -_NOISE_MAX, _NOISE_MAX).astype(np.int8).view(np.uint8)
         self._lut_cache: tuple[tuple[float, ImageMode], np.ndarray] | None = None
 
@@ -218,9 +218,8 @@ class SimCamera:
         st = state or self._state
         scene = self._background.copy()
         self._draw_sample(scene, st)
-        bank = self._noise[counter % _NOISE_BANK]
-        row = (counter * 7) % _NOISE_ROWS
-        scene += bank[row : row + self.height]  # uint8 modular add; headroom keeps it exact
+        row = (counter * _NOISE_STEP) % _NOISE_ROWS
+        scene += self._noise[row : row + self.height]  # uint8 modular add; headroom keeps it exact
         return np.take(self._lut(st), scene, axis=0)
 
     def _lut(self, st: SceneState) -> np.ndarray:
@@ -367,13 +366,16 @@ def _fill_band(img: np.ndarray, row: float, half: float, start: float, stop: flo
 
 def _make_background(width: int, height: int, rng: np.random.Generator) -> np.ndarray:
     """A backlit field: bright centre, vignetted corners, a slight tilt and a few dust specks."""
-    yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
-    nx = (xx - width / 2) / (width / 2)
-    ny = (yy - height / 2) / (height / 2)
+    nx = (np.arange(width, dtype=np.float32) - width / 2) / (width / 2)
+    ny = (np.arange(height, dtype=np.float32)[:, None] - height / 2) / (height / 2)
     field = 205.0 * (1.0 - 0.22 * (nx * nx + ny * ny)) + 8.0 * nx - 5.0 * ny
     for _ in range(12):
         cx, cy = rng.uniform(0, width), rng.uniform(0, height)
         radius = rng.uniform(2.0, 6.0)
-        field -= 25.0 * np.exp(-((xx - cx) ** 2 + (yy - cy) ** 2) / (2 * radius * radius))
+        r0, r1 = _clip_range(cy - 4 * radius, cy + 4 * radius, height)
+        c0, c1 = _clip_range(cx - 4 * radius, cx + 4 * radius, width)
+        yy = np.arange(r0, r1, dtype=np.float32)[:, None] - cy
+        xx = np.arange(c0, c1, dtype=np.float32)[None, :] - cx
+        field[r0:r1, c0:c1] -= 25.0 * np.exp(-(xx * xx + yy * yy) / (2 * radius * radius))
     field = np.clip(field, _NOISE_MAX, 255 - _NOISE_MAX)
     return np.rint(field).astype(np.uint8)

@@ -383,6 +383,7 @@ def test_a_zoom_level_with_a_crop_serves_the_cropped_region(oav_stack, oav, samp
 def test_init_rereads_the_files_and_keeps_the_zoom(oav_stack, oav):
     good_zoom, good_display = oav_stack.zoom_file.read_text(), oav_stack.display_file.read_text()
     oav.write_attribute("zoom", 1)
+    oav.set_timeout_millis(15000)  # Init rebuilds the camera: give a loaded machine time
     try:
         oav_stack.zoom_file.write_text(good_zoom.replace('"1.0x"', '"1x"'))
         oav_stack.display_file.write_text(good_display.replace('"1.0x"', '"1x"'))
