@@ -132,6 +132,7 @@ class AcquisitionControl:
         trigger_source: str = "",
         description: str = "Pilatus (simulated)",
         max_queued_bytes: int = 512 * 2**20,
+        compression_threads: int = 2,
     ):
         self.backend = backend
         self._notify = notify
@@ -403,7 +404,7 @@ class AcquisitionControl:
             self.writer.close()
             self.writer.open(saving.file_path(number), lambda: self._open_file(saving, running.settings, number))
         if saving is not None:
-            self.writer.submit_frame(frame)  # blocks while the disk is behind: back-pressure
+            self.writer.submit_frame(frame, saving.format)  # blocks while the disk is behind
 
     def acquisition_ended(self, frames: int, error: str | None) -> None:
         with self._lock:

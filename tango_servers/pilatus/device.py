@@ -200,6 +200,9 @@ class Pilatus(Device):
         dtype=str, default_value="", doc="initial saving_directory (empty: a data folder of the stack)"
     )
     preview_binning = device_property(dtype=int, default_value=4, doc="binning of the last_image preview")
+    compression_threads = device_property(
+        dtype=int, default_value=2, doc="threads compressing HDF5BS frames (0: the writer thread itself)"
+    )
 
     # -- lifecycle ----------------------------------------------------------------------------
     def init_device(self) -> None:
@@ -222,6 +225,7 @@ class Pilatus(Device):
             saving=SavingSettings(directory=directory),
             trigger_source=self.trigger_source,
             description=f"Pilatus {width}x{height} (simulated)",
+            compression_threads=max(0, self.compression_threads),
         )
         for name in (*EVENT_ATTRIBUTES, "State", "Status"):
             self.set_change_event(name, True, False)

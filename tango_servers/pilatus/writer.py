@@ -19,15 +19,20 @@ and a killed server leaves a file readable up to the last flushed frame (open it
 `swmr=True`, or run `h5clear -s` on it first: HDF5 still marks it as open for writing).
 
 The compressed format HDF5BS uses the bitshuffle-LZ4 HDF5 filter (id 32008, readable with
-`import hdf5plugin`). When the `bitshuffle` package is installed, chunks are compressed by it
-(SIMD, OpenMP) and stored with `write_direct_chunk`, bypassing HDF5's slower filter pipeline;
-otherwise HDF5 runs the filter from hdf5plugin.
+`import hdf5plugin`). Chunks are compressed outside HDF5, by the C function of the `bitshuffle`
+package (AVX2; hdf5plugin's own copy of the filter, SSE2 only, when the package is missing)
+called through ctypes, which releases the GIL: a small pool of threads compresses frames in
+parallel while the writer thread stores them in order with `write_direct_chunk`, bypassing
+HDF5's single-threaded filter pipeline.
 """
 
+import concurrent.futures
 import contextlib
+import ctypes
 import datetime
 import enum
 import logging
+import os
 import queue
 import struct
 import threading
@@ -41,11 +46,6 @@ import hdf5plugin
 import numpy as np
 
 from .backend import Frame, Geometry
-
-try:
-    import bitshuffle
-except ImportError:  # pragma: no cover - the filter pipeline still writes the same files
-    bitshuffle = None
 
 logger = logging.getLogger(__name__)
 
@@ -112,7 +112,6 @@ class NexusFile:
         self.geometry = geometry
         self.saving_format = SavingFormat(saving_format)
         self.frames = 0
-        self._direct = saving_format == SavingFormat.HDF5 or bitshuffle is not None
         try:
             self._file = h5py.File(self.path, "w" if overwrite else "w-", libver="latest")
         except FileExistsError as exc:
@@ -171,20 +170,23 @@ class NexusFile:
         nxdata["data"] = data
         return data
 
-    def write(self, frame: Frame) -> None:
-        """Append one frame and flush it, so SWMR readers see it."""
-        data = np.ascontiguousarray(frame.data, dtype=self.geometry.dtype)
-        if data.shape != self.geometry.shape:
-            raise SavingError(f"frame {frame.index} has shape {data.shape}, the file expects {self.geometry.shape}")
+    def write(self, frame: Frame, chunk: np.ndarray | None = None) -> None:
+        """Append one frame and flush it, so SWMR readers see it.
+
+        `chunk` is the frame already compressed for this file's format (`encode_chunk`).
+        """
+        data = frame.data
+        if data.shape != self.geometry.shape or data.dtype != np.dtype(self.geometry.dtype):
+            raise SavingError(
+                f"frame {frame.index} is {data.dtype} {data.shape}, the file expects "
+                f"{self.geometry.dtype} {self.geometry.shape}"
+            )
+        if chunk is None:
+            chunk = encode_chunk(data, self.saving_format)
         n = self.frames
         try:
             self._data.resize(n + 1, axis=0)
-            if not self._direct:
-                self._data[n] = data
-            elif self.saving_format == SavingFormat.HDF5BS:
-                self._data.id.write_direct_chunk((n, 0, 0), bitshuffle_lz4_chunk(data))
-            else:
-                self._data.id.write_direct_chunk((n, 0, 0), data)
+            self._data.id.write_direct_chunk((n, 0, 0), chunk)
             self._data.flush()
         except OSError as exc:
             raise SavingError(f"cannot write frame {frame.index} to {self.path}: {_os_reason(exc)}") from exc
@@ -201,11 +203,64 @@ class NexusFile:
             self._file.close()
 
 
-def bitshuffle_lz4_chunk(data: np.ndarray) -> bytes:
-    """`data` compressed exactly as the HDF5 bitshuffle filter (32008, LZ4) stores a chunk."""
+def encode_chunk(data: np.ndarray, saving_format: SavingFormat) -> np.ndarray:
+    """The bytes of one frame's chunk as stored in a file of `saving_format`."""
+    if saving_format == SavingFormat.HDF5BS:
+        return bitshuffle_lz4_chunk(data)
+    return np.ascontiguousarray(data)
+
+
+def _bitshuffle_library() -> ctypes.CDLL:
+    """The C library with `bshuf_compress_lz4`: the bitshuffle package's (AVX2) or hdf5plugin's."""
+    candidates = []
+    with contextlib.suppress(ImportError):
+        import bitshuffle.ext
+
+        candidates.append(bitshuffle.ext.__file__)
+    candidates.append(os.path.join(hdf5plugin.PLUGIN_PATH, "libh5bshuf.so"))
+    for path in candidates:
+        try:
+            library = ctypes.CDLL(path)
+            compress, bound = library.bshuf_compress_lz4, library.bshuf_compress_lz4_bound
+        except (OSError, AttributeError):
+            continue
+        compress.restype = ctypes.c_int64
+        compress.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t, ctypes.c_size_t, ctypes.c_size_t]
+        bound.restype = ctypes.c_size_t
+        bound.argtypes = [ctypes.c_size_t, ctypes.c_size_t, ctypes.c_size_t]
+        return library
+    raise ImportError(f"no bitshuffle library with bshuf_compress_lz4 in {candidates}")
+
+
+_BSHUF = _bitshuffle_library()
+
+
+def _one_openmp_thread() -> None:
+    """Make bitshuffle's OpenMP loop run serially in the calling thread.
+
+    Our compression threads already use the cores; OpenMP teams on top of them spin against
+    each other on a busy machine (7 times slower, measured on 2 shared cores).
+    """
+    with contextlib.suppress(AttributeError):
+        _BSHUF.omp_set_num_threads(1)
+
+
+_HEADER = struct.Struct(">QI")  # uncompressed bytes, block size in bytes: the filter's chunk header
+
+
+def bitshuffle_lz4_chunk(data: np.ndarray) -> np.ndarray:
+    """`data` compressed exactly as the HDF5 bitshuffle filter (32008, LZ4) stores a chunk.
+
+    Releases the GIL while compressing (ctypes), so several threads can compress at once.
+    """
+    data = np.ascontiguousarray(data)
     block = _BSHUF_BLOCK_BYTES // data.itemsize
-    payload = bitshuffle.compress_lz4(data.reshape(-1), block)
-    return struct.pack(">QI", data.nbytes, block * data.itemsize) + payload.tobytes()
+    out = np.empty(_HEADER.size + _BSHUF.bshuf_compress_lz4_bound(data.size, data.itemsize, block), np.uint8)
+    _HEADER.pack_into(out, 0, data.nbytes, block * data.itemsize)
+    size = _BSHUF.bshuf_compress_lz4(data.ctypes.data, out[_HEADER.size :].ctypes.data, data.size, data.itemsize, block)
+    if size < 0:
+        raise SavingError(f"bitshuffle-LZ4 compression failed (error {size})")
+    return out[: _HEADER.size + size]
 
 
 def _group(parent: h5py.Group, name: str, nx_class: str, **attrs: str) -> h5py.Group:
@@ -252,6 +307,13 @@ class _Close:
 
 
 @dataclass(frozen=True)
+class _FrameJob:
+    frame: Frame
+    saving_format: SavingFormat
+    chunk: concurrent.futures.Future | None  # compressing in the pool, or None: encode when writing
+
+
+@dataclass(frozen=True)
 class _Call:
     function: Callable[[], None]
 
@@ -260,15 +322,31 @@ class WriterThread:
     """Writes frames to NexusFiles on its own thread, in submission order.
 
     The queue is bounded (`max_queued_bytes`): `submit_frame` blocks when the disk falls
-    behind, which slows the detector down instead of dropping frames. After a failure the
-    current file is closed (everything written so far stays readable), the listener hears
-    `file_closed(..., error)`, and further frames are discarded until the next open.
+    behind, which slows the detector down instead of dropping frames. Frames are compressed
+    by `compression_threads` threads as they are submitted (0: by the writer thread itself).
+    After a failure the current file is closed (everything written so far stays readable),
+    the listener hears `file_closed(..., error)`, and further frames are discarded until the
+    next open.
     """
 
-    def __init__(self, listener: WriterListener, *, max_queued_bytes: int = 512 * 2**20, frame_nbytes: int = 1):
+    def __init__(
+        self,
+        listener: WriterListener,
+        *,
+        max_queued_bytes: int = 512 * 2**20,
+        frame_nbytes: int = 1,
+        compression_threads: int = 2,
+    ):
         self._listener = listener
         depth = max(4, min(1024, max_queued_bytes // max(1, frame_nbytes)))
         self._queue: queue.Queue = queue.Queue(maxsize=depth)
+        self._pool = (
+            concurrent.futures.ThreadPoolExecutor(
+                compression_threads, thread_name_prefix="pilatus-compress", initializer=_one_openmp_thread
+            )
+            if compression_threads > 0
+            else None
+        )
         self._file: NexusFile | None = None
         self._idle = threading.Event()
         self._idle.set()
@@ -290,8 +368,14 @@ class WriterThread:
         `file_opened`, or `file_closed(path, 0, error)` when it cannot be created."""
         self._put(_Open(Path(path), opener, announce=True))
 
-    def submit_frame(self, frame: Frame) -> None:
-        self._put(frame)
+    def submit_frame(self, frame: Frame, saving_format: SavingFormat) -> None:
+        """Queue a frame for the current file (of `saving_format`); blocks while the queue is full.
+
+        Compression starts at once; the producer then waits for room in the queue, so at most
+        one chunk more than the queue holds is ever in flight.
+        """
+        future = self._pool.submit(encode_chunk, frame.data, saving_format) if self._pool else None
+        self._put(_FrameJob(frame, saving_format, future))
 
     def close(self) -> None:
         """Close the current file once the frames queued before have been written."""
@@ -308,6 +392,8 @@ class WriterThread:
         self.close()
         self._put(None)
         self._thread.join(timeout)
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
 
     def _put(self, item) -> None:
         with self._pending_lock:
@@ -316,6 +402,7 @@ class WriterThread:
         self._queue.put(item)
 
     def _run(self) -> None:
+        _one_openmp_thread()
         while True:
             item = self._queue.get()
             if item is None:
@@ -331,15 +418,18 @@ class WriterThread:
                         self._idle.set()
 
     def _handle(self, item) -> None:
-        if isinstance(item, Frame):
+        if isinstance(item, _FrameJob):
             if self._file is None:
                 return  # no file (failed, or saving off): the frame is not saved
             try:
-                self._file.write(item)
+                chunk = item.chunk.result() if item.chunk is not None else None
+                if item.saving_format != self._file.saving_format:
+                    chunk = None
+                self._file.write(item.frame, chunk)
             except Exception as exc:
                 self._finish(f"{exc}")
                 return
-            self._listener.frame_saved(item.index)
+            self._listener.frame_saved(item.frame.index)
         elif isinstance(item, _Open):
             self._finish(None)
             try:

@@ -106,11 +106,11 @@ def test_writer_thread_keeps_order_and_reports_failures(tmp_path):
     stream = frames(6)
     writer.adopt(NexusFile(tmp_path / "a.h5", SMALL, SavingFormat.HDF5BS, FileMetadata()))
     for _ in range(3):
-        writer.submit_frame(next(stream))
+        writer.submit_frame(next(stream), SavingFormat.HDF5BS)
     writer.close()
     writer.open(tmp_path / "gone" / "b.h5", lambda: NexusFile(tmp_path / "gone" / "b.h5", SMALL, 1, FileMetadata()))
     for _ in range(3):
-        writer.submit_frame(next(stream))  # no file: discarded, never blocks
+        writer.submit_frame(next(stream), SavingFormat.HDF5)  # no file: discarded, never blocks
     assert writer.wait_idle(10)
     writer.shutdown()
     assert listener.saved == [0, 1, 2]
