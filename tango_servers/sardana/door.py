@@ -23,6 +23,7 @@ from tango_servers.stack.waiting import wait_until
 
 ENDED = ("finish", "stop", "abort", "exception")
 LOG_ATTRIBUTES = ("Output", "Info", "Warning", "Error")
+EVENT_ATTRIBUTES = ("State", "MacroStatus", *LOG_ATTRIBUTES)
 
 
 class MacroError(RuntimeError):
@@ -37,6 +38,7 @@ class MacroRun:
     id: str = ""
     state: str = "start"
     started: bool = False
+    outcome: str | None = None  # how MacroStatus said it ended; final once the Door leaves RUNNING
     lines: dict[str, list[str]] = field(default_factory=lambda: {name: [] for name in LOG_ATTRIBUTES})
     result: list[str] = field(default_factory=list)
     _ended: threading.Event = field(default_factory=threading.Event, repr=False)
@@ -80,9 +82,10 @@ class Door:
         self._lock = threading.Lock()
         self._current: MacroRun | None = None
         self._primed: set[str] = set()
+        self._door_state = tango.DevState.UNKNOWN
         self._event_ids = [
             self.proxy.subscribe_event(attribute, tango.EventType.CHANGE_EVENT, self._on_event)
-            for attribute in ("MacroStatus", *LOG_ATTRIBUTES)
+            for attribute in EVENT_ATTRIBUTES
         ]
 
     def close(self) -> None:
@@ -118,6 +121,7 @@ class Door:
             match = re.search(r'\bid="([^"]+)"', reply[0] if reply else "")
             run.id = match.group(1) if match else ""
             self._current = run
+            self._door_state = tango.DevState.RUNNING
         return run
 
     def run(self, *macro: object, timeout: float = 60.0, check: bool = True) -> MacroRun:
@@ -145,9 +149,12 @@ class Door:
         return self.proxy.state()
 
     # -- events ------------------------------------------------------------------------------
+    # A run ends in two steps: MacroStatus names its outcome (or, for refused parameters, an
+    # Error line arrives without any status), then the Door's State leaves RUNNING. The Door
+    # pushes the error report between the two, so waiting for State keeps it in the run.
     def _on_event(self, event: tango.EventData) -> None:
-        attribute = event.attr_name.rsplit("/", 1)[-1]
-        name = next((a for a in ("MacroStatus", *LOG_ATTRIBUTES) if a.lower() == attribute.lower()), attribute)
+        attribute = event.attr_name.rsplit("/", 1)[-1].lower()
+        name = next((a for a in EVENT_ATTRIBUTES if a.lower() == attribute), attribute)
         if name not in self._primed:
             # The first event repeats the last value, from before we subscribed.
             self._primed.add(name)
@@ -156,16 +163,18 @@ class Door:
             return
         value = event.attr_value.value
         with self._lock:
+            if name == "State":
+                self._door_state = value
             run = self._current
             if run is None or run.ended:
                 return
             if name == "MacroStatus":
                 self._on_status(run, value)
-                return
-            run.lines[name].extend(str(line) for line in value)
-            if name == "Error" and not run.started:
-                # A macro whose parameters are refused never starts: no status, just the error.
-                self._end(run, "exception")
+            elif name != "State":
+                run.lines[name].extend(str(line) for line in value)
+                if name == "Error" and not run.started and run.outcome is None:
+                    run.outcome = "exception"
+            self._maybe_end(run)
 
     def _on_status(self, run: MacroRun, value: tuple[str, bytes]) -> None:
         _, payload = value
@@ -177,11 +186,14 @@ class Door:
                 continue
             if status.get("state") == "start":
                 run.started = True
+                self._door_state = tango.DevState.RUNNING
             elif status.get("state") in ENDED:
-                self._end(run, status["state"])
+                run.outcome = status["state"]
 
-    def _end(self, run: MacroRun, state: str) -> None:
-        run.state = state
+    def _maybe_end(self, run: MacroRun) -> None:
+        if run.outcome is None or self._door_state == tango.DevState.RUNNING:
+            return
+        run.state = run.outcome
         try:
             run.result = list(self.proxy.read_attribute("Result").value or ())
         except tango.DevFailed:

@@ -158,8 +158,15 @@ class PilatusTwoDController(TwoDController, Referable):
         proxy.write_attribute(name, value)
 
     def _wait_ready(self) -> None:
-        """An acquisition left running (a scan that ended early) is aborted before the next one."""
+        """Our own acquisition left running (a scan that ended early) is aborted before the next one;
+        someone else's (bluesky's) is never touched: the measurement is refused instead."""
         if self._acq_status() == "Running":
+            prefix = self._link.read("saving_prefix")
+            if self._files is None or prefix != self._files[1]:
+                raise RuntimeError(
+                    f"{self.Device} is acquiring for another client (saving_prefix '{prefix}'): "
+                    "wait until its acq_status is Ready, or stop that acquisition first"
+                )
             self._link.proxy.command_inout("abortAcq")
         try:
             status = wait_until(
@@ -238,5 +245,6 @@ class PilatusTwoDController(TwoDController, Referable):
 
     def _end(self, command: str) -> None:
         self._frames = self._triggers  # nothing more is expected from this acquisition
-        if self._acq_status() == "Running":
+        running = self._acq_status() == "Running"
+        if running and self._files is not None and self._link.read("saving_prefix") == self._files[1]:
             self._link.proxy.command_inout(command)

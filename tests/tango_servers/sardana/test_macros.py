@@ -1,6 +1,7 @@
 """Standard Sardana macros on our devices: real Pool and MacroServer, macros run through the Door."""
 
 import re
+import uuid
 from pathlib import Path
 
 import h5py
@@ -147,3 +148,34 @@ def test_abort_mid_scan_stops_the_axes_and_leaves_the_detector_ready(sardana_sta
     # The stack is usable again straight away.
     door.run("mv", "omega", 0, timeout=60)
     assert door.run("ct", 0.05, timeout=30).ok
+
+
+def test_sardana_leaves_a_detector_busy_for_another_client_alone(sardana_stack, door):
+    """Ownership: an acquisition another client (bluesky) prepared is never aborted by Sardana."""
+    pilatus = sardana_stack.proxy("sim/pilatus/1")
+    pilatus.acq_trigger_mode = "INTERNAL_TRIGGER_MULTI"
+    pilatus.acq_nb_frames = 2
+    pilatus.acq_expo_time = 0.05
+    pilatus.saving_prefix = f"bluesky_{uuid.uuid4().hex[:8]}_"
+    pilatus.saving_next_number = 0
+    pilatus.prepareAcq()
+    pilatus.startAcq()  # armed: waits for its owner's softTrigger
+    try:
+        run = door.run("ct", 0.1, timeout=30, check=False)
+        assert run.state == "exception"
+        assert "acquiring for another client" in run.text
+        assert pilatus.acq_status.name == "Running", "Sardana must not abort someone else's acquisition"
+    finally:
+        pilatus.abortAcq()
+        wait_until(lambda: pilatus.acq_status.name == "Ready", 10, message="the Pilatus back to Ready")
+    assert door.run("ct", 0.05, timeout=30).ok
+
+
+def test_pool_keeps_working_after_the_aerotech_server_restarts(sardana_stack, door):
+    old_pid = sardana_stack.kill_server("Automation1/sim")
+    sardana_stack.wait_server_back("Automation1/sim", old_pid)
+    door.run("mv", "y", 0.3, timeout=60)
+    assert sardana_stack.proxy("sim/aerotech/y").read_attribute("position").value == pytest.approx(
+        0.3, abs=POSITION_TOLERANCE
+    )
+    door.run("mv", "y", 0, timeout=60)
