@@ -582,4 +582,8 @@ class Pilatus(Device):
 
 
 def main(args: list[str] | None = None) -> None:
+    # One trigger event per pulse arrives in bursts, and up to four counter events leave per
+    # frame: room beyond ZMQ's default queue of 1000 so neither side drops events in a burst.
+    os.environ.setdefault("TANGO_EVENT_BUFFER_HWM", "20000")
+    os.environ.setdefault("TANGO_DS_EVENT_BUFFER_HWM", "20000")
     run((Pilatus,), args=args)

@@ -78,6 +78,7 @@ class Configs:
     pilatus = staticmethod(pilatus_config)
     with_fake_motion = staticmethod(with_fake_motion)
     with_aerotech = staticmethod(with_aerotech)
+    aerotech_available = staticmethod(aerotech_available)
     options = {"redis": False, "bridges": False, "extra_servers": {"FakeMotion": FAKE_MOTION}}
 
 
