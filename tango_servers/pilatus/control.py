@@ -13,6 +13,7 @@ writer thread; when the backend ends (all frames, stop, abort) the writer closes
 
 import contextlib
 import enum
+import glob
 import json
 import os
 import shutil
@@ -74,6 +75,16 @@ class SavingSettings:
 
     def file_path(self, number: int) -> Path:
         return Path(self.directory) / f"{self.prefix}{INDEX_FORMAT.format(number)}{self.suffix}"
+
+    def after_existing_files(self) -> "SavingSettings":
+        """These settings with `next_number` past the files already in the directory."""
+        numbers = [self.next_number - 1]
+        with contextlib.suppress(OSError):
+            for path in Path(self.directory).glob(f"{glob.escape(self.prefix)}*{glob.escape(self.suffix)}"):
+                middle = path.name[len(self.prefix) : len(path.name) - len(self.suffix)]
+                if middle.isdigit():
+                    numbers.append(int(middle))
+        return replace(self, next_number=max(numbers) + 1)
 
 
 def file_event_json(path: Path | str, *, done: bool, success: bool) -> str:

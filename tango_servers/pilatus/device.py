@@ -222,7 +222,8 @@ class Pilatus(Device):
         self._control = AcquisitionControl(
             self._backend,
             self._notify,
-            saving=SavingSettings(directory=directory),
+            # A restarted server continues the numbering instead of refusing to overwrite.
+            saving=SavingSettings(directory=directory).after_existing_files(),
             trigger_source=self.trigger_source,
             description=f"Pilatus {width}x{height} (simulated)",
             compression_threads=max(0, self.compression_threads),

@@ -13,7 +13,7 @@ from tango_servers.pilatus.backend import (
     PilatusBackend,
     TriggerMode,
 )
-from tango_servers.pilatus.control import PulseCounter
+from tango_servers.pilatus.control import PulseCounter, SavingSettings
 from tango_servers.pilatus.sim import FramePattern, SampleModel, SimulatedPilatus
 from tango_servers.stack.waiting import wait_until
 
@@ -124,3 +124,10 @@ def test_pulse_counter_reset_takes_a_new_baseline():
     counter.update(5)
     counter.reset()
     assert counter.update(9) == 0 and counter.update(10) == 1
+
+
+def test_numbering_continues_after_existing_files(tmp_path):
+    for name in ("pilatus_0000.h5", "pilatus_0007.h5", "pilatus_x.h5", "other_0042.h5"):
+        (tmp_path / name).write_text("")
+    assert SavingSettings(directory=str(tmp_path)).after_existing_files().next_number == 8
+    assert SavingSettings(directory=str(tmp_path / "none")).after_existing_files().next_number == 0
