@@ -287,9 +287,14 @@ class Pilatus(Device):
 
     # -- control reports (any thread) ---------------------------------------------------------
     def _notify(self, name: str, value: Any) -> None:
-        self.push_change_event(name, value)
-        if name == "acq_status":
-            self._show_status(AcqStatus(value))
+        # Called from the detector, writer and Tango threads: a failed push (e.g. while the
+        # device is being deleted) must not break the acquisition that reported the change.
+        try:
+            self.push_change_event(name, value)
+            if name == "acq_status":
+                self._show_status(AcqStatus(value))
+        except tango.DevFailed as exc:
+            self.warn_stream(f"cannot push a change event for {name}: {exc.args[0].desc}")
 
     def _show_status(self, status: AcqStatus) -> None:
         state = _STATE[status]

@@ -236,7 +236,7 @@ _BSHUF = _bitshuffle_library()
 
 
 def _one_openmp_thread() -> None:
-    """Make bitshuffle's OpenMP loop run serially in the calling thread.
+    """Make bitshuffle's OpenMP loop run serially in the calling thread (a per-thread setting).
 
     Our compression threads already use the cores; OpenMP teams on top of them spin against
     each other on a busy machine (7 times slower, measured on 2 shared cores).
@@ -253,6 +253,7 @@ def bitshuffle_lz4_chunk(data: np.ndarray) -> np.ndarray:
 
     Releases the GIL while compressing (ctypes), so several threads can compress at once.
     """
+    _one_openmp_thread()
     data = np.ascontiguousarray(data)
     block = _BSHUF_BLOCK_BYTES // data.itemsize
     out = np.empty(_HEADER.size + _BSHUF.bshuf_compress_lz4_bound(data.size, data.itemsize, block), np.uint8)
@@ -341,9 +342,7 @@ class WriterThread:
         depth = max(4, min(1024, max_queued_bytes // max(1, frame_nbytes)))
         self._queue: queue.Queue = queue.Queue(maxsize=depth)
         self._pool = (
-            concurrent.futures.ThreadPoolExecutor(
-                compression_threads, thread_name_prefix="pilatus-compress", initializer=_one_openmp_thread
-            )
+            concurrent.futures.ThreadPoolExecutor(compression_threads, thread_name_prefix="pilatus-compress")
             if compression_threads > 0
             else None
         )
@@ -402,7 +401,6 @@ class WriterThread:
         self._queue.put(item)
 
     def _run(self) -> None:
-        _one_openmp_thread()
         while True:
             item = self._queue.get()
             if item is None:
