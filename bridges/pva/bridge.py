@@ -77,6 +77,23 @@ class RateMeter:
         return sum(complete) / self._window
 
 
+class AgeTracker:
+    """How old Tango's values are when posted (post time - Tango timestamp), last `size` updates."""
+
+    def __init__(self, size: int = 2000):
+        self._ages: deque[float] = deque(maxlen=size)
+
+    def add(self, timestamp: float) -> None:
+        if timestamp:
+            self._ages.append(time.time() - timestamp)
+
+    def percentile(self, q: float) -> float:
+        ages = sorted(self._ages)
+        if not ages:
+            return 0.0
+        return ages[min(len(ages) - 1, int(q / 100 * len(ages)))]
+
+
 class _PutHandler:
     """p4p handler of one PV: runs the bridge's put on the put worker pool."""
 
@@ -126,6 +143,7 @@ class TangoPvaBridge:
         self._first_scan = threading.Event()
         self._thread = threading.Thread(target=self._discover_forever, name="pva-bridge-discovery", daemon=True)
         self._rate = RateMeter()
+        self.ages = AgeTracker()
         self.update_count = 0
         self.error_count = 0
         self.put_count = 0
@@ -301,12 +319,13 @@ class TangoPvaBridge:
         pv.shared.post(pv.mapping.update(update))
         self.update_count += 1
         self._rate.tick()
-        if update.error is not None:
+        if update.error is None:
+            self.ages.add(update.timestamp)
+            pv.in_error = False
+        else:
             if not pv.in_error:
                 self._record_error(f"{pv.name}: {update.error}")
             pv.in_error = True
-        else:
-            pv.in_error = False
 
     def _record_error(self, message: str) -> None:
         self.error_count += 1

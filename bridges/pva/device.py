@@ -37,6 +37,10 @@ class PvaBridge(Device):
     pv_count = attribute(dtype=int, doc="PVs published")
     disconnected_pv_count = attribute(dtype=int, doc="PVs whose Tango attribute is unreachable or failing")
     update_rate = attribute(dtype=float, unit="Hz", format="%.1f", doc="PV updates per second, last 5 s")
+    update_age_p50 = attribute(
+        dtype=float, unit="ms", format="%.3f", doc="median age of Tango values when posted (post time - Tango time)"
+    )
+    update_age_p99 = attribute(dtype=float, unit="ms", format="%.3f", doc="99th percentile of the same")
     update_count = attribute(dtype=tango.DevLong64, doc="PV updates since start")
     put_count = attribute(dtype=tango.DevLong64, doc="puts written to Tango since start")
     error_count = attribute(dtype=tango.DevLong64, doc="errors since start: lost attributes, refused puts")
@@ -106,6 +110,12 @@ class PvaBridge(Device):
 
     def read_update_rate(self) -> float:
         return self._require_bridge().update_rate
+
+    def read_update_age_p50(self) -> float:
+        return self._require_bridge().ages.percentile(50) * 1e3
+
+    def read_update_age_p99(self) -> float:
+        return self._require_bridge().ages.percentile(99) * 1e3
 
     def read_update_count(self) -> int:
         return self._require_bridge().update_count

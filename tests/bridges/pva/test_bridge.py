@@ -34,12 +34,12 @@ class Recorder:
         with self._lock:
             return self.values[-1] if self.values else None
 
-    def wait_for(self, predicate, message, timeout=10.0):
-        """The first update (old or new) for which `predicate(value)` holds."""
+    def wait_for(self, predicate, message, timeout=10.0, since=0):
+        """The first update (from the `since`-th on, old or new) for which `predicate(value)` holds."""
 
         def found():
             with self._lock:
-                values = list(self.values)
+                values = self.values[since:]
             for value in values:
                 if not isinstance(value, Exception) and predicate(value):
                     return (value,)  # a 1-tuple: the value itself may be falsy (0, "")
@@ -50,6 +50,11 @@ class Recorder:
                 return f"{message}; got {self.values[-5:]!r}"
 
         return wait_until(found, timeout, message=describe)[0]
+
+    def index(self, value):
+        """Position of `value` (by identity) among the updates so far."""
+        with self._lock:
+            return next(i for i, v in enumerate(self.values) if v is value)
 
     def clear(self):
         with self._lock:
@@ -238,10 +243,10 @@ def test_device_restart_turns_pvs_invalid_then_recovers(make_bridge_stack, pva_c
         gone = recorder.wait_for(lambda v: v.severity == 3, "counter INVALID after the kill", timeout=20.0)
         assert "disconnected" in gone.raw.alarm.message
         running.wait_server_back("BridgeTarget/test", old_pid)
-        recorder.clear()
-        back = recorder.wait_for(lambda v: v.severity == 0, "counter valid again", timeout=30.0)
+        after_gone = recorder.index(gone) + 1
+        back = recorder.wait_for(lambda v: v.severity == 0, "counter valid again", timeout=30.0, since=after_gone)
         assert back.raw.alarm.message == ""
         running.proxy("test/target/1").Bump()
-        recorder.wait_for(lambda v: int(v) == 1, "updates flow again after the restart", timeout=10.0)
+        recorder.wait_for(lambda v: int(v) == 1, "updates flow again after the restart", timeout=10.0, since=after_gone)
     finally:
         recorder.close()
