@@ -1,14 +1,20 @@
 """Writing to Redis from one thread: a pipeline per burst, reconnect with backoff, never raising.
 
 Callers (subscription callbacks, the OAV forwarder) hand over ready-made payloads and return at
-once. One writer thread drains everything queued so far into one non-transactional pipeline, so a
-burst of N updates costs one round trip. When Redis goes away the writer keeps the last value of
+once. One writer thread drains everything queued so far into one pipeline, so a burst of N
+updates costs one round trip. The few commands the bridge sends are encoded to RESP here and
+written on one plain socket; replies are parsed by hiredis. A round trip per update (events
+arriving one by one) then costs a few syscalls instead of redis-py's pipeline machinery, which
+at a few thousand updates/s made the difference between a bridge that keeps up and one that
+does not. redis-py still parses the URL. When Redis goes away the writer keeps the last value of
 every key (values, meta hashes, events), drops what has no "last value" (stream entries,
 previews, forwarded frames; counted in `dropped`), reconnects with exponential backoff and writes
 the remembered keys again, so a restarted, empty Redis is whole again without waiting for changes.
 """
 
+import contextlib
 import logging
+import socket
 import threading
 import time
 from collections import deque
@@ -17,9 +23,9 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+import hiredis
 import redis
-from redis.backoff import NoBackoff
-from redis.retry import Retry
+from redis.connection import parse_url
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +35,9 @@ _XADD = 1  # (op, key, payload, maxlen, approximate, expire_s or None)
 _HASH = 2  # (op, key, mapping, payload published on key or None)
 _HSET_EXPIRE_PUBLISH = 3  # (op, key, field, data, expire_s, channel, notification)
 
-_CONNECTION_ERRORS = (redis.ConnectionError, redis.TimeoutError, OSError)
+_CONNECTION_ERRORS = (redis.ConnectionError, redis.TimeoutError, OSError, hiredis.ProtocolError)
+# Payloads at least this big are sent as their own buffer instead of being copied into the batch.
+_BIG = 64 * 1024
 
 
 def redact_url(url: str) -> str:
@@ -101,22 +109,16 @@ class RedisPublisher:
         backoff: tuple[float, float] = (0.1, 5.0),
         max_queue: int = 200_000,
         max_batch: int = 4096,
+        min_write_interval: float = 0.0005,
     ) -> None:
-        options: dict[str, Any] = {
-            "socket_timeout": socket_timeout,
-            "socket_connect_timeout": socket_timeout,
-            # Reconnecting is ours (with backoff, status and resync), not redis-py's.
-            "retry": Retry(NoBackoff(), 0),
-        }
-        if username:
-            options["username"] = username
-        if password:
-            options["password"] = password
         self.url = redact_url(url)
-        self._client = redis.Redis.from_url(url, **options)
+        self._address = RedisAddress.from_url(url, username=username, password=password, timeout=socket_timeout)
+        self._connection: RespConnection | None = None
         self._backoff_min, self._backoff_max = backoff
         self._max_queue = max_queue
         self._max_batch = max_batch
+        self._min_write_interval = min_write_interval
+        self._last_write = 0.0
 
         self._cond = threading.Condition()
         self._queue: deque[tuple] = deque()
@@ -147,7 +149,7 @@ class RedisPublisher:
             self._cond.notify_all()
         if self._thread.is_alive():
             self._thread.join(timeout)
-        self._client.close()
+        self._disconnect()
 
     def flush(self, timeout: float = 5.0) -> bool:
         """Wait until everything submitted so far was written or given up; False on timeout."""
@@ -240,28 +242,36 @@ class RedisPublisher:
             batch = self._take_batch()
             if batch:
                 self._write(batch)
+                self._last_write = time.monotonic()
 
     def _take_batch(self) -> list[tuple]:
         with self._cond:
             if not self._queue:
                 self._cond.wait(0.5)
+                if not self._queue:
+                    return []
+        # Updates arriving one by one would each cost a round trip (syscalls and thread wake-ups
+        # dominate); right after a write, let the next ones gather for a moment instead. An update
+        # after a quiet spell is written at once.
+        linger = self._last_write + self._min_write_interval - time.monotonic()
+        if linger > 0:
+            time.sleep(linger)
+        with self._cond:
             count = min(len(self._queue), self._max_batch)
             return [self._queue.popleft() for _ in range(count)]
 
     def _write(self, batch: list[tuple]) -> None:
-        pipe = self._client.pipeline(transaction=False)
-        for op in batch:
-            _apply(pipe, op)
+        buffers, replies = _encode(batch)
+        connection = self._connection
+        failed: list[Exception] = []
         try:
-            results = pipe.execute(raise_on_error=False)
+            if connection is None:
+                raise redis.ConnectionError("not connected")
+            connection.send(buffers)
+            failed = [reply for reply in connection.replies(replies) if isinstance(reply, hiredis.ReplyError)]
         except _CONNECTION_ERRORS as exc:
             self._lost_connection(exc, batch)
             return
-        except redis.RedisError as exc:
-            self._record_error(f"Redis refused a write of {len(batch)} updates: {exc}")
-            self._finish(len(batch), written=0)
-            return
-        failed = [r for r in results if isinstance(r, Exception)]
         if failed:
             self._record_error(f"Redis refused {len(failed)} commands, e.g.: {failed[0]}", count=len(failed))
         self._finish(len(batch), written=len(batch))
@@ -290,19 +300,23 @@ class RedisPublisher:
             self._completed += len(pending)
             self._cond.notify_all()
         self._record_error(f"lost the connection to Redis at {self.url}: {exc}; reconnecting")
-        self._client.connection_pool.disconnect()
+        self._disconnect()
+
+    def _disconnect(self) -> None:
+        connection, self._connection = self._connection, None
+        if connection is not None:
+            connection.close()
 
     def _connect_and_resync(self) -> bool:
         try:
-            self._client.ping()
+            connection = RespConnection.open(self._address)
         except _CONNECTION_ERRORS as exc:
             self._record_error(f"cannot reach Redis at {self.url}: {exc}; retrying with backoff")
-            self._client.connection_pool.disconnect()
             return False
-        except redis.RedisError as exc:  # e.g. wrong password: keep trying, the operator may fix Redis
+        except redis.ResponseError as exc:  # e.g. wrong password: keep trying, the operator may fix Redis
             self._record_error(f"Redis at {self.url} refused the connection: {exc}")
-            self._client.connection_pool.disconnect()
             return False
+        self._connection = connection
         with self._cond:
             self._connected = True
             self._reconnects += 1
@@ -322,25 +336,155 @@ class RedisPublisher:
         return True
 
 
-def _apply(pipe: Any, op: tuple) -> None:
-    code = op[0]
-    if code == _SET_PUBLISH:
-        pipe.set(op[1], op[2])
-        pipe.publish(op[1], op[2])
-    elif code == _XADD:
-        _, key, payload, maxlen, approximate, expire_s = op
-        pipe.xadd(key, {"msg": payload}, maxlen=maxlen, approximate=approximate)
-        if expire_s:
-            pipe.expire(key, expire_s)
-    elif code == _HASH:
-        _, key, mapping, notification = op
-        pipe.delete(key)
-        if mapping:
-            pipe.hset(key, mapping=mapping)
-        if notification is not None:
-            pipe.publish(key, notification)
-    elif code == _HSET_EXPIRE_PUBLISH:
-        _, key, field, data, expire_s, channel, notification = op
-        pipe.hset(key, field, data)
-        pipe.expire(key, expire_s)
-        pipe.publish(channel, notification)
+@dataclass(frozen=True)
+class RedisAddress:
+    """Where and as whom to connect, from a redis:// or unix:// URL (TLS is not supported)."""
+
+    host: str = "127.0.0.1"
+    port: int = 6379
+    path: str | None = None  # unix socket
+    db: int = 0
+    username: str | None = None
+    password: str | None = None
+    timeout: float = 2.0
+
+    @classmethod
+    def from_url(
+        cls, url: str, *, username: str | None = None, password: str | None = None, timeout: float = 2.0
+    ) -> "RedisAddress":
+        scheme = urlsplit(url).scheme
+        if scheme not in ("redis", "unix"):
+            raise ValueError(f"Redis URL {redact_url(url)}: use redis://host:port/db or unix:///path (not {scheme}://)")
+        parts = parse_url(url)
+        return cls(
+            host=parts.get("host") or "127.0.0.1",
+            port=int(parts.get("port") or 6379),
+            path=parts.get("path"),
+            db=int(parts.get("db") or 0),
+            username=username or parts.get("username"),
+            password=password or parts.get("password"),
+            timeout=timeout,
+        )
+
+
+class RespConnection:
+    """One socket speaking RESP2: AUTH and SELECT at open, then buffers out and replies in."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self._sock = sock
+        self._reader = hiredis.Reader()
+
+    @classmethod
+    def open(cls, address: RedisAddress) -> "RespConnection":
+        """Connect and authenticate; raises OSError/ConnectionError, or ResponseError when refused."""
+        if address.path:
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            sock.settimeout(address.timeout)
+            sock.connect(address.path)
+        else:
+            sock = socket.create_connection((address.host, address.port), timeout=address.timeout)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        connection = cls(sock)
+        try:
+            if address.password:
+                user = [address.username] if address.username else []
+                connection.call(b"AUTH", *user, address.password)
+            if address.db:
+                connection.call(b"SELECT", address.db)
+            connection.call(b"PING")
+        except BaseException:
+            connection.close()
+            raise
+        return connection
+
+    def call(self, *args: bytes | str | int) -> Any:
+        """One command and its reply; an error reply raises redis.ResponseError."""
+        self.send([_command(*args)])
+        (reply,) = self.replies(1)
+        if isinstance(reply, hiredis.ReplyError):
+            raise redis.ResponseError(str(reply))
+        return reply
+
+    def send(self, buffers: list[bytes]) -> None:
+        for buffer in buffers:
+            self._sock.sendall(buffer)
+
+    def replies(self, count: int) -> list[Any]:
+        """The next `count` replies, error replies as hiredis.ReplyError instances."""
+        replies = []
+        while len(replies) < count:
+            reply = self._reader.gets()
+            if reply is False:
+                data = self._sock.recv(1 << 16)
+                if not data:
+                    raise redis.ConnectionError("Redis closed the connection")
+                self._reader.feed(data)
+            else:
+                replies.append(reply)
+        return replies
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            self._sock.close()
+
+
+def _bulk(item: bytes | str | int | float) -> bytes:
+    if not isinstance(item, bytes | bytearray | memoryview):
+        item = str(item).encode()
+    return b"$%d\r\n%s\r\n" % (len(item), item)
+
+
+def _command(*args: bytes | str | int | float) -> bytes:
+    return b"*%d\r\n" % len(args) + b"".join(_bulk(a) for a in args)
+
+
+def _encode(batch: list[tuple]) -> tuple[list[bytes], int]:
+    """RESP bytes of a batch of ops (big payloads as separate buffers) and the number of replies."""
+    buffers: list[bytes] = []
+    small: list[bytes] = []
+    replies = 0
+    for op in batch:
+        code = op[0]
+        if code == _SET_PUBLISH:
+            key, payload = op[1], op[2]
+            key_part = _bulk(key)
+            if len(payload) >= _BIG:
+                size = b"$%d\r\n" % len(payload)
+                small.append(b"*3\r\n$3\r\nSET\r\n" + key_part + size)
+                buffers += [b"".join(small), payload]
+                small = [b"\r\n*3\r\n$7\r\nPUBLISH\r\n" + key_part + size]
+                buffers += [b"".join(small), payload]
+                small = [b"\r\n"]
+            else:
+                value_part = _bulk(payload)
+                small.append(b"*3\r\n$3\r\nSET\r\n" + key_part + value_part)
+                small.append(b"*3\r\n$7\r\nPUBLISH\r\n" + key_part + value_part)
+            replies += 2
+        elif code == _XADD:
+            _, key, payload, maxlen, approximate, expire_s = op
+            small.append(
+                _command(b"XADD", key, b"MAXLEN", b"~" if approximate else b"=", maxlen, b"*", b"msg", payload)
+            )
+            replies += 1
+            if expire_s:
+                small.append(_command(b"EXPIRE", key, expire_s))
+                replies += 1
+        elif code == _HASH:
+            _, key, mapping, notification = op
+            small.append(_command(b"DEL", key))
+            replies += 1
+            if mapping:
+                small.append(_command(b"HSET", key, *(part for pair in mapping.items() for part in pair)))
+                replies += 1
+            if notification is not None:
+                small.append(_command(b"PUBLISH", key, notification))
+                replies += 1
+        elif code == _HSET_EXPIRE_PUBLISH:
+            _, key, field, data, expire_s, channel, notification = op
+            small.append(_command(b"HSET", key, field, data))
+            small.append(_command(b"EXPIRE", key, expire_s))
+            small.append(_command(b"PUBLISH", channel, notification))
+            replies += 3
+    if small:
+        buffers.append(b"".join(small))
+    return buffers, replies

@@ -1,5 +1,6 @@
 """The `RedisBridge` Tango device server: Tango attributes mirrored into Redis (see docs/redis.md)."""
 
+import os
 import threading
 
 import tango
@@ -13,6 +14,7 @@ from ._layout import DEFAULT_PREFIX, KeyLayout
 from ._publisher import RedisPublisher
 
 STATUS_PERIOD = 0.5
+EVENT_BUFFER_HWM = 100_000
 
 
 class RedisBridge(Device):
@@ -240,6 +242,9 @@ class RedisBridge(Device):
 
 
 def main(args: list[str] | None = None) -> None:
+    # The bridge is a client of every device it follows: let bursts of events queue up (Tango's
+    # default is 1000 per connection, beyond which events are dropped silently).
+    os.environ.setdefault("TANGO_EVENT_BUFFER_HWM", str(EVENT_BUFFER_HWM))
     run((RedisBridge,), args=args)
 
 

@@ -5,18 +5,22 @@ Every attribute pushes change events from the command (or its ticker thread) tha
 """
 
 import json
+import os
 import threading
 import time
 
 import numpy as np
 import tango
-from tango.server import Device, attribute, command, run
+from tango.server import Device, attribute, command, device_property, run
 
-IMAGE_SHAPE = (24, 32)
+MAX_SIDE = 4096
 
 
 class BridgeFeed(Device):
     """Scalars, an enum, an image with its counter, a file event and task progress on demand."""
+
+    image_height = device_property(dtype=int, default_value=24)
+    image_width = device_property(dtype=int, default_value=32)
 
     def init_device(self) -> None:
         super().init_device()
@@ -25,8 +29,10 @@ class BridgeFeed(Device):
         self._task_progress = 0.0
         self._task_state = 0
         self._file_event = ""
-        self._image = np.zeros(IMAGE_SHAPE, dtype=np.uint16)
+        self._shape = (self.image_height, self.image_width)
+        self._image = np.zeros(self._shape, dtype=np.uint16)
         self._image_counter = 0
+        self._burst_rate = 0.0
         self._ticker: threading.Thread | None = None
         self._ticking = threading.Event()
         for name in ("level", "count", "task_progress", "task_state", "file_event", "image", "image_counter"):
@@ -46,6 +52,10 @@ class BridgeFeed(Device):
     def count(self) -> int:
         return self._count
 
+    @attribute(dtype=float, unit="1/s", doc="events pushed per second by the last Burst")
+    def burst_rate(self) -> float:
+        return self._burst_rate
+
     @attribute(dtype=float, min_value=0, max_value=100, unit="%")
     def task_progress(self) -> float:
         return self._task_progress
@@ -58,7 +68,7 @@ class BridgeFeed(Device):
     def file_event(self) -> str:
         return self._file_event
 
-    @attribute(dtype=((np.uint16,),), max_dim_x=IMAGE_SHAPE[1], max_dim_y=IMAGE_SHAPE[0])
+    @attribute(dtype=((np.uint16,),), max_dim_x=MAX_SIDE, max_dim_y=MAX_SIDE)
     def image(self) -> np.ndarray:
         return self._image
 
@@ -81,9 +91,27 @@ class BridgeFeed(Device):
     @command(dtype_in=int, doc_in="push `count` = 1..n as fast as possible, from a thread")
     def Burst(self, n: int) -> None:
         def push() -> None:
+            start = time.perf_counter()
             for i in range(1, n + 1):
                 self._count = i
                 self.push_change_event("count", i)
+            self._burst_rate = n / (time.perf_counter() - start)
+
+        threading.Thread(target=push, daemon=True).start()
+
+    @command(dtype_in=(float,), doc_in="[n, period]: push `level` = 1..n every `period` s, from a thread")
+    def PushLevels(self, args: list[float]) -> None:
+        n, period = int(args[0]), float(args[1])
+
+        def push() -> None:
+            start = time.perf_counter()
+            for i in range(1, n + 1):
+                # Paced on a schedule, not by sleeping a fixed time, so the rate holds under load.
+                delay = start + i * period - time.perf_counter()
+                if delay > 0:
+                    time.sleep(delay)
+                self._level = float(i)
+                self.push_change_event("level", self._level, time.time(), tango.AttrQuality.ATTR_VALID)
 
         threading.Thread(target=push, daemon=True).start()
 
@@ -123,7 +151,7 @@ class BridgeFeed(Device):
 
     def _new_image(self) -> None:
         self._image_counter += 1
-        image = np.full(IMAGE_SHAPE, self._image_counter % 65536, dtype=np.uint16)
+        image = np.full(self._shape, self._image_counter % 65536, dtype=np.uint16)
         image[0, 0] = 0
         self._image = image
         now = time.time()
@@ -144,6 +172,8 @@ def file_event_json(path: str, done: bool) -> str:
 
 
 def main(args: list[str] | None = None) -> None:
+    # Bursts are the point of this server: queue them instead of dropping past 1000 events.
+    os.environ.setdefault("TANGO_DS_EVENT_BUFFER_HWM", "100000")
     run((BridgeFeed,), args=args)
 
 

