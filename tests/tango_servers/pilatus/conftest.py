@@ -105,8 +105,48 @@ def pso(pilatus_stack: RunningStack) -> tango.DeviceProxy:
     return pilatus_stack.proxy(PSO)
 
 
+class EventLog(list):
+    """Values of the change events of one attribute, in arrival order (errors in `.errors`)."""
+
+    def __init__(self, proxy: tango.DeviceProxy, attribute: str):
+        super().__init__()
+        self.errors: list[str] = []
+        self.proxy = proxy  # the subscription lives as long as its proxy
+        proxy.subscribe_event(attribute, tango.EventType.CHANGE_EVENT, self._push)
+
+    def _push(self, event: tango.EventData) -> None:
+        if event.err:
+            self.errors.append(event.errors[0].desc)
+        else:
+            self.append(event.attr_value.value)
+
+
+@pytest.fixture(scope="session")
+def events(pilatus_stack: RunningStack) -> dict[str, EventLog]:
+    """Live event logs of `acq_status` and `file_event` of the shared device.
+
+    Events pushed just after a subscription can be lost while ZMQ connects (the "slow joiner"),
+    so this proves the channel live with short acquisitions before any test relies on it.
+    """
+    proxy = pilatus_stack.proxy(DEVICE)
+    logs = {name: EventLog(proxy, name) for name in ("acq_status", "file_event")}
+
+    def live() -> bool:
+        logs["acq_status"].clear()
+        proxy.saving_mode = "MANUAL"
+        proxy.acq_nb_frames = 1
+        proxy.prepareAcq()
+        proxy.startAcq()
+        wait_until(lambda: proxy.acq_status.name == "Ready", 10, message="a 1-frame acquisition")
+        return 1 in logs["acq_status"]
+
+    wait_until(live, 30, message="acq_status events to arrive")
+    proxy.saving_mode = "AUTO_FRAME"
+    return logs
+
+
 @pytest.fixture
-def pilatus(pilatus_stack: RunningStack, tmp_path: Path) -> tango.DeviceProxy:
+def pilatus(pilatus_stack: RunningStack, events: dict[str, EventLog], tmp_path: Path) -> tango.DeviceProxy:
     """The device, idle, saving into this test's tmp_path with default settings."""
     proxy = pilatus_stack.proxy(DEVICE)
     reset(proxy, tmp_path)

@@ -12,41 +12,20 @@ from tango_servers.stack.waiting import wait_until
 DATA = "/entry/instrument/detector/data"
 
 
-class EventLog:
-    """Collects change events of one attribute (first event is the subscription's current value)."""
-
-    def __init__(self, proxy: tango.DeviceProxy, attribute: str):
-        self.values: list = []
-        self.errors: list[str] = []
-        self._proxy = proxy
-        self._id = proxy.subscribe_event(attribute, tango.EventType.CHANGE_EVENT, self._push)
-
-    def _push(self, event: tango.EventData) -> None:
-        if event.err:
-            self.errors.append(event.errors[0].desc)
-        else:
-            self.values.append(event.attr_value.value)
-
-    def close(self) -> None:
-        self._proxy.unsubscribe_event(self._id)
-
-
 def wait_ready(proxy: tango.DeviceProxy, timeout: float = 10.0) -> None:
     wait_until(lambda: proxy.acq_status.name == "Ready", timeout, message="acq_status Ready")
 
 
-def test_internal_trigger_writes_nexus_file(pilatus, tmp_path):
-    files = EventLog(pilatus, "file_event")
-    try:
-        pilatus.acq_nb_frames = 10
-        pilatus.prepareAcq()
-        pilatus.startAcq()
-        wait_ready(pilatus)
-        assert pilatus.last_image_saved == 9
-        wait_until(lambda: len(files.values) >= 3, 5, message="file_event open and close")
-    finally:
-        files.close()
-    opened, closed = json.loads(files.values[-2]), json.loads(files.values[-1])
+def test_internal_trigger_writes_nexus_file(pilatus, events, tmp_path):
+    files = events["file_event"]
+    files.clear()
+    pilatus.acq_nb_frames = 10
+    pilatus.prepareAcq()
+    pilatus.startAcq()
+    wait_ready(pilatus)
+    assert pilatus.last_image_saved == 9
+    wait_until(lambda: len(files) >= 2, 5, message="file_event open and close")
+    opened, closed = (json.loads(value) for value in files)
     path = tmp_path / "scan_0000.h5"
     assert opened == {
         "file_path": str(path),
@@ -109,25 +88,23 @@ def test_soft_trigger_until_stopped(pilatus, tmp_path):
     assert saved_frames(tmp_path / "scan_0000.h5") == 3
 
 
-def test_slow_threshold_refuses_acquisition_meanwhile(pilatus):
-    status = EventLog(pilatus, "acq_status")
-    try:
-        pilatus.energy_threshold = 12.5
-        # The write has returned while the detector is still busy: that is the point.
-        assert pilatus.acq_status.name == "Configuration"
-        assert pilatus.cam_state.name == "SETTING_THRESHOLD"
-        for start in (pilatus.prepareAcq, pilatus.startAcq):
-            try:
-                start()
-                raise AssertionError("an acquisition must be refused while the threshold is set")
-            except tango.DevFailed as exc:
-                assert "energy threshold" in exc.args[0].desc and "Ready" in exc.args[0].desc
-        wait_ready(pilatus)
-        assert pilatus.cam_state.name == "STANDBY"
-        assert pilatus.energy_threshold == 12.5
-        wait_until(lambda: status.values[-2:] == [3, 0], 5, message="Configuration then Ready events")
-    finally:
-        status.close()
+def test_slow_threshold_refuses_acquisition_meanwhile(pilatus, events):
+    status = events["acq_status"]
+    status.clear()
+    pilatus.energy_threshold = 12.5
+    # The write has returned while the detector is still busy: that is the point.
+    assert pilatus.acq_status.name == "Configuration"
+    assert pilatus.cam_state.name == "SETTING_THRESHOLD"
+    for start in (pilatus.prepareAcq, pilatus.startAcq):
+        try:
+            start()
+            raise AssertionError("an acquisition must be refused while the threshold is set")
+        except tango.DevFailed as exc:
+            assert "energy threshold" in exc.args[0].desc and "Ready" in exc.args[0].desc
+    wait_ready(pilatus)
+    assert pilatus.cam_state.name == "STANDBY"
+    assert pilatus.energy_threshold == 12.5
+    wait_until(lambda: status == [3, 0], 5, message=lambda: f"Configuration, Ready events in {status}")
     pilatus.prepareAcq()
     pilatus.startAcq()
     wait_ready(pilatus)
