@@ -58,13 +58,13 @@ def test_aerotech_task_progress(stack, client):
     assert unpack(client.get(key))["done"] is True
 
 
-def test_pilatus_file_events(stack, client, tmp_path):
+def test_pilatus_file_events(stack, client, tmp_path, request):
     key = f"tango:file_event:{PILATUS}"
     pubsub = _subscribe(client, key)
     pilatus = stack.proxy(PILATUS)
     pilatus.abortAcq()
     wait_until(lambda: pilatus.acq_status.name in ("Ready", "Fault"), 10, message="Pilatus idle")
-    for name, value in {
+    settings = {
         "saving_directory": str(tmp_path),
         "saving_prefix": "redis_",
         "saving_next_number": 0,
@@ -73,7 +73,11 @@ def test_pilatus_file_events(stack, client, tmp_path):
         "acq_trigger_mode": "INTERNAL_TRIGGER",
         "acq_nb_frames": 2,
         "acq_expo_time": 0.01,
-    }.items():
+    }
+    # The session stack is shared: put the detector back as this test found it.
+    before = {name: pilatus.read_attribute(name).value for name in settings}
+    request.addfinalizer(lambda: [setattr(pilatus, name, value) for name, value in before.items()])
+    for name, value in settings.items():
         setattr(pilatus, name, value)
     pilatus.prepareAcq()
     pilatus.startAcq()
