@@ -82,6 +82,17 @@ def private_redis(tmp_path: Path) -> Iterator[PrivateRedis]:
     server.stop()
 
 
+@pytest.fixture
+def private_redis_with_password(tmp_path: Path) -> Iterator[PrivateRedis]:
+    """A private redis-server that requires a password (kept across its restarts)."""
+    if not shutil.which("redis-server"):
+        pytest.skip("redis-server is not installed (make redis-server)")
+    server = PrivateRedis(tmp_path, password="bridge-secret")
+    server.start()
+    yield server
+    server.stop()
+
+
 FEED_SERVER = str(Path(__file__).with_name("feed_server.py"))
 FEED_DEVICE = "test/feed/1"
 BRIDGE_DEVICE = "sys/bridge/redis"

@@ -1,4 +1,4 @@
-"""The bridge survives a redis-server crash mid-stream: it reports it, reconnects, and values resume."""
+"""The bridge survives restarts: of redis-server mid-stream, and of a server it follows."""
 
 import tango
 
@@ -6,23 +6,28 @@ from bridges.redis import unpack
 from tango_servers.stack.waiting import wait_until
 
 
-def test_redis_restart_mid_stream_is_survived(private_redis, start_feed_stack):
-    fs = start_feed_stack(redis_url=private_redis.url)
+def test_redis_restart_mid_stream_is_survived(private_redis_with_password, start_feed_stack):
+    redis_server = private_redis_with_password
+    # The password goes in its own property, not in the URL.
+    plain_url = redis_server.url.replace(f":{redis_server.password}@", "")
+    fs = start_feed_stack(redis_url=plain_url, redis_password=[redis_server.password])
+    fs.redis = redis_server.client()
     fs.wait_followed()
+    assert "bridge-secret" not in fs.bridge.redis_location + fs.bridge.Status()
     counter_key = fs.key("image_counter")
     fs.feed.StartImages(0.02)
     try:
         wait_until(lambda: unpack(fs.redis.get(counter_key))["value"] > 5, 10, message="frames streaming")
 
-        private_redis.stop()
+        redis_server.stop()
         wait_until(lambda: fs.bridge.State() == tango.DevState.ALARM, 10, message="the bridge to report the outage")
         assert fs.bridge.connected is False
         assert fs.bridge.redis_errors >= 1
         assert "unreachable" in fs.bridge.Status()
         down_at = fs.feed.image_counter
 
-        private_redis.start()  # same port, empty: nothing was saved
-        client = private_redis.client()
+        redis_server.start()  # same port, empty: nothing was saved
+        client = redis_server.client()
         wait_until(lambda: client.exists(counter_key), 20, message="the bridge to write its keys again")
         assert client.hget(fs.key("level", ":meta"), "unit") == b"mm", "meta hashes are written again too"
         wait_until(
@@ -35,3 +40,31 @@ def test_redis_restart_mid_stream_is_survived(private_redis, start_feed_stack):
         assert fs.bridge.connected is True
     finally:
         fs.feed.StopImages()
+
+
+def test_restart_of_a_followed_server_is_reported_and_values_resume(private_redis, start_feed_stack):
+    fs = start_feed_stack(redis_url=private_redis.url)
+    fs.wait_followed()
+    key = fs.key("level")
+    pubsub = fs.redis.pubsub(ignore_subscribe_messages=True)
+    pubsub.subscribe(key)
+    old_pid = fs.stack.kill_server("BridgeFeed/1")
+    error = wait_until(
+        lambda: next(
+            (m for m in iter(lambda: pubsub.get_message(timeout=0.05), None) if unpack(m["data"]).get("error")), None
+        ),
+        20,
+        message="an error message while the feed server is down",
+    )
+    message = unpack(error["data"])
+    assert message["value"] is None and message["severity"] == 3 and message["quality"] == "ATTR_INVALID"
+    fs.stack.wait_server_back("BridgeFeed/1", old_pid)
+    feed = fs.stack.proxy("test/feed/1")
+    wait_until(lambda: feed.ping() >= 0, 20, message="the feed server answering")
+
+    def resumed() -> bool:
+        feed.SetLevel(7.25)
+        return unpack(fs.redis.get(key)).get("value") == 7.25
+
+    wait_until(resumed, 30, interval=0.5, message="values of the restarted server in Redis")
+    assert fs.bridge.State() == tango.DevState.ON
