@@ -86,6 +86,22 @@ def _refusals(origin: str) -> Iterator[None]:
         tango.Except.throw_exception("Pilatus_Refused", str(exc), origin)
 
 
+def split_attribute_name(name: str, default_attribute: str) -> tuple[str | None, str, str]:
+    """(tango host or None, device, attribute) of `a/b/c`, `a/b/c/attr`, or either behind `tango://host:port/`.
+
+    A device name alone means its `default_attribute`.
+    """
+    host, rest = None, name
+    if name.startswith("tango://"):
+        host, _, rest = name.removeprefix("tango://").partition("/")
+    parts = rest.split("/")
+    if len(parts) == 3 and all(parts):
+        return host, rest, default_attribute
+    if len(parts) == 4 and all(parts):
+        return host, "/".join(parts[:3]), parts[3]
+    raise ValueError(f"'{name}' is neither a device (domain/family/member) nor one of its attributes")
+
+
 class AttributeFollower:
     """Follows one attribute of another device through change events, whatever the start order.
 
@@ -98,8 +114,14 @@ class AttributeFollower:
 
     RETRY = 1.0
 
-    def __init__(self, trl: str, on_value: Callable[[Any], None], on_error: Callable[[str], None]):
-        self.device, _, self.attribute = trl.rpartition("/")
+    def __init__(
+        self,
+        name: str,
+        default_attribute: str,
+        on_value: Callable[[Any], None],
+        on_error: Callable[[str], None],
+    ):
+        self.host, self.device, self.attribute = split_attribute_name(name, default_attribute)
         self._on_value = on_value
         self._on_error = on_error
         self._proxy: tango.DeviceProxy | None = None
@@ -107,11 +129,15 @@ class AttributeFollower:
         self._pid: int | None = None
         self._closed = threading.Event()
         self._lock = threading.Lock()
-        self._thread = threading.Thread(target=self._follow, name=f"follow {trl}", daemon=True)
+        self._thread = threading.Thread(target=self._follow, name=f"follow {name}", daemon=True)
         self._thread.start()
 
     def _follow(self) -> None:
-        database = tango.Database()
+        try:
+            database = tango.Database(*self.host.split(":")) if self.host else tango.Database()
+        except tango.DevFailed as exc:
+            self._on_error(exc.args[0].desc.strip())
+            return
         while not self._closed.is_set():
             try:
                 pid = database.get_device_info(self.device).pid
@@ -129,7 +155,7 @@ class AttributeFollower:
             self._unsubscribe()
             self._on_error(f"subscribing to {self.device}/{self.attribute}")
             try:
-                proxy = tango.DeviceProxy(self.device)
+                proxy = tango.DeviceProxy(f"tango://{self.host}/{self.device}" if self.host else self.device)
                 self._event_id = proxy.subscribe_event(self.attribute, tango.EventType.CHANGE_EVENT, self._event)
             except tango.DevFailed as exc:
                 self._on_error(exc.args[0].desc.strip())
@@ -209,17 +235,36 @@ class Pilatus(Device):
         super().init_device()
         self.set_state(DevState.INIT)
         self._followers: list[AttributeFollower] = []
+        self._ctl: AcquisitionControl | None = None
+        self._config_error = ""
         self._sample_position = float("nan")
         self._sample_error = ""
         self._trigger_error = ""
         self._pulses = PulseCounter()
+        for name in (*EVENT_ATTRIBUTES, "State", "Status"):
+            self.set_change_event(name, True, False)
+        try:
+            self._setup()
+        except (ValueError, TypeError, OSError) as exc:
+            # A misconfigured device says why in Status instead of taking the server down.
+            self._config_error = f"configuration error: {exc}"
+            self.set_state(DevState.FAULT)
+            self.set_status(self._config_error)
+            return
+        self._publish_roles()
+        self._show_status(AcqStatus.Ready)
+
+    def _setup(self) -> None:
+        for name in ("detector_size", "module_size", "module_gap"):
+            if len(getattr(self, name)) != 2:
+                raise ValueError(f"device property {name} needs two numbers (x, y), got {list(getattr(self, name))}")
         width, height = self.detector_size
         geometry = Geometry(width, height, *self.module_size, *self.module_gap)
         self._backend = self._make_backend(geometry)
         directory = self.default_directory or default_saving_directory(self.get_name())
         if not self.default_directory:
             Path(directory).mkdir(parents=True, exist_ok=True)
-        self._control = AcquisitionControl(
+        self._ctl = AcquisitionControl(
             self._backend,
             self._notify,
             # A restarted server continues the numbering instead of refusing to overwrite.
@@ -228,11 +273,13 @@ class Pilatus(Device):
             description=f"Pilatus {width}x{height} (simulated)",
             compression_threads=max(0, self.compression_threads),
         )
-        for name in (*EVENT_ATTRIBUTES, "State", "Status"):
-            self.set_change_event(name, True, False)
         self._follow()
-        self._publish_roles()
-        self._show_status(AcqStatus.Ready)
+
+    @property
+    def _control(self) -> AcquisitionControl:
+        if self._ctl is None:
+            tango.Except.throw_exception("Pilatus_Config", self._config_error, "Pilatus")
+        return self._ctl
 
     def _publish_roles(self) -> None:
         """Write the default roles into the database so clients can read them (unless configured)."""
@@ -243,9 +290,7 @@ class Pilatus(Device):
 
     def _make_backend(self, geometry: Geometry) -> PilatusBackend:
         if self.backend != "sim":
-            tango.Except.throw_exception(
-                "Pilatus_Config", f"unknown backend '{self.backend}': this server provides 'sim'", "init_device"
-            )
+            raise ValueError(f"unknown backend '{self.backend}': this server provides 'sim'")
         model = SampleModel(
             peak_position=self.peak_position,
             peak_width=self.peak_width,
@@ -256,16 +301,17 @@ class Pilatus(Device):
 
     def _follow(self) -> None:
         if self.sample_axis and isinstance(self._backend, SampleInput):
-            trl = self.sample_axis if self.sample_axis.count("/") >= 3 else f"{self.sample_axis}/position"
-            self._followers.append(AttributeFollower(trl, self._sample_moved, self._sample_lost))
+            follower = AttributeFollower(self.sample_axis, "position", self._sample_moved, self._sample_lost)
+            self._followers.append(follower)
         if self.trigger_source:
-            self._followers.append(AttributeFollower(self.trigger_source, self._pulse_count, self._trigger_lost))
+            follower = AttributeFollower(self.trigger_source, "pso_pulse_count", self._pulse_count, self._trigger_lost)
+            self._followers.append(follower)
 
     def delete_device(self) -> None:
         for follower in getattr(self, "_followers", []):
             follower.close()
-        if hasattr(self, "_control"):
-            self._control.close()
+        if getattr(self, "_ctl", None) is not None:
+            self._ctl.close()
         super().delete_device()
 
     # -- followed attributes (event threads) --------------------------------------------------
@@ -500,11 +546,11 @@ class Pilatus(Device):
     # -- image --------------------------------------------------------------------------------
     @attribute(dtype=int, unit="px", doc="frame width in pixels")
     def image_width(self) -> int:
-        return self._backend.geometry.width
+        return self._control.backend.geometry.width
 
     @attribute(dtype=int, unit="px", doc="frame height in pixels")
     def image_height(self) -> int:
-        return self._backend.geometry.height
+        return self._control.backend.geometry.height
 
     @attribute(dtype=str, doc="pixel type (Lima name): Bpp32S, signed 32-bit; module gaps are -1")
     def image_type(self) -> str:
@@ -521,7 +567,7 @@ class Pilatus(Device):
         frame = self._control.latest_frame
         factor = max(1, self.preview_binning)
         if frame is None:
-            g = self._backend.geometry
+            g = self._control.backend.geometry
             return np.zeros((g.height // factor, g.width // factor), dtype=np.int32)
         return binned(frame.data, factor)
 
@@ -536,7 +582,7 @@ class Pilatus(Device):
         doc="energy threshold; setting it takes seconds (acq_status Configuration meanwhile)",
     )
     def energy_threshold(self) -> float:
-        return self._backend.energy_threshold
+        return self._control.backend.energy_threshold
 
     @energy_threshold.write
     def energy_threshold(self, value: float) -> None:
@@ -545,7 +591,7 @@ class Pilatus(Device):
 
     @attribute(dtype=ThresholdGain, access=AttrWriteType.READ_WRITE, doc="gain setting used with the threshold")
     def threshold_gain(self) -> ThresholdGain:
-        return self._backend.threshold_gain
+        return self._control.backend.threshold_gain
 
     @threshold_gain.write
     def threshold_gain(self, value: int) -> None:
@@ -554,7 +600,7 @@ class Pilatus(Device):
 
     @attribute(dtype=CamState, doc="camserver state (Lima Pilatus names)")
     def cam_state(self) -> CamState:
-        return self._backend.cam_state
+        return self._control.backend.cam_state
 
     @attribute(dtype=float, format="%.4f", doc="position of sample_axis as last seen (NaN: not known)")
     def sample_position(self) -> float:

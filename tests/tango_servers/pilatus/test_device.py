@@ -239,3 +239,12 @@ def test_killed_server_leaves_a_readable_file(make_stack, configs, tmp_path):
         data = f[DATA][:]
     assert data.shape[0] >= saved
     assert (data[:saved].reshape(saved, -1).max(axis=1) > 0).all()
+
+
+def test_misconfigured_device_is_in_fault_with_the_reason(make_stack, configs):
+    config = configs.pilatus(detector_size=["100"], sample_axis=[""], trigger_source=[""])
+    running = make_stack(config, **configs.options)
+    pilatus = running.proxy("sim/pilatus/1")
+    assert pilatus.state() == tango.DevState.FAULT
+    assert "detector_size needs two numbers" in pilatus.status()
+    assert "detector_size" in refused(pilatus.prepareAcq)

@@ -1,4 +1,4 @@
-"""The simulator and the control layer without Tango: frames, triggers, thresholds, pulse counting."""
+"""The simulator and the control layer without a running server: frames, triggers, thresholds, pulses."""
 
 import threading
 
@@ -14,6 +14,7 @@ from tango_servers.pilatus.backend import (
     TriggerMode,
 )
 from tango_servers.pilatus.control import PulseCounter, SavingSettings
+from tango_servers.pilatus.device import split_attribute_name
 from tango_servers.pilatus.sim import FramePattern, SampleModel, SimulatedPilatus
 from tango_servers.stack.waiting import wait_until
 
@@ -131,3 +132,18 @@ def test_numbering_continues_after_existing_files(tmp_path):
         (tmp_path / name).write_text("")
     assert SavingSettings(directory=str(tmp_path)).after_existing_files().next_number == 8
     assert SavingSettings(directory=str(tmp_path / "none")).after_existing_files().next_number == 0
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        ("sim/aerotech/omega", (None, "sim/aerotech/omega", "position")),
+        ("sim/aerotech/ctrl/pso_pulse_count", (None, "sim/aerotech/ctrl", "pso_pulse_count")),
+        ("tango://h:10000/sim/aerotech/omega", ("h:10000", "sim/aerotech/omega", "position")),
+        ("tango://h:10000/a/b/c/d", ("h:10000", "a/b/c", "d")),
+    ],
+)
+def test_followed_attribute_names(name, expected):
+    assert split_attribute_name(name, "position") == expected
+    with pytest.raises(ValueError, match="neither"):
+        split_attribute_name("sim/omega", "position")
