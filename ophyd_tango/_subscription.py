@@ -1,0 +1,533 @@
+"""The Tango subscription engine shared by ophyd_tango and the bridges.
+
+Events first (change, then periodic, which work when the server pushes or polls the attribute),
+client polling last. Each followed device gets one `DeviceProxy` and one worker thread that sets
+up subscriptions, polls what has no events (all such attributes of a device in one
+`read_attributes` call), checks the device is alive and re-subscribes after a server restart.
+Updates for one attribute are delivered in order, never older than the last one delivered.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+import time
+import warnings
+from collections.abc import Callable, Iterable
+from typing import Any, NamedTuple
+
+import numpy as np
+import tango
+
+from ._types import AttributeType, attribute_type
+
+__all__ = [
+    "AttributeUpdate",
+    "Subscription",
+    "TangoEventWarning",
+    "TangoSubscriber",
+    "device_key",
+    "error_text",
+]
+
+logger = logging.getLogger(__name__)
+
+_EVENT_TYPES = {"change": tango.EventType.CHANGE_EVENT, "periodic": tango.EventType.PERIODIC_EVENT}
+_HOST_PREFIX = re.compile(r"^(tango://)?[^/]+:\d+/", re.IGNORECASE)
+
+
+class TangoEventWarning(UserWarning):
+    """An attribute has no usable Tango events and is polled by the client instead."""
+
+
+class AttributeUpdate(NamedTuple):
+    """One value (or error) of one attribute, as delivered to subscription callbacks."""
+
+    device: str  # "sim/aerotech/x": lower case, no host
+    attribute: str  # as the server spells it
+    value: Any  # DevEnum -> int, DevState -> tango.DevState, image -> 2-D ndarray, DevEncoded -> (str, bytes)
+    quality: tango.AttrQuality
+    timestamp: float  # from Tango; for errors, when the error was seen
+    error: str | None  # set (and value None) when the device is unreachable or the read failed
+
+
+def device_key(trl: str) -> str:
+    """'tango://host:10000/Sim/Aerotech/X#dbase=no' -> 'sim/aerotech/x'."""
+    return _HOST_PREFIX.sub("", trl.split("#")[0]).lower()
+
+
+def error_text(exc: BaseException | Iterable[Any]) -> str:
+    """A one-line description of a DevFailed (or an error stack), most specific reason first."""
+    errors = exc.args if isinstance(exc, tango.DevFailed) else exc
+    if isinstance(exc, BaseException) and not isinstance(exc, tango.DevFailed):
+        return f"{type(exc).__name__}: {exc}"
+    parts = []
+    for err in errors:
+        desc = " ".join(str(getattr(err, "desc", err)).split())
+        reason = getattr(err, "reason", "")
+        parts.append(f"{reason}: {desc}" if reason else desc)
+    return parts[0] if parts else "unknown Tango error"
+
+
+def _reason(exc: tango.DevFailed) -> str:
+    return exc.args[0].reason if exc.args else ""
+
+
+def _same_value(a: Any, b: Any) -> bool:
+    if a is b:
+        return True
+    if isinstance(a, np.ndarray) or isinstance(b, np.ndarray):
+        return isinstance(a, np.ndarray) and isinstance(b, np.ndarray) and np.array_equal(a, b)
+    try:
+        return bool(a == b)
+    except Exception:
+        return False
+
+
+class Subscription:
+    """A callback's interest in some attributes of one device; `close()` ends it."""
+
+    def __init__(self, channel: _DeviceChannel, attributes: list[str], callback: Callable[[AttributeUpdate], None]):
+        self._channel = channel
+        self.attributes = attributes
+        self.callback = callback
+        self.closed = False
+
+    @property
+    def device(self) -> str:
+        return self._channel.key
+
+    def modes(self) -> dict[str, str]:
+        """How each attribute is followed now: 'change', 'periodic', 'polling' or 'pending'."""
+        return {name: self._channel.mode(name) for name in self.attributes}
+
+    def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            self._channel.remove(self)
+
+    def __enter__(self) -> Subscription:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class _AttributeFeed:
+    """One attribute of one device: how it is followed and who gets its updates."""
+
+    def __init__(self, name: str, kinds: tuple[str, ...]):
+        self.name = name  # the caller's spelling until the server's is known
+        self.kinds = kinds
+        self.subscriptions: list[Subscription] = []
+        self.lock = threading.RLock()
+        self.mode = "pending"  # pending | change | periodic | polling
+        self.event_id: int | None = None
+        self.generation = 0  # bumps on each (re)subscription; stale callbacks are ignored
+        self.lost = False  # the event subscription stopped working; poll until re-subscribed
+        self.warned = False
+        self.why_no_events = "no event kinds requested"
+        self.last: AttributeUpdate | None = None
+        self.ready = threading.Event()  # set once the first set-up attempt is over
+
+    @property
+    def polled(self) -> bool:
+        return self.mode in ("pending", "polling") or self.lost
+
+    def deliver(self, update: AttributeUpdate, *, only_changes: bool = False) -> None:
+        with self.lock:
+            last = self.last
+            if last is not None and update.error is None and last.error is None:
+                if update.timestamp < last.timestamp:
+                    return  # an older value than the one already delivered (event/poll overlap)
+                if only_changes and update.quality == last.quality and _same_value(update.value, last.value):
+                    return
+            if (
+                update.error is not None
+                and last is not None
+                and last.error == update.error
+                and (only_changes or update.timestamp - last.timestamp < 1.0)
+            ):
+                return
+            self.last = update
+            for sub in list(self.subscriptions):
+                _call(sub, update)
+
+
+def _call(sub: Subscription, update: AttributeUpdate) -> None:
+    if sub.closed:
+        return
+    try:
+        sub.callback(update)
+    except Exception:
+        logger.exception("subscription callback %r failed on %s/%s", sub.callback, update.device, update.attribute)
+
+
+class _DeviceChannel:
+    """One device: its proxy, its attribute feeds and the worker thread that tends them."""
+
+    def __init__(self, subscriber: TangoSubscriber, trl: str):
+        self.subscriber = subscriber
+        self.trl = trl
+        self.key = device_key(trl)
+        self.feeds: dict[str, _AttributeFeed] = {}  # lower-case attribute name -> feed
+        self.lock = threading.RLock()
+        self.wake = threading.Condition(self.lock)
+        self.pending: list[_AttributeFeed] = []
+        self.dropped: list[_AttributeFeed] = []
+        self.closed = False
+        self.alive = True  # last known reachability
+        self.types: dict[str, AttributeType] | None = None  # lower-case name -> type, learned once
+        self._proxy: tango.DeviceProxy | None = None
+        self._thread = threading.Thread(target=self._run, name=f"tango-subscriber:{self.key}", daemon=True)
+        self._thread.start()
+
+    # ---- public side (any thread) -------------------------------------------------------------
+    def proxy(self) -> tango.DeviceProxy:
+        with self.lock:
+            if self._proxy is None:
+                self._proxy = self.subscriber._make_proxy(self.trl)
+            return self._proxy
+
+    def mode(self, name: str) -> str:
+        feed = self.feeds.get(name.lower())
+        if feed is None:
+            return "none"
+        return "polling" if feed.lost else feed.mode
+
+    def add(self, sub: Subscription, kinds: tuple[str, ...]) -> list[_AttributeFeed]:
+        new = []
+        with self.lock:
+            for name in sub.attributes:
+                feed = self.feeds.get(name.lower())
+                if feed is None:
+                    feed = self.feeds[name.lower()] = _AttributeFeed(name, kinds)
+                    new.append(feed)
+                    self.pending.append(feed)
+                with feed.lock:
+                    feed.subscriptions.append(sub)
+                    if feed.last is not None:
+                        _call(sub, feed.last)  # a new subscriber gets the current value at once
+            self.wake.notify_all()
+        return new
+
+    def wait_setup(self, feeds: list[_AttributeFeed], timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        for feed in feeds:
+            if not feed.ready.wait(max(0.0, deadline - time.monotonic())):
+                return
+
+    def remove(self, sub: Subscription) -> None:
+        with self.lock:
+            for name in sub.attributes:
+                feed = self.feeds.get(name.lower())
+                if feed is None:
+                    continue
+                with feed.lock:
+                    if sub in feed.subscriptions:
+                        feed.subscriptions.remove(sub)
+                if not feed.subscriptions:
+                    del self.feeds[name.lower()]
+                    if feed in self.pending:
+                        self.pending.remove(feed)
+                    self.dropped.append(feed)
+            self.wake.notify_all()
+
+    def close(self, timeout: float) -> None:
+        with self.lock:
+            self.closed = True
+            self.dropped.extend(self.feeds.values())
+            for feed in self.feeds.values():
+                feed.ready.set()
+            self.feeds.clear()
+            self.wake.notify_all()
+        self._thread.join(timeout)
+
+    # ---- worker thread -------------------------------------------------------------------------
+    def _run(self) -> None:
+        period = self.subscriber.poll_period
+        liveness = self.subscriber.liveness_period
+        next_poll = next_ping = time.monotonic()
+        while True:
+            with self.lock:
+                if self.closed and not self.dropped:
+                    break
+                pending, self.pending = list(self.pending), []
+                dropped, self.dropped = self.dropped, []
+            self._unsubscribe(dropped)
+            if self.closed:
+                continue
+            if pending:
+                try:
+                    self._set_up(pending)
+                finally:
+                    for feed in pending:
+                        feed.ready.set()
+                next_poll = time.monotonic() + period
+            now = time.monotonic()
+            if now >= next_poll:
+                next_poll = now + period
+                self._poll()
+            if now >= next_ping:
+                next_ping = now + liveness
+                self._check_alive()
+            with self.lock:
+                if not self.pending and not self.dropped and not self.closed:
+                    self.wake.wait(max(0.0, min(next_poll, next_ping) - time.monotonic()))
+
+    def _set_up(self, feeds: list[_AttributeFeed]) -> None:
+        """Subscribe to events where the server offers them; the rest is polled."""
+        try:
+            proxy = self.proxy()
+            self._learn_types(proxy)
+        except tango.DevFailed as exc:
+            self._device_down(feeds, error_text(exc))
+            return
+        unknown = [f for f in feeds if f.name.lower() not in self.types]
+        for feed in unknown:
+            feed.mode = "polling"
+            feed.deliver(self._error(feed, f"device {self.key} has no attribute '{feed.name}'"))
+        no_events = []
+        for feed in feeds:
+            if feed in unknown:
+                continue
+            feed.name = self.types[feed.name.lower()].name
+            if not self._subscribe_events(proxy, feed):
+                no_events.append(feed)
+        if no_events:
+            self._poll(no_events)
+            if self.alive:
+                for feed in no_events:
+                    self._warn_polling(feed)
+
+    def _learn_types(self, proxy: tango.DeviceProxy, *, again: bool = False) -> dict[str, AttributeType]:
+        """Every attribute's configuration in one call (again after a restart: it may differ)."""
+        if self.types is None or again:
+            self.types = {info.name.lower(): attribute_type(info) for info in proxy.attribute_list_query_ex()}
+        return self.types
+
+    def _value(self, feed: _AttributeFeed, value: Any) -> Any:
+        atype = (self.types or {}).get(feed.name.lower())
+        return atype.from_tango(value) if atype is not None else value
+
+    def _subscribe_events(self, proxy: tango.DeviceProxy, feed: _AttributeFeed) -> bool:
+        for kind in feed.kinds:
+            if kind not in _EVENT_TYPES:
+                continue
+            with feed.lock:
+                feed.generation += 1
+                generation = feed.generation
+            try:
+                event_id = proxy.subscribe_event(
+                    feed.name, _EVENT_TYPES[kind], self._event_callback(feed, generation), stateless=False
+                )
+            except tango.DevFailed as exc:
+                feed.why_no_events = error_text(exc)
+                if _reason(exc) in ("API_CantConnectToDevice", "API_DeviceNotExported", "API_CorbaException"):
+                    break
+                continue
+            with feed.lock:
+                feed.event_id, feed.mode, feed.lost = event_id, kind, False
+            return True
+        with feed.lock:
+            feed.mode = "polling"
+        return False
+
+    def _event_callback(self, feed: _AttributeFeed, generation: int) -> Callable[[tango.EventData], None]:
+        def on_event(event: tango.EventData) -> None:
+            if feed.generation != generation:
+                return
+            if event.err:
+                with feed.lock:
+                    feed.lost = True
+                feed.deliver(self._error(feed, error_text(event.errors)))
+                with self.lock:
+                    self.wake.notify_all()
+                return
+            feed.lost = False
+            attr = event.attr_value
+            feed.deliver(
+                AttributeUpdate(
+                    self.key, feed.name, self._value(feed, attr.value), attr.quality, attr.time.totime(), None
+                )
+            )
+
+        return on_event
+
+    def _error(self, feed: _AttributeFeed, text: str) -> AttributeUpdate:
+        return AttributeUpdate(self.key, feed.name, None, tango.AttrQuality.ATTR_INVALID, time.time(), text)
+
+    def _poll(self, feeds: list[_AttributeFeed] | None = None) -> None:
+        """Read every polled attribute of the device in one call and deliver what changed."""
+        if feeds is None:
+            with self.lock:
+                feeds = [f for f in self.feeds.values() if f.polled and f not in self.pending]
+        if not feeds:
+            return
+        try:
+            proxy = self.proxy()
+            types = self._learn_types(proxy, again=not self.alive)
+            feeds = [f for f in feeds if f.name.lower() in types]
+            for feed in feeds:
+                feed.name = types[feed.name.lower()].name
+            replies = proxy.read_attributes([f.name for f in feeds]) if feeds else []
+        except tango.DevFailed as exc:
+            self._device_down(feeds, error_text(exc))
+            return
+        self._device_up()
+        for feed, reply in zip(feeds, replies, strict=True):
+            if reply.has_failed:
+                update = self._error(feed, error_text(reply.get_err_stack()))
+            else:
+                update = AttributeUpdate(
+                    self.key, feed.name, self._value(feed, reply.value), reply.quality, reply.time.totime(), None
+                )
+            feed.deliver(update, only_changes=True)
+
+    def _check_alive(self) -> None:
+        """Ping devices followed by events: a dead server sends no events, only silence."""
+        with self.lock:
+            evented = [f for f in self.feeds.values() if not f.polled]
+        if not evented:
+            return
+        try:
+            self.proxy().ping()
+        except tango.DevFailed as exc:
+            self._device_down(evented, error_text(exc))
+            return
+        self._device_up()
+
+    def _device_down(self, feeds: list[_AttributeFeed], text: str) -> None:
+        self.alive = False
+        with self.lock:
+            feeds = list(self.feeds.values()) if feeds is None else feeds
+        for feed in feeds:
+            with feed.lock:
+                if feed.mode in ("change", "periodic"):
+                    feed.lost = True
+                elif feed.mode == "pending":
+                    feed.mode = "polling"
+            feed.deliver(self._error(feed, text), only_changes=True)
+
+    def _device_up(self) -> None:
+        """After an outage, subscribe again: the restarted server knows nothing of our events."""
+        if self.alive:
+            return
+        self.alive = True
+        with self.lock:
+            feeds = [f for f in self.feeds.values() if f.lost or f.mode == "polling"]
+        if not feeds:
+            return
+        logger.info("device %s is back; subscribing to %d attribute(s) again", self.key, len(feeds))
+        self._unsubscribe(feeds)
+        proxy = self.proxy()
+        for feed in feeds:
+            if feed.name.lower() in (self.types or {}) and not self._subscribe_events(proxy, feed):
+                self._warn_polling(feed)
+
+    def _unsubscribe(self, feeds: list[_AttributeFeed]) -> None:
+        for feed in feeds:
+            with feed.lock:
+                event_id, feed.event_id = feed.event_id, None
+                feed.generation += 1
+            if event_id is not None:
+                try:
+                    self.proxy().unsubscribe_event(event_id)
+                except Exception as exc:  # the server may be gone; the subscription is dropped locally anyway
+                    logger.debug("unsubscribe %s/%s: %s", self.key, feed.name, exc)
+
+    def _warn_polling(self, feed: _AttributeFeed) -> None:
+        if feed.warned:
+            return
+        feed.warned = True
+        message = (
+            f"{self.key}/{feed.name}: no Tango events ({feed.why_no_events}); polling it every "
+            f"{self.subscriber.poll_period:g} s instead. Push change events from the server "
+            f"or configure server polling to follow it efficiently."
+        )
+        logger.warning(message)
+        warnings.warn(message, TangoEventWarning, stacklevel=2)
+
+
+class TangoSubscriber:
+    """Follows Tango attributes: events first, client polling last, reconnecting after restarts.
+
+    One per process is fine; it shares one DeviceProxy (and one worker thread) per device.
+    `poll_period`: client polling period for attributes without events; `timeout`: every Tango
+    call's timeout and the longest `subscribe` blocks; `liveness_period`: how often devices
+    followed by events are pinged, so a server restart is noticed quickly.
+    """
+
+    def __init__(self, *, poll_period: float = 0.5, timeout: float = 3.0, liveness_period: float = 1.0):
+        self.poll_period = poll_period
+        self.timeout = timeout
+        self.liveness_period = liveness_period
+        self._channels: dict[str, _DeviceChannel] = {}
+        self._lock = threading.Lock()
+        self._closed = False
+
+    def _channel(self, device: str) -> _DeviceChannel:
+        key = device.lower()
+        with self._lock:
+            if self._closed:
+                raise RuntimeError("this TangoSubscriber is closed")
+            channel = self._channels.get(key)
+            if channel is None:
+                channel = self._channels[key] = _DeviceChannel(self, device)
+            return channel
+
+    def _make_proxy(self, trl: str) -> tango.DeviceProxy:
+        proxy = tango.DeviceProxy(trl, green_mode=tango.GreenMode.Synchronous)
+        proxy.set_timeout_millis(int(self.timeout * 1000))
+        return proxy
+
+    def proxy(self, device: str) -> tango.DeviceProxy:
+        """The shared DeviceProxy for `device` (its timeout set to this subscriber's)."""
+        return self._channel(device).proxy()
+
+    def attribute_types(self, device: str, *, refresh: bool = False) -> dict[str, AttributeType]:
+        """Every attribute of `device` by lower-case name (one bulk configuration query, cached)."""
+        channel = self._channel(device)
+        with channel.lock:
+            return dict(channel._learn_types(channel.proxy(), again=refresh))
+
+    def subscribe(
+        self,
+        device: str,
+        attributes: list[str],
+        callback: Callable[[AttributeUpdate], None],
+        *,
+        kinds: tuple[str, ...] = ("change", "periodic"),
+    ) -> Subscription:
+        """Call `callback(update)` for every new value or error of `attributes` of `device`.
+
+        Each attribute follows the first of `kinds` its server offers, else client polling (warned
+        once per attribute). An initial update per attribute is delivered promptly (usually before
+        this returns); errors arrive as updates with `error` set; after a server restart updates
+        resume by themselves. Blocks at most `timeout` seconds. Callbacks run on Tango's event
+        thread or this device's worker thread: keep them short and do not close subscriptions
+        from inside them.
+        """
+        unknown = [k for k in kinds if k not in _EVENT_TYPES]
+        if unknown:
+            raise ValueError(f"unknown event kinds {unknown}; use some of {list(_EVENT_TYPES)}")
+        channel = self._channel(device)
+        sub = Subscription(channel, list(attributes), callback)
+        new = channel.add(sub, tuple(kinds))
+        channel.wait_setup(new, self.timeout)
+        return sub
+
+    def close(self) -> None:
+        """Unsubscribe everything and stop the worker threads."""
+        with self._lock:
+            self._closed = True
+            channels, self._channels = list(self._channels.values()), {}
+        for channel in channels:
+            channel.close(self.timeout)
+
+    def __enter__(self) -> TangoSubscriber:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

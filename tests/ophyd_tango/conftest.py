@@ -1,0 +1,102 @@
+"""Fixtures for ophyd_tango tests: test servers run without a database, as plain subprocesses.
+
+(DeviceTestContext(process=True) forks the test process, which breaks once the client ORB runs.)
+"""
+
+import contextlib
+import importlib.util
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import tango
+
+from tango_servers.stack.processes import free_port
+from tango_servers.stack.waiting import wait_until
+
+HERE = Path(__file__).parent
+
+
+def load_test_server(name: str):
+    """Import a test server module from this folder (tests are not a package)."""
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(name, HERE / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+class NoDbServer:
+    """One test device server on 127.0.0.1:`port` without a database; restartable on the same port."""
+
+    def __init__(self, script: str, server: str, device: str, port: int | None = None, log: Path | None = None):
+        self.script = HERE / script
+        self.server = server
+        self.device = device
+        self.port = port or free_port()
+        self.log = log
+        self.process: subprocess.Popen | None = None
+
+    @property
+    def trl(self) -> str:
+        return f"tango://127.0.0.1:{self.port}/{self.device}#dbase=no"
+
+    def start(self, timeout: float = 20.0) -> "NoDbServer":
+        command = [
+            sys.executable, str(self.script), self.server, "test",
+            "-ORBendPoint", f"giop:tcp:127.0.0.1:{self.port}", "-nodb", "-dlist", self.device,
+        ]  # fmt: skip
+        out = open(self.log, "ab") if self.log else subprocess.DEVNULL  # noqa: SIM115
+        env = {k: v for k, v in os.environ.items() if k != "TANGO_HOST"}
+        self.process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env)
+
+        def answers() -> bool:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"{self.server} exited with code {self.process.returncode}")
+            proxy = tango.DeviceProxy(self.trl)
+            proxy.set_timeout_millis(1000)
+            proxy.ping()
+            return True
+
+        wait_until(answers, timeout, interval=0.1, message=f"{self.server} on port {self.port}")
+        return self
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.kill()
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.process.wait(10)
+        self.process = None
+
+
+@pytest.fixture(scope="session")
+def zoo_server(tmp_path_factory):
+    server = NoDbServer("zoo_server.py", "TypeZoo", "test/zoo/1", log=tmp_path_factory.mktemp("zoo") / "log")
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def zoo_trl(zoo_server) -> str:
+    """The session's TypeZoo device (full TRL, no database)."""
+    return zoo_server.trl
+
+
+@pytest.fixture
+def nodb_server(tmp_path):
+    """Factory: nodb_server(script, server, device) -> a started NoDbServer, killed after the test."""
+    servers = []
+
+    def start(script: str, server: str, device: str) -> NoDbServer:
+        started = NoDbServer(script, server, device, log=tmp_path / f"{server}.log").start()
+        servers.append(started)
+        return started
+
+    yield start
+    for server in servers:
+        server.stop()
