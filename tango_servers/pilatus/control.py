@@ -276,7 +276,7 @@ class AcquisitionControl:
             raise ControlRefused(f"saving_directory {directory} is not a directory")
         if not os.access(directory, os.W_OK | os.X_OK):
             raise ControlRefused(f"saving_directory {directory} is not writable by the detector server")
-        frames = min(settings.nb_frames or 1, saving.frames_per_file)
+        frames = settings.nb_frames or 1  # the whole acquisition, whatever the number of files
         ratio = 0.25 if saving.format == SavingFormat.HDF5BS else 1.0
         needed = int(frames * self.backend.geometry.frame_nbytes * ratio)
         free = shutil.disk_usage(directory).free

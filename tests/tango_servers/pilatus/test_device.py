@@ -1,6 +1,7 @@
 """The Pilatus server on a real Tango database, driven as a LimaCCDs client drives it."""
 
 import json
+import resource
 
 import h5py
 import hdf5plugin  # noqa: F401  (registers the bitshuffle filter for reading)
@@ -248,3 +249,32 @@ def test_misconfigured_device_is_in_fault_with_the_reason(make_stack, configs):
     assert pilatus.state() == tango.DevState.FAULT
     assert "detector_size needs two numbers" in pilatus.status()
     assert "detector_size" in refused(pilatus.prepareAcq)
+
+
+def test_not_enough_space_is_refused_by_prepare(pilatus):
+    pilatus.acq_nb_frames = 2_000_000_000  # terabytes of frames
+    assert "free" in refused(pilatus.prepareAcq)
+
+
+def test_disk_full_during_acquisition_faults_and_keeps_frames(make_stack, configs, tmp_path):
+    running = make_stack(configs.pilatus(sample_axis=[""], trigger_source=[""]), **configs.options)
+    pilatus = running.proxy("sim/pilatus/1")
+    pilatus.saving_directory = str(tmp_path)
+    pilatus.saving_format = "HDF5"  # 33 kB per frame: the limit below is reached after a few frames
+    pilatus.acq_nb_frames = 1000
+    pilatus.acq_expo_time = 0.005
+    # A file-size limit on the server process stands in for a full disk: writes fail with EFBIG.
+    limit = 400_000
+    resource.prlimit(running.server_pid("Pilatus/test"), resource.RLIMIT_FSIZE, (limit, limit))
+    pilatus.prepareAcq()
+    pilatus.startAcq()
+    wait_until(lambda: pilatus.acq_status.name == "Fault", 20, message="acq_status Fault")
+    assert pilatus.state() == tango.DevState.FAULT
+    assert "File too large" in pilatus.status() or "too large" in pilatus.acq_status_fault_error
+    wait_until(lambda: json.loads(pilatus.file_event)["done"], 5, message="file closed")
+    assert not json.loads(pilatus.file_event)["success"]
+    saved = pilatus.last_image_saved + 1
+    assert 3 <= saved < 1000
+    with h5py.File(tmp_path / "pilatus_0000.h5", "r", swmr=True) as f:
+        frames = f[DATA][:saved]
+    assert frames.shape[0] == saved and (frames.reshape(saved, -1).max(axis=1) > 0).all()
