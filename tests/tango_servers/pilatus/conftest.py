@@ -55,11 +55,7 @@ def with_fake_motion(config: dict[str, Any]) -> dict[str, Any]:
 
 
 def start_pilatus_stack(state_dir: Path, config: dict[str, Any]) -> RunningStack:
-    running = start_stack(
-        state_dir, config=config, redis=False, bridges=False, extra_servers={"FakeMotion": FAKE_MOTION}
-    )
-    running.export_tango_host()
-    return running
+    return start_stack(state_dir, config=config, **Configs.options)
 
 
 @pytest.fixture(scope="session")

@@ -214,11 +214,10 @@ def test_last_image_is_a_binned_preview(pilatus):
     assert pilatus.image_type == "Bpp32S"
 
 
-def test_declares_bluesky_roles(pilatus):
-    roles = dict(
-        item.split("=", 1)
-        for item in tango.Database().get_class_property("Pilatus", ["bluesky_roles"])["bluesky_roles"]
-    )
+def test_declares_bluesky_roles(pilatus_stack, pilatus):
+    database = tango.Database(*pilatus_stack.tango_host.split(":"))
+    declared = database.get_class_property("Pilatus", ["bluesky_roles"])["bluesky_roles"]
+    roles = dict(item.split("=", 1) for item in declared)
     assert roles["kind"] == "detector"
     assert roles["trigger"] == "softTrigger"
     assert roles["file_event"] == "file_event"
@@ -226,7 +225,6 @@ def test_declares_bluesky_roles(pilatus):
 
 def test_killed_server_leaves_a_readable_file(make_stack, configs, tmp_path):
     running = make_stack(configs.pilatus(sample_axis=[""], trigger_source=[""]), **configs.options)
-    running.export_tango_host()
     pilatus = running.proxy("sim/pilatus/1")
     pilatus.saving_directory = str(tmp_path)
     pilatus.acq_nb_frames = 0

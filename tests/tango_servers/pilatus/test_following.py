@@ -80,7 +80,6 @@ def test_fewer_pulses_then_stop(pilatus, pso, tmp_path):
 def test_following_survives_restarts(make_stack, configs, reset_pilatus, tmp_path):
     """Kill the pulse source and then the Pilatus: each comes back and the counting is exact."""
     running = make_stack(configs.with_fake_motion(configs.pilatus()), **configs.options)
-    running.export_tango_host()
     for position, name in ((1.25, "FakeMotion/test"), (-0.75, "Pilatus/test")):
         running.wait_server_back(name, running.kill_server(name))
         pilatus, pso, axis = running.proxy(DEVICE), running.proxy(PSO), running.proxy(AXIS)

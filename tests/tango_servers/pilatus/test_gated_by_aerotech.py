@@ -14,7 +14,6 @@ def gated_stack(make_stack, configs):
     if not configs.aerotech_available():
         pytest.skip("the Automation1 server (tango_servers.aerotech.device) has not landed")
     running = make_stack(configs.with_aerotech(configs.pilatus()), **configs.options)
-    running.export_tango_host()
     return running
 
 
