@@ -1,15 +1,17 @@
 """Writing to Redis from one thread: a pipeline per burst, reconnect with backoff, never raising.
 
 Callers (subscription callbacks, the OAV forwarder) hand over ready-made payloads and return at
-once. One writer thread drains everything queued so far into one pipeline, so a burst of N
-updates costs one round trip. The few commands the bridge sends are encoded to RESP here and
-written on one plain socket; replies are parsed by hiredis. A round trip per update (events
-arriving one by one) then costs a few syscalls instead of redis-py's pipeline machinery, which
-at a few thousand updates/s made the difference between a bridge that keeps up and one that
-does not. redis-py still parses the URL. When Redis goes away the writer keeps the last value of
-every key (values, meta hashes, events), drops what has no "last value" (stream entries,
-previews, forwarded frames; counted in `dropped`), reconnects with exponential backoff and writes
-the remembered keys again, so a restarted, empty Redis is whole again without waiting for changes.
+once. One writer thread sends everything queued so far as one pipeline, so a burst of N updates
+costs one round trip; right after a write it lets the next updates gather for a moment, so
+updates arriving one by one do not each pay a round trip either. The few commands the bridge
+sends are encoded to RESP here and written on a plain socket, replies parsed by hiredis: a few
+microseconds per update where redis-py's pipeline objects cost several times that. (redis-py
+still parses the URL.)
+
+When Redis goes away the writer keeps the last value of every key (values, meta hashes, events),
+drops what has no "last value" (stream entries, previews, forwarded frames; counted in
+`dropped`), reconnects with exponential backoff and writes the remembered keys again, so a
+restarted, empty Redis is whole again without waiting for changes.
 """
 
 import contextlib
@@ -471,11 +473,14 @@ def _encode(batch: list[tuple]) -> tuple[list[bytes], int]:
                 replies += 1
         elif code == _HASH:
             _, key, mapping, notification = op
-            small.append(_command(b"DEL", key))
-            replies += 1
+            # Replaced in a transaction: a reader never sees the hash empty or half written.
+            small.append(b"*1\r\n$5\r\nMULTI\r\n" + _command(b"DEL", key))
+            replies += 2
             if mapping:
                 small.append(_command(b"HSET", key, *(part for pair in mapping.items() for part in pair)))
                 replies += 1
+            small.append(b"*1\r\n$4\r\nEXEC\r\n")
+            replies += 1
             if notification is not None:
                 small.append(_command(b"PUBLISH", key, notification))
                 replies += 1

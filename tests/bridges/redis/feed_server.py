@@ -148,6 +148,8 @@ class BridgeFeed(Device):
     @command
     def StopImages(self) -> None:
         self._ticking.clear()
+        if self._ticker is not None:
+            self._ticker.join(5)  # so a StartImages right after never leaves two tickers running
 
     def _new_image(self) -> None:
         self._image_counter += 1

@@ -31,7 +31,8 @@ def test_values_meta_and_stream_reach_redis(shared_feed):
     assert meta["dtype"] == "<f8" and meta["data_format"] == "SCALAR" and meta["writable"] == "READ"
     enum_meta = fs.redis.hgetall(fs.key("task_state", ":meta"))
     assert json.loads(enum_meta[b"enum_labels"]) == ["IDLE", "RUNNING", "DONE"]
-    assert unpack(fs.redis.get(fs.key("State")))["value"] == "ON"
+    # State has no events: the engine polls it, so its first value may come a moment later.
+    wait_until(lambda: unpack(fs.redis.get(fs.key("State")))["value"] == "ON", 10, message="State mirrored")
 
     pubsub = _subscribe(fs, fs.key("level"))
     fs.feed.SetLevel(1.5)
