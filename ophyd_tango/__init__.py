@@ -1,19 +1,76 @@
 """ophyd_tango: Tango devices for ophyd and bluesky, built from what the server declares.
 
-The subscription engine and the type mapping are importable without ophyd:
+    from ophyd_tango import TangoDevice, connect
 
-    from ophyd_tango.subscription import TangoSubscriber, AttributeUpdate
+    devices = connect("sim/*/*", tango_host="127.0.0.1:10000", into=globals())  # x, y, z, omega, pilatus, oav, ...
+    x = TangoDevice("sim/aerotech/x", name="x", timeout=3.0)     # config-dict friendly: keywords only
+    x.position.get(); x.velocity.set(2.0).wait(); x.commands.Home(); x.Home()
+    RE(scan([pilatus], omega, -3, 3, 13))                         # Movable, Triggerable, Stageable, StreamDatum
+    TangoDevice("lab/motor/1", readback="pos", setpoint="pos_sp", moving_state="MOVING")  # role overrides
+
+TangoDevice(trl, *, name=None, timeout=3.0, events=True, roles=None, **role_overrides)
+    An ophyd Device with one TangoSignal per attribute (lower-case names) and `commands`.
+    Movable devices (a setpoint role) add set/move/stop/locate and "readback"/"progress"
+    subscriptions; file-writing detectors add collect_asset_docs/get_index.
+connect(pattern, *, tango_host=None, into=None, timeout=3.0, events=True) -> dict[str, TangoDevice]
+TangoSignal           one attribute: get/put/set/read/describe/subscribe, .tango_attribute, .tango_type
+Roles, ROLE_KEYS      the role vocabulary (docs/ophyd_tango.md: the `bluesky_roles` convention)
+MoveStatus, MoveFailed, AcquisitionFailed, TangoDeviceError, TangoTimeoutError
+
+Shared with the bridges, importable without ophyd:
+    from ophyd_tango.subscription import TangoSubscriber, AttributeUpdate, Subscription
     from ophyd_tango.types import attribute_type, AttributeType
 """
 
+from importlib import import_module
+from typing import Any
+
+from ._link import TangoDeviceError, TangoTimeoutError
+from ._roles import ROLE_KEYS, Roles
 from ._subscription import AttributeUpdate, Subscription, TangoEventWarning, TangoSubscriber
 from ._types import AttributeType, attribute_type
 
+# The ophyd-based API loads on first use, so `ophyd_tango.subscription` stays light for servers.
+_LAZY = {
+    "TangoDevice": "._device",
+    "TangoCommand": "._device",
+    "TangoCommands": "._device",
+    "TangoSignal": "._signal",
+    "MoveStatus": "._motion",
+    "MoveFailed": "._motion",
+    "AcquisitionFailed": "._acquisition",
+    "connect": "._discovery",
+}
+
 __all__ = [
+    "ROLE_KEYS",
+    "AcquisitionFailed",
     "AttributeType",
     "AttributeUpdate",
+    "MoveFailed",
+    "MoveStatus",
+    "Roles",
     "Subscription",
+    "TangoCommand",
+    "TangoCommands",
+    "TangoDevice",
+    "TangoDeviceError",
     "TangoEventWarning",
+    "TangoSignal",
     "TangoSubscriber",
+    "TangoTimeoutError",
     "attribute_type",
+    "connect",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        value = getattr(import_module(_LAZY[name], __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'ophyd_tango' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

@@ -1,0 +1,387 @@
+"""How a detector `TangoDevice` acquires: trigger, stage/unstage, and file-backed frames.
+
+Two styles, chosen from the roles:
+- busy-state (Sardana counters): `trigger` runs a command, done when State leaves `busy_state`;
+- acquisition-status (LimaCCDs, our Pilatus): `stage()` selects the step trigger mode with an open
+  number of frames, runs `prepare` and arms with `start`; each `trigger()` takes one frame and is
+  done when `frame_counter` (last_image_saved) reaches it; `unstage()` stops the acquisition,
+  waits until `acq_status` is Ready (files closed) and restores what stage changed.
+A detector that writes files (`frame_counter` plus `file_event` or `saving`) describes its frames
+as an external `STREAM:` data key and hands out StreamResource/StreamDatum documents.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+import time
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+import tango
+from event_model import compose_stream_resource
+from ophyd.status import DeviceStatus
+
+from ._link import AttributeValue, DeviceLink, TangoDeviceError, TangoTimeoutError
+from ._motion import _command, _spelled, _state
+from ._roles import Roles
+from ._subscription import AttributeUpdate
+
+if TYPE_CHECKING:
+    from ._device import TangoDevice
+
+__all__ = ["AcquisitionFailed", "AcquisitionLogic", "FileStream"]
+
+logger = logging.getLogger(__name__)
+
+SAFETY_PERIOD = 1.0
+DEFAULT_DATASET = "/entry_0000/measurement/data"  # LimaCCDs' HDF5 layout
+LIMA_IMAGE_TYPES = {
+    "Bpp8": "|u1", "Bpp8S": "|i1", "Bpp10": "<u2", "Bpp12": "<u2", "Bpp14": "<u2", "Bpp16": "<u2",
+    "Bpp16S": "<i2", "Bpp32": "<u4", "Bpp32S": "<i4", "Bpp32F": "<f4",
+}  # fmt: skip
+
+
+class AcquisitionFailed(TangoDeviceError):
+    """An acquisition was refused, faulted or timed out."""
+
+
+class AcquisitionLogic:
+    """Triggering one detector by its roles."""
+
+    def __init__(self, device: TangoDevice, link: DeviceLink, roles: Roles):
+        self.device = device
+        self.link = link
+        self.roles = roles
+        self.trigger_command = _command(link, roles.get("trigger"))
+        self.prepare_command = _command(link, roles.get("prepare"))
+        self.start_command = _command(link, roles.get("start"))
+        self.stop_command = _command(link, roles.get("stop"))
+        self.abort_command = _command(link, roles.get("abort"))
+        self.busy_states = {_state(s) for s in roles.names("busy_state")} or {tango.DevState.RUNNING}
+        self.acq_status = _spelled(link, roles.get("acq_status"))
+        self.ready_value = roles.get("ready_value", "Ready")
+        self.fault_value = roles.get("fault_value", "Fault")
+        self.frame_counter = _spelled(link, roles.get("frame_counter"))
+        self.nb_frames = _spelled(link, roles.get("nb_frames"))
+        self.exposure = _spelled(link, roles.get("exposure"))
+        self.trigger_mode = _spelled(link, roles.get("trigger_mode"))
+        self.step_trigger_mode = roles.get("step_trigger_mode")
+        self.framed = self.frame_counter is not None  # acquisition-status style
+        self.frames_triggered = 0
+        self.frames_saved = 0  # frames on disk in this acquisition (frame_counter + 1)
+        self.armed = False
+        self._wake = threading.Event()
+        self._values: dict[str, AttributeValue] = {}
+        self.stream: FileStream | None = None
+        followed = ["State"] + [n for n in (self.acq_status, self.frame_counter) if n]
+        self._subscription = link.subscriber.subscribe(link.trl, followed, self._on_update, kinds=device._event_kinds)
+
+    def _on_update(self, update: AttributeUpdate) -> None:
+        if update.error is None:
+            key = update.attribute.lower()
+            previous = self._values.get(key)
+            if previous is None or update.timestamp >= previous.timestamp:
+                self._values[key] = AttributeValue(update.value, update.quality, update.timestamp)
+        self._wake.set()
+
+    # ---- stage / unstage -----------------------------------------------------------------------
+    def stage_sigs(self) -> dict[Any, Any]:
+        """Settings stage() applies (ophyd saves and unstage() restores them)."""
+        sigs: dict[Any, Any] = {}
+        if not self.framed:
+            return sigs
+        if self.trigger_mode and self.step_trigger_mode:
+            sigs[self.device.signal(self.trigger_mode)] = self.step_trigger_mode
+        if self.nb_frames:
+            sigs[self.device.signal(self.nb_frames)] = 0  # open-ended: as many frames as points
+        return sigs
+
+    def after_stage(self) -> None:
+        """Prepare and arm an acquisition (acquisition-status style)."""
+        if not self.framed:
+            return
+        self.frames_triggered = self.frames_saved = 0
+        if self.stream is not None:
+            self.stream.reset()
+        if self.prepare_command:
+            self.link.command(self.prepare_command)
+        if self.stream is not None:
+            self.stream.after_prepare()
+        if self.start_command and self.start_command != self.trigger_command:
+            self.link.command(self.start_command)
+        self.armed = True
+
+    def before_unstage(self) -> None:
+        """Stop the acquisition and wait until the detector is Ready (its files closed)."""
+        if not self.framed or not self.armed:
+            return
+        self.armed = False
+        try:
+            if self._acq_status_label() != self.ready_value and self.stop_command:
+                self.link.command(self.stop_command)
+            self._wait(lambda: self._acq_status_label(fresh=True) in (self.ready_value, self.fault_value), 30.0)
+        except (TangoDeviceError, TimeoutError) as exc:
+            logger.warning("%s: stopping the acquisition at unstage: %s", self.device.name, exc)
+
+    # ---- trigger -------------------------------------------------------------------------------
+    def trigger(self) -> DeviceStatus:
+        status = DeviceStatus(self.device)
+        if self.framed and not self.armed:
+            threading.Thread(target=self._one_shot, args=(status,), daemon=True).start()
+            return status
+        index = self.frames_triggered
+        self.frames_triggered += 1
+        started = time.time()
+        try:
+            if self.trigger_command:
+                self.link.command(self.trigger_command)
+        except TangoDeviceError as exc:
+            status.set_exception(AcquisitionFailed(f"{self.device.name}: trigger refused: {exc}", exc.reason))
+            return status
+        threading.Thread(
+            target=self._watch, args=(status, index, started), name=f"trigger:{self.device.name}", daemon=True
+        ).start()
+        return status
+
+    def _one_shot(self, status: DeviceStatus) -> None:
+        """trigger() on an unstaged framed detector: stage, take one frame, unstage."""
+        try:
+            self.device.stage()
+            try:
+                inner = self.trigger()
+                inner.wait(self._trigger_timeout())
+            finally:
+                self.device.unstage()
+        except Exception as exc:
+            status.set_exception(exc)
+        else:
+            status.set_finished()
+
+    def _trigger_timeout(self) -> float:
+        exposure = 0.0
+        if self.exposure:
+            try:
+                exposure = float(self.link.read_one(self.exposure).value)
+            except (TangoDeviceError, TypeError, ValueError):
+                exposure = 0.0
+        return 2 * exposure + 10.0 + 2 * self.link.timeout
+
+    def _watch(self, status: DeviceStatus, index: int, started: float) -> None:
+        name = self.device.name
+        limit = self._trigger_timeout()
+        deadline = time.monotonic() + limit
+        next_check = 0.0
+        while not status.done:
+            now = time.monotonic()
+            if now >= next_check or self._looks_done(index):
+                next_check = now + SAFETY_PERIOD
+                try:
+                    verdict = self._check(index)
+                except TangoDeviceError as exc:
+                    verdict = None if now < deadline else str(exc)
+                if verdict is True:
+                    status.set_finished()
+                    return
+                if isinstance(verdict, str):
+                    status.set_exception(AcquisitionFailed(f"{name}: {verdict}"))
+                    return
+            if now > deadline:
+                status.set_exception(TangoTimeoutError(f"{name}: frame {index} not done after {limit:.1f} s"))
+                return
+            self._wake.wait(min(SAFETY_PERIOD, max(0.0, deadline - now)))
+            self._wake.clear()
+
+    def _looks_done(self, index: int) -> bool:
+        """From events alone (no I/O): worth confirming with a read?"""
+        if self.framed:
+            counter = self._values.get(self.frame_counter.lower())
+            status = self._values.get((self.acq_status or "").lower())
+            return (counter is not None and counter.value >= index) or (
+                status is not None and self._label(status.value) == self.fault_value
+            )
+        state = self._values.get("state")
+        return state is not None and state.value not in self.busy_states
+
+    def _check(self, index: int) -> bool | str | None:
+        """True when frame `index` is done; a message when the acquisition failed."""
+        if self.framed:
+            names = [self.frame_counter] + ([self.acq_status] if self.acq_status else [])
+            values = self.link.read(names)
+            if self.acq_status and self._label(values[self.acq_status].value) == self.fault_value:
+                return f"acquisition failed: {self._status_text()}"
+            saved = int(values[self.frame_counter].value)
+            self.frames_saved = max(self.frames_saved, saved + 1)
+            return True if saved >= index else None
+        state = self.link.read(["State"])["State"].value
+        if state == tango.DevState.FAULT:
+            return f"FAULT during acquisition: {self._status_text()}"
+        return True if state not in self.busy_states else None
+
+    # ---- helpers -------------------------------------------------------------------------------
+    def _label(self, value: Any) -> str:
+        return self.link.attribute_type(self.acq_status).to_bluesky(value) if self.acq_status else str(value)
+
+    def _acq_status_label(self, fresh: bool = False) -> str:
+        if not self.acq_status:
+            return self.ready_value
+        cached = None if fresh else self._values.get(self.acq_status.lower())
+        value = cached.value if cached is not None else self.link.read_one(self.acq_status).value
+        return self._label(value)
+
+    def _status_text(self) -> str:
+        try:
+            return str(self.link.read_one("Status").value).strip()
+        except TangoDeviceError as exc:
+            return f"(Status unreadable: {exc})"
+
+    def _wait(self, predicate: Any, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while not predicate():
+            if time.monotonic() > deadline:
+                raise TangoTimeoutError(f"{self.device.name}: not ready after {timeout:.0f} s")
+            self._wake.wait(0.2)
+            self._wake.clear()
+
+    def stop(self) -> None:
+        command = self.stop_command or self.abort_command
+        if command and (not self.framed or self._acq_status_label(fresh=True) != self.ready_value):
+            self.link.command(command)
+
+    def close(self) -> None:
+        self._subscription.close()
+
+
+class FileStream:
+    """Frames a detector writes to HDF5 files, as StreamResource/StreamDatum documents.
+
+    Files come from `file_event` (JSON: file_path, hinted_location.data, done) or, for LimaCCDs,
+    from the saving settings. Frame i of an acquisition is row i % F of its (i // F)-th file,
+    F = `saving_frame_per_file`.
+    """
+
+    def __init__(self, device: TangoDevice, link: DeviceLink, roles: Roles, acquisition: AcquisitionLogic):
+        self.device = device
+        self.link = link
+        self.acquisition = acquisition
+        self.file_event = _spelled(link, roles.get("file_event"))
+        self.dataset = roles.get("dataset", DEFAULT_DATASET)
+        self.frames_per_file_attr = _spelled(link, roles.get("frames_per_file") or "saving_frame_per_file")
+        self.data_key = f"{device.name}_image"
+        self.files: list[tuple[str, str]] = []  # (path, dataset) in the order announced
+        self.frames_per_file = 10**9
+        self.emitted = 0
+        self._resources: dict[int, Any] = {}
+        self._lock = threading.Lock()
+        self._subscription = None
+        self._listening = False  # only files announced after our prepare belong to the acquisition
+        if self.file_event:
+            self._subscription = link.subscriber.subscribe(
+                link.trl, [self.file_event], self._on_file_event, kinds=device._event_kinds
+            )
+
+    def reset(self) -> None:
+        with self._lock:
+            self.files, self._resources, self.emitted = [], {}, 0
+            self._listening = False
+        if self.frames_per_file_attr:
+            try:
+                self.frames_per_file = max(1, int(self.link.read_one(self.frames_per_file_attr).value))
+            except (TangoDeviceError, TypeError, ValueError):
+                self.frames_per_file = 10**9
+        if not self.file_event:
+            self._announce(self._lima_path())  # Lima names the file before prepareAcq
+
+    def after_prepare(self) -> None:
+        """The first file of the acquisition: the server announces it on prepare."""
+        self._listening = True
+        if self.file_event:
+            self._take(self.link.read_one(self.file_event).value)
+
+    def _on_file_event(self, update: AttributeUpdate) -> None:
+        if update.error is None and self._listening:
+            self._take(update.value)
+
+    def _take(self, text: Any) -> None:
+        try:
+            event = json.loads(text or "{}")
+        except (TypeError, ValueError):
+            return
+        if event.get("file_path") and not event.get("done"):
+            dataset = (event.get("hinted_location") or {}).get("data", self.dataset)
+            self._announce(event["file_path"], dataset)
+
+    def _announce(self, path: str | None, dataset: str | None = None) -> None:
+        if path:
+            with self._lock:
+                if all(known != path for known, _ in self.files):
+                    self.files.append((path, dataset or self.dataset))
+
+    def _lima_path(self) -> str | None:
+        names = ["saving_directory", "saving_prefix", "saving_next_number", "saving_suffix"]
+        spelled = [_spelled(self.link, n) for n in names]
+        if None in spelled:
+            return None
+        values = self.link.read(spelled)
+        directory, prefix, number, suffix = (values[n].value for n in spelled)
+        return os.path.join(directory, f"{prefix}{int(number):04d}{suffix}")
+
+    # ---- bluesky -------------------------------------------------------------------------------
+    def describe(self) -> dict[str, dict[str, Any]]:
+        height, width, dtype = self._frame_shape()
+        return {
+            self.data_key: {
+                "source": self.link.source(self.file_event or "saving_directory"),
+                "dtype": "array",
+                "dtype_numpy": dtype,
+                "shape": [height, width],
+                "external": "STREAM:",
+            }
+        }
+
+    def _frame_shape(self) -> tuple[int, int, str]:
+        names = [n for n in ("image_height", "image_width", "image_type") if n in self.link.types]
+        values = self.link.read([self.link.types[n].name for n in names]) if names else {}
+        lookup = {k.lower(): v.value for k, v in values.items()}
+        dtype = LIMA_IMAGE_TYPES.get(str(lookup.get("image_type")), "<i4")
+        return int(lookup.get("image_height", 0)), int(lookup.get("image_width", 0)), dtype
+
+    def get_index(self) -> int:
+        return self.acquisition.frames_saved
+
+    def collect_asset_docs(self, index: int | None = None) -> Iterator[tuple[str, dict[str, Any]]]:
+        """StreamResource for each new file, StreamDatum for each new range of saved frames."""
+        upto = self.acquisition.frames_saved if index is None else min(index, self.acquisition.frames_saved)
+        while self.emitted < upto:
+            file_index, row = divmod(self.emitted, self.frames_per_file)
+            stop = min(upto, (file_index + 1) * self.frames_per_file)
+            bundle = self._resources.get(file_index)
+            if bundle is None:
+                bundle = self._resource(file_index)
+                if bundle is None:
+                    logger.warning("%s: no file announced for frame %d", self.device.name, self.emitted)
+                    return
+                self._resources[file_index] = bundle
+                yield "stream_resource", bundle.stream_resource_doc
+            yield "stream_datum", bundle.compose_stream_datum(indices={"start": row, "stop": row + stop - self.emitted})
+            self.emitted = stop
+
+    def _resource(self, file_index: int) -> Any:
+        if file_index >= len(self.files) and self.file_event:
+            self._take(self.link.read_one(self.file_event).value)  # an event may still be on its way
+        if file_index >= len(self.files):
+            return None
+        path, dataset = self.files[file_index]
+        height, width, _ = self._frame_shape()
+        return compose_stream_resource(
+            mimetype="application/x-hdf5",
+            uri=f"file://localhost{os.path.abspath(path)}",
+            data_key=self.data_key,
+            parameters={"dataset": dataset, "chunk_shape": [1, height, width]},
+        )
+
+    def close(self) -> None:
+        if self._subscription is not None:
+            self._subscription.close()

@@ -1,0 +1,397 @@
+"""`TangoDevice`: an ophyd Device whose structure and roles come from the Tango server."""
+
+from __future__ import annotations
+
+import contextlib
+import difflib
+import threading
+import weakref
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from ophyd import Component, Device, Kind
+from ophyd.device import DEVICE_INSTANCE_ATTRS, DEVICE_RESERVED_ATTRS
+from ophyd.status import DeviceStatus, Status
+
+from ._acquisition import AcquisitionLogic, FileStream
+from ._link import DeviceLink, identifier
+from ._motion import MoveLogic, MoveStatus
+from ._roles import ROLE_KEYS, Roles, choose_roles
+from ._signal import TangoSignal
+from ._types import AttributeType
+
+__all__ = ["DEFAULT_TIMEOUT", "TangoCommand", "TangoCommands", "TangoDevice"]
+
+DEFAULT_TIMEOUT = 3.0
+# Names a signal or command method must not take from the device (ophyd API and ours).
+_OPHYD_KINDS = {"normal", "hinted", "config", "omitted"}
+_HIDDEN_COMMANDS = {"state", "status", "init"}
+
+
+class TangoCommand:
+    """A Tango command: call it with its argument (if any); returns what the command returns."""
+
+    def __init__(self, link: DeviceLink, info: Any):
+        self._link = link
+        self.name = info.cmd_name
+        self.info = info
+        self.__doc__ = (
+            f"Tango command {info.cmd_name}({info.in_type.name}: {info.in_type_desc}) "
+            f"-> {info.out_type.name}: {info.out_type_desc}"
+        )
+
+    def __call__(self, argument: Any = None) -> Any:
+        if argument is not None and self.info.in_type.name == "DevVoid":
+            raise TypeError(f"command {self.name} takes no argument")
+        return self._link.command(self.name, argument)
+
+    def __repr__(self) -> str:
+        return f"<TangoCommand {self._link.key}/{self.name}>"
+
+
+class TangoCommands:
+    """`dev.commands.<Name>(arg)`: every command of the device, by its Tango name
+    (case-insensitively)."""
+
+    def __init__(self, link: DeviceLink):
+        self._commands = {name: TangoCommand(link, info) for name, info in link.commands.items()}
+        self._lower = {name.lower(): command for name, command in self._commands.items()}
+
+    def __getattr__(self, name: str) -> TangoCommand:
+        try:
+            return self._lower[name.lower()]
+        except KeyError:
+            close = difflib.get_close_matches(name, list(self._commands), n=3)
+            hint = f"; did you mean {', '.join(close)}?" if close else ""
+            raise AttributeError(f"no command {name!r}{hint}") from None
+
+    def __dir__(self) -> list[str]:
+        return list(self._commands)
+
+    def __iter__(self):
+        return iter(self._commands)
+
+    def __len__(self) -> int:
+        return len(self._commands)
+
+
+def _signal_kinds(types: Mapping[str, AttributeType], roles: Roles) -> dict[str, Kind]:
+    """Kind of every attribute's signal: from the roles, or a generic default without them."""
+    spelled = {name.lower(): atype.name for name, atype in types.items()}
+
+    def names(key: str) -> list[str]:
+        return [spelled[n.lower()] for n in roles.names(key) if n.lower() in spelled]
+
+    kinds = dict.fromkeys((atype.name for atype in types.values()), Kind.omitted)
+    if not any(key in roles for key in ("readback", "hinted", "read", "configuration")):
+        # A device that says nothing: read its scalar read-only attributes, configure by the writable ones.
+        for atype in types.values():
+            if atype.is_scalar and atype.kind != "encoded" and atype.name.lower() not in ("state", "status"):
+                kinds[atype.name] = Kind.config if atype.is_writable else Kind.normal
+    for name in names("configuration"):
+        kinds[name] = Kind.config
+    for name in names("read") + names("frame_counter"):
+        kinds[name] = Kind.normal
+    for name in names("readback"):
+        kinds[name] = Kind.normal if "hinted" in roles else Kind.hinted
+    for name in names("hinted"):
+        kinds[name] = Kind.hinted
+    for name in names("omit"):
+        kinds[name] = Kind.omitted
+    return kinds
+
+
+_class_cache: dict[Any, type] = {}
+_class_lock = threading.Lock()
+
+
+class TangoDevice(Device):
+    """An ophyd Device built from what a Tango device declares, at connection time.
+
+    One signal per attribute (lower-case python names; `signal.tango_attribute` keeps Tango's),
+    `state` and `status` among them; commands as `dev.commands.<Name>(arg)` and as methods where
+    no name clashes. Roles (readback, setpoint, trigger, ...) come from conventions, the server's
+    `bluesky_roles` property and `roles=`/keyword overrides; they make the device Movable
+    (`set`, `stop`, `locate`), Triggerable and Stageable, and file-writing detectors emit
+    StreamResource/StreamDatum documents. `read()` is one `read_attributes` round trip.
+    """
+
+    _link: DeviceLink
+    _roles: Roles
+
+    def __new__(cls, trl: str, *args: Any, timeout: float = DEFAULT_TIMEOUT, roles: Any = None, **kwargs: Any):
+        link = DeviceLink.connect(trl, timeout=timeout)
+        user = _user_roles(link, roles, kwargs)
+        chosen = choose_roles(link.dev_class, link.types, link.commands, link.declared_roles, user)
+        klass = _device_class(cls, link, chosen)
+        obj = super().__new__(klass)
+        obj._link, obj._roles = link, chosen
+        return obj
+
+    def __init__(
+        self,
+        trl: str,
+        *,
+        name: str | None = None,
+        timeout: float = DEFAULT_TIMEOUT,
+        events: bool = True,
+        roles: Mapping[str, Any] | Iterable[str] | None = None,
+        kind: Any = None,
+        read_attrs: list[str] | None = None,
+        configuration_attrs: list[str] | None = None,
+        parent: Any = None,
+        **overrides: Any,
+    ):
+        self.trl = trl
+        self.timeout = timeout
+        self._event_kinds: tuple[str, ...] = ("change", "periodic") if events else ()
+        ophyd_kind = kind if kind is None or (isinstance(kind, str) and kind in _OPHYD_KINDS) else None
+        if isinstance(kind, Kind):
+            ophyd_kind = kind
+        default_name = self._link.alias or self._link.key.rsplit("/", 1)[-1]
+        super().__init__(
+            prefix="",
+            name=name or default_name,
+            kind=ophyd_kind,
+            read_attrs=read_attrs,
+            configuration_attrs=configuration_attrs,
+            parent=parent,
+        )
+        self.commands = TangoCommands(self._link)
+        taken = set(dir(type(self)))
+        for command in self.commands._commands.values():
+            if command.name.lower() not in _HIDDEN_COMMANDS and command.name not in taken:
+                setattr(self, command.name, command)
+        self._move = MoveLogic(self, self._link, self._roles) if self._roles.movable else None
+        if self._move is not None and parent is None:
+            self.signal(self._move.readback).name = self.name  # data key "x", as ophyd motors do
+        framed = self._roles.triggered or "frame_counter" in self._roles
+        self._acquisition = AcquisitionLogic(self, self._link, self._roles) if framed else None
+        self._stream = None
+        if self._acquisition is not None and self._roles.writes_files:
+            self._stream = self._acquisition.stream = FileStream(self, self._link, self._roles, self._acquisition)
+        self._read_names: dict[tuple[str, ...], list[str]] = {}
+        weakref.finalize(self, _close_logic, self._move, self._acquisition, self._stream)
+
+    # ---- structure -----------------------------------------------------------------------------
+    @property
+    def proxy(self):
+        """The shared `tango.DeviceProxy` of this device."""
+        return self._link.proxy
+
+    @property
+    def roles(self) -> Roles:
+        """The roles chosen at connection (`roles.values`, `roles.sources`)."""
+        return self._roles
+
+    @property
+    def tango_class(self) -> str:
+        return self._link.dev_class
+
+    def signal(self, attribute: str) -> TangoSignal:
+        """The signal of a Tango attribute, by its Tango name (any case)."""
+        component = self._attribute_components.get(attribute.lower())
+        if component is None:
+            close = difflib.get_close_matches(attribute.lower(), list(self._attribute_components), n=3)
+            hint = f"; did you mean {', '.join(close)}?" if close else ""
+            raise AttributeError(f"{self._link.key} has no attribute {attribute!r}{hint}")
+        return getattr(self, component)
+
+    # ---- reading: one round trip per device ----------------------------------------------------
+    def _names_of(self, attrs: list[str]) -> list[str]:
+        key = tuple(attrs)
+        names = self._read_names.get(key)
+        if names is None:
+            names = []
+            for attr in attrs:
+                signal = getattr(self, attr, None)
+                if isinstance(signal, TangoSignal) and signal._link is self._link:
+                    names.append(signal.tango_attribute)
+            self._read_names[key] = names
+        return names
+
+    def read(self) -> dict[str, dict[str, Any]]:
+        with self._link.batch(self._names_of(self.read_attrs)):
+            return super().read()
+
+    def read_configuration(self) -> dict[str, dict[str, Any]]:
+        with self._link.batch(self._names_of(self.configuration_attrs)):
+            return super().read_configuration()
+
+    def describe(self) -> dict[str, dict[str, Any]]:
+        described = super().describe()
+        if self._stream is not None:
+            described.update(self._stream.describe())
+        return described
+
+    # ---- movable -------------------------------------------------------------------------------
+    def _require_move(self) -> MoveLogic:
+        if self._move is None:
+            raise TypeError(
+                f"{self.name} ({self._link.key}, class {self._link.dev_class}) is not movable: no setpoint role. "
+                f"Pass setpoint=<attribute> (and readback=...) to TangoDevice to make it one."
+            )
+        return self._move
+
+    # ---- triggering and staging ----------------------------------------------------------------
+    def stage(self) -> list[Any]:
+        if self._acquisition is not None:
+            for signal, value in self._acquisition.stage_sigs().items():
+                self.stage_sigs.setdefault(signal, value)
+        staged = super().stage()
+        if self._acquisition is not None:
+            try:
+                self._acquisition.after_stage()
+            except Exception:
+                super().unstage()
+                raise
+        return staged
+
+    def unstage(self) -> list[Any]:
+        if self._acquisition is not None:
+            self._acquisition.before_unstage()
+        return super().unstage()
+
+    def trigger(self) -> Status:
+        if self._acquisition is None:
+            status = DeviceStatus(self)
+            status.set_finished()
+            return status
+        return self._acquisition.trigger()
+
+    def stop(self, *, success: bool = False) -> None:
+        if self._move is not None:
+            self._move.stop(success)
+        if self._acquisition is not None:
+            self._acquisition.stop()
+
+    def __repr__(self) -> str:
+        return f"TangoDevice({self.trl!r}, name={self.name!r})  # {self._link.dev_class}, roles: {self._roles.kind}"
+
+
+class MovableTangoDevice(TangoDevice):
+    """A TangoDevice with a setpoint: bluesky Movable, Locatable and Stoppable."""
+
+    SUB_READBACK = "readback"
+    SUB_PROGRESS = "progress"
+    _default_sub = SUB_READBACK
+
+    def set(self, value: Any, *, timeout: float | None = None, **kwargs: Any) -> MoveStatus:
+        """Move to `value`; the Status finishes when the device has settled at it (see MoveLogic)."""
+        return self._require_move().set(value, timeout=timeout)
+
+    def move(self, value: Any, *, wait: bool = True, timeout: float | None = None) -> MoveStatus:
+        status = self.set(value, timeout=timeout)
+        if wait:
+            status.wait()
+        return status
+
+    @property
+    def position(self) -> Any:
+        """The readback's current value (read now), as ophyd positioners offer it."""
+        return self.readback.get()
+
+    @property
+    def readback(self) -> TangoSignal:
+        """The signal of the readback attribute."""
+        return self.signal(self._require_move().readback)
+
+    @property
+    def setpoint(self) -> TangoSignal:
+        """The signal of the setpoint attribute."""
+        return self.signal(self._require_move().setpoint)
+
+    def locate(self) -> dict[str, Any]:
+        move = self._require_move()
+        names = [move.readback] + ([move.setpoint_readback] if move.setpoint_readback else [])
+        values = self._link.read(names)
+        readback = move.readback_type.to_bluesky(values[move.readback].value)
+        setpoint = values[move.setpoint_readback].value if move.setpoint_readback else None
+        if setpoint is None:
+            status = move.status
+            setpoint = status.target if status is not None else readback
+        return {"setpoint": setpoint, "readback": readback}
+
+    @property
+    def moving(self) -> bool:
+        return self._require_move().moving()
+
+    @property
+    def egu(self) -> str:
+        return self._require_move().readback_type.unit or ""
+
+
+class StreamingTangoDevice(TangoDevice):
+    """A TangoDevice writing frames to files: bluesky WritesStreamAssets."""
+
+    def collect_asset_docs(self, index: int | None = None):
+        yield from self._stream.collect_asset_docs(index)
+
+    def get_index(self) -> int:
+        return self._stream.get_index()
+
+
+def _close_logic(*logics: Any) -> None:
+    for logic in logics:
+        if logic is not None:
+            with contextlib.suppress(Exception):
+                logic.close()
+
+
+def _user_roles(link: DeviceLink, roles: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
+    """roles= plus role keywords; an unknown keyword is an error naming close matches."""
+    user: dict[str, Any] = {}
+    if roles:
+        if isinstance(roles, Mapping):
+            user.update(roles)
+        else:
+            for entry in roles:
+                key, _, value = entry.partition("=")
+                user[key.strip()] = value
+    known = set(ROLE_KEYS) | {entry.partition("=")[0] for entry in link.declared_roles}
+    known |= {"dataset", "frames_per_file"}
+    constructor = {"name", "events", "kind", "read_attrs", "configuration_attrs", "parent"}
+    for key, value in kwargs.items():
+        if key in constructor:
+            if key == "kind" and isinstance(value, str) and value not in _OPHYD_KINDS:
+                user["kind"] = value
+            continue
+        if key not in known:
+            close = difflib.get_close_matches(key, sorted(known | constructor), n=3)
+            hint = f"; did you mean {', '.join(close)}?" if close else ""
+            raise TypeError(f"TangoDevice got an unknown keyword {key!r}{hint} (role keys: {', '.join(ROLE_KEYS)})")
+        user[key] = value
+    return user
+
+
+def _device_class(cls: type, link: DeviceLink, roles: Roles) -> type:
+    """A Device subclass with one Component per attribute (cached per structure and roles)."""
+    kinds = _signal_kinds(link.types, roles)
+    bases: tuple[type, ...] = ()
+    if roles.movable:
+        bases += (MovableTangoDevice,)
+    if roles.writes_files:
+        bases += (StreamingTangoDevice,)
+    bases = (*(b for b in bases if not issubclass(cls, b)), cls)
+    key = (bases, link.dev_class, tuple(sorted((n, k.value) for n, k in kinds.items())))
+    with _class_lock:
+        klass = _class_cache.get(key)
+        if klass is not None:
+            return klass
+        reserved = set(DEVICE_RESERVED_ATTRS) | set(DEVICE_INSTANCE_ATTRS)
+        for base in bases:
+            reserved |= set(dir(base))
+        namespace: dict[str, Any] = {}
+        attribute_components: dict[str, str] = {}
+        for atype in link.types.values():
+            ident = identifier(atype.name)
+            if ident in reserved or ident in namespace:
+                ident = f"{ident}_attr"
+            namespace[ident] = Component(TangoSignal, tango_attribute=atype.name, kind=kinds[atype.name])
+            attribute_components[atype.name.lower()] = ident
+        namespace["_attribute_components"] = attribute_components
+        namespace["__module__"] = cls.__module__
+        namespace["__doc__"] = f"{cls.__name__} of Tango class {link.dev_class} (built at connection)."
+        klass = type(f"{cls.__name__}_{identifier(link.dev_class)}", bases, namespace)
+        _class_cache[key] = klass
+        return klass

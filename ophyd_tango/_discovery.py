@@ -1,0 +1,124 @@
+"""Finding devices in the Tango database: `connect(pattern)` and helpful unknown-name errors."""
+
+from __future__ import annotations
+
+import contextlib
+import difflib
+import logging
+import os
+import warnings
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import tango
+
+from ._link import TangoDeviceError, identifier
+
+__all__ = ["connect", "database", "unknown_device_error"]
+
+logger = logging.getLogger(__name__)
+
+_ADMIN_FAMILIES = ("dserver/", "sys/database/", "sys/access_control/")
+
+
+def database(tango_host: str | None = None, timeout: float = 3.0) -> tango.Database:
+    """The Tango database at `tango_host` ("host:port"), else at $TANGO_HOST."""
+    if tango_host:
+        host, _, port = tango_host.rpartition(":")
+        db = tango.Database(host, int(port))
+    else:
+        db = tango.Database()
+    db.set_timeout_millis(int(timeout * 1000))
+    return db
+
+
+def _host_of(db: tango.Database) -> str:
+    return f"{db.get_db_host()}:{db.get_db_port()}"
+
+
+def _exported(db: tango.Database, pattern: str) -> list[str]:
+    names = db.get_device_exported(pattern)
+    return [n for n in names if not n.lower().startswith(_ADMIN_FAMILIES)]
+
+
+def unknown_device_error(name: str, tango_host: str | None = None) -> TangoDeviceError:
+    """'no device X in the Tango database at H; did you mean ...' (close matches by difflib)."""
+    try:
+        db = database(tango_host)
+        candidates = _exported(db, "*") + list(db.get_device_alias_list("*"))
+        where = f" in the Tango database at {_host_of(db)}"
+    except tango.DevFailed:
+        candidates, where = [], ""
+    close = difflib.get_close_matches(name.lower(), [c.lower() for c in candidates], n=5, cutoff=0.5)
+    hint = f"; did you mean {', '.join(close)}?" if close else "; no similar name is exported"
+    return TangoDeviceError(f"no device {name!r}{where}{hint}", "API_DeviceNotDefined")
+
+
+def _python_names(devices: list[str], aliases: dict[str, str]) -> dict[str, str]:
+    """Device -> python name: its alias, else its member; family_member when members collide."""
+    members: dict[str, int] = {}
+    for device in devices:
+        if device not in aliases:
+            member = identifier(device.split("/")[-1])
+            members[member] = members.get(member, 0) + 1
+    names = {}
+    for device in devices:
+        if device in aliases:
+            names[device] = identifier(aliases[device])
+            continue
+        _, family, member = device.split("/")
+        ident = identifier(member)
+        if members[ident] > 1 or ident[:1] == "_":
+            ident = identifier(f"{family}_{member}")
+        names[device] = ident
+    return names
+
+
+def connect(
+    pattern: str = "*/*/*",
+    *,
+    tango_host: str | None = None,
+    into: dict[str, Any] | None = None,
+    timeout: float = 3.0,
+    events: bool = True,
+) -> dict[str, Any]:
+    """Build a TangoDevice for every exported device matching `pattern` (e.g. "sim/*/*").
+
+    Names are device aliases, else members ("x" for sim/aerotech/x). `into=globals()` also puts
+    them in a namespace. A pattern matching nothing raises LookupError listing close names; a
+    device that cannot be built is left out with a warning saying why.
+    """
+    from ._device import TangoDevice
+
+    host = tango_host or os.environ.get("TANGO_HOST")
+    db = database(tango_host, timeout)
+    devices = _exported(db, pattern)
+    if not devices:
+        every = _exported(db, "*")
+        aliases = list(db.get_device_alias_list("*"))
+        close = difflib.get_close_matches(pattern.lower(), [d.lower() for d in every + aliases], n=5, cutoff=0.4)
+        hint = f"; close names: {', '.join(close)}" if close else f"; exported: {', '.join(sorted(every)[:20])}"
+        raise LookupError(f"no exported device matches {pattern!r} in the Tango database at {_host_of(db)}{hint}")
+    aliases = {}
+    for device in devices:
+        with contextlib.suppress(tango.DevFailed):
+            aliases[device] = db.get_alias_from_device(device)
+    names = _python_names(devices, aliases)
+    prefix = f"tango://{host}/" if tango_host else ""
+
+    def build(device: str) -> Any:
+        return TangoDevice(f"{prefix}{device}", name=names[device], timeout=timeout, events=events)
+
+    built: dict[str, Any] = {}
+    with ThreadPoolExecutor(max_workers=min(8, len(devices))) as pool:
+        futures = {device: pool.submit(build, device) for device in devices}
+    for device, future in futures.items():
+        try:
+            built[names[device]] = future.result()
+        except Exception as exc:
+            message = f"connect: left out {device}: {exc}"
+            logger.warning(message)
+            warnings.warn(message, stacklevel=2)
+    if into is not None:
+        into.update(built)
+    return built

@@ -1,0 +1,247 @@
+"""The connection to one Tango device: its proxy, its structure and batched, timed I/O.
+
+Everything a `TangoDevice` and its signals do on the wire goes through `DeviceLink`: one
+`DeviceProxy` per device (shared with the subscription engine), the attribute configuration
+fetched once in bulk, and one `read_attributes` round trip per `Device.read()`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import tango
+
+from ._subscription import TangoSubscriber, device_key, error_text
+from ._types import AttributeType
+
+__all__ = ["AttributeValue", "DeviceLink", "TangoDeviceError", "TangoTimeoutError", "shared_subscriber"]
+
+_CONNECTION_REASONS = {
+    "API_CantConnectToDevice",
+    "API_DeviceNotExported",
+    "API_CorbaException",
+    "API_CommunicationFailed",
+    "API_ServerNotRunning",
+    "API_DeviceNotDefined",
+}
+_TIMEOUT_REASONS = {"API_DeviceTimedOut", "API_CommandTimedOut"}
+_subscribers: dict[float, TangoSubscriber] = {}
+_subscribers_lock = threading.Lock()
+
+
+class TangoDeviceError(RuntimeError):
+    """A Tango call failed; `reason` is Tango's reason (e.g. 'API_WAttrOutsideLimit')."""
+
+    def __init__(self, message: str, reason: str = ""):
+        super().__init__(message)
+        self.reason = reason
+
+
+class TangoTimeoutError(TangoDeviceError, TimeoutError):
+    """A Tango call or a wait on a device took longer than its timeout."""
+
+
+def shared_subscriber(timeout: float) -> TangoSubscriber:
+    """The process-wide subscription engine for this timeout (one DeviceProxy per device)."""
+    with _subscribers_lock:
+        subscriber = _subscribers.get(timeout)
+        if subscriber is None:
+            subscriber = _subscribers[timeout] = TangoSubscriber(timeout=timeout)
+        return subscriber
+
+
+def identifier(name: str) -> str:
+    """A python identifier for a Tango attribute or command name (lower case)."""
+    ident = re.sub(r"\W", "_", name).lower()
+    return f"_{ident}" if ident[:1].isdigit() else ident
+
+
+@dataclass(frozen=True)
+class AttributeValue:
+    """One attribute read: engine value (see AttributeUpdate), quality and Tango timestamp."""
+
+    value: Any
+    quality: tango.AttrQuality
+    timestamp: float
+
+
+class DeviceLink:
+    """One device's proxy, structure and I/O. Built by `DeviceLink.connect`."""
+
+    def __init__(
+        self,
+        trl: str,
+        subscriber: TangoSubscriber,
+        proxy: tango.DeviceProxy,
+        types: dict[str, AttributeType],
+        commands: dict[str, tango.CommandInfo],
+        dev_class: str,
+        declared_roles: list[str],
+        alias: str | None,
+    ):
+        self.trl = trl
+        self.key = device_key(trl)
+        self.subscriber = subscriber
+        self.proxy = proxy
+        self.types = types  # lower-case name -> type
+        self.commands = commands  # server spelling -> CommandInfo
+        self.dev_class = dev_class
+        self.declared_roles = declared_roles
+        self.alias = alias
+        self.timeout = subscriber.timeout
+        self._batch = threading.local()
+        self._latest: dict[str, AttributeValue] = {}
+
+    # ---- connection ----------------------------------------------------------------------------
+    @classmethod
+    def connect(cls, trl: str, *, timeout: float = 3.0) -> DeviceLink:
+        """Ask the device (and the database, when there is one) everything in a few bulk calls."""
+        subscriber = shared_subscriber(timeout)
+        try:
+            proxy = subscriber.proxy(trl)
+            types = subscriber.attribute_types(trl, refresh=True)
+            commands = {info.cmd_name: info for info in proxy.command_list_query()}
+            dev_class = proxy.info().dev_class
+        except tango.DevFailed as exc:
+            if any("NotDefined" in e.reason for e in exc.args):
+                from ._discovery import unknown_device_error
+
+                match = re.match(r"^tango://([^/]+)/(.*)$", trl.split("#")[0])
+                host, name = (match.group(1), match.group(2)) if match else (None, trl)
+                raise unknown_device_error(name, host) from exc
+            raise _translate(exc, f"cannot connect to Tango device {trl}") from exc
+        declared, alias = _declared_roles(proxy, dev_class)
+        return cls(trl, subscriber, proxy, types, commands, dev_class, declared, alias)
+
+    def source(self, attribute: str) -> str:
+        """Full TRL of an attribute, for data keys ('tango://host:port/dev/attr')."""
+        if self.trl.startswith("tango://"):
+            base = self.trl.split("#")[0]
+        else:
+            base = f"tango://{self.proxy.get_db_host()}:{self.proxy.get_db_port()}/{self.trl}"
+        return f"{base}/{attribute}"
+
+    def attribute_type(self, attribute: str) -> AttributeType:
+        return self.types[attribute.lower()]
+
+    # ---- reads ---------------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def batch(self, attributes: list[str]) -> Iterator[None]:
+        """Read `attributes` in one round trip; reads inside the block use those values."""
+        outer = getattr(self._batch, "values", None)
+        if outer is not None:
+            yield
+            return
+        self._batch.values = self.read(attributes) if attributes else {}
+        try:
+            yield
+        finally:
+            self._batch.values = None
+
+    def read(self, attributes: list[str]) -> dict[str, AttributeValue]:
+        """One `read_attributes` call; raises TangoDeviceError naming the failing attribute."""
+        replies = self._call(f"read {', '.join(attributes)}", self.proxy.read_attributes, attributes)
+        values = {}
+        for name, reply in zip(attributes, replies, strict=True):
+            if reply.has_failed:
+                stack = reply.get_err_stack()
+                reason = stack[0].reason if stack else ""
+                raise TangoDeviceError(f"{self.key}/{name}: {error_text(stack)}", reason)
+            atype = self.types.get(name.lower())
+            value = atype.from_tango(reply.value) if atype else reply.value
+            values[name] = self._latest[name.lower()] = AttributeValue(value, reply.quality, reply.time.totime())
+        return values
+
+    def read_one(self, attribute: str) -> AttributeValue:
+        cached = getattr(self._batch, "values", None)
+        if cached is not None and attribute in cached:
+            return cached[attribute]
+        return self.read([attribute])[attribute]
+
+    def latest(self, attribute: str) -> AttributeValue | None:
+        """The last value read or received, without I/O (None if never seen)."""
+        return self._latest.get(attribute.lower())
+
+    def remember(self, attribute: str, value: AttributeValue) -> None:
+        self._latest[attribute.lower()] = value
+
+    # ---- writes and commands -------------------------------------------------------------------
+    def write(self, attribute: str, value: Any) -> None:
+        """Write a checked value (see AttributeType.to_tango); Tango's refusal raises with its reason."""
+        self._latest.pop(attribute.lower(), None)  # the next read goes to the server: never stale
+        self._call(f"write {attribute}", self.proxy.write_attribute, attribute, value)
+
+    def command(self, name: str, argument: Any = None) -> Any:
+        if argument is None:
+            return self._call(f"run {name}", self.proxy.command_inout, name)
+        return self._call(f"run {name}", self.proxy.command_inout, name, argument)
+
+    def _call(self, what: str, function: Any, *args: Any) -> Any:
+        """Call the proxy; after a server restart retry once the proxy may reconnect."""
+        deadline = time.monotonic() + self.timeout
+        while True:
+            try:
+                return function(*args)
+            except tango.DevFailed as exc:
+                reason = exc.args[0].reason if exc.args else ""
+                connection = reason in _CONNECTION_REASONS or any(e.reason in _CONNECTION_REASONS for e in exc.args)
+                # The proxy refuses to reconnect for 1 s after a failed attempt ("delayed").
+                if connection and "delayed" in str(exc) and time.monotonic() < deadline:
+                    time.sleep(0.1)
+                    continue
+                raise _translate(exc, f"{self.key}: {what} failed") from exc
+
+
+def _translate(exc: tango.DevFailed, context: str) -> TangoDeviceError:
+    reasons = [e.reason for e in exc.args]
+    text = error_text(exc)
+    # The most specific sentence is the first error; Tango's generic wrappers come after it.
+    message = f"{context}: {text}"
+    if any(r in _TIMEOUT_REASONS for r in reasons):
+        return TangoTimeoutError(message, reasons[0])
+    return TangoDeviceError(message, reasons[0] if reasons else "")
+
+
+def _declared_roles(proxy: tango.DeviceProxy, dev_class: str) -> tuple[list[str], str | None]:
+    """`bluesky_roles` (device property first, then class property) and the device's alias.
+
+    Without a database, the class property's default comes from the admin device.
+    """
+    roles: list[str] = []
+    alias = None
+    try:
+        db = proxy.get_device_db()
+    except tango.DevFailed:
+        db = None
+    if db is not None:
+        with contextlib.suppress(tango.DevFailed):
+            roles = list(proxy.get_property(["bluesky_roles"])["bluesky_roles"])
+        if not roles:
+            with contextlib.suppress(tango.DevFailed):
+                roles = list(db.get_class_property(dev_class, ["bluesky_roles"])["bluesky_roles"])
+        with contextlib.suppress(tango.DevFailed):
+            alias = proxy.alias() or None
+    if not roles:
+        roles = _class_property_default(proxy, dev_class)
+    return roles, alias
+
+
+def _class_property_default(proxy: tango.DeviceProxy, dev_class: str) -> list[str]:
+    """The declared default of class property `bluesky_roles`, from the admin device."""
+    try:
+        admin = tango.DeviceProxy(proxy.adm_name())
+        admin.set_timeout_millis(proxy.get_timeout_millis())
+        triples = admin.command_inout("QueryWizardClassProperty", dev_class)
+    except tango.DevFailed:
+        return []
+    for i in range(0, len(triples) - 2, 3):
+        if triples[i] == "bluesky_roles":
+            default = triples[i + 2]
+            return [line for line in default.splitlines() if line.strip()]
+    return []

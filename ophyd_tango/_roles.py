@@ -1,0 +1,229 @@
+"""Which bluesky role each attribute and command of a device plays, chosen at connection time.
+
+Three sources, later ones win key by key:
+1. conventions for devices we did not write (Sardana motors and counters, LimaCCDs, any device
+   with a writable `position`),
+2. what the server declares: the `bluesky_roles` class or device property, `key=value` strings,
+3. what the user passes (`TangoDevice(..., roles=..., **overrides)`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from ._types import AttributeType
+
+__all__ = ["ROLE_KEYS", "Roles", "choose_roles", "parse_roles"]
+
+# Keys with a meaning to ophyd_tango; any other key is kept in `Roles.values` for other tools.
+ROLE_KEYS = {
+    "kind": "motor | detector | camera | counter | controller | device",
+    "readback": "attribute a reading reports (hinted unless `hinted` says otherwise)",
+    "setpoint": "attribute set() writes; makes the device movable",
+    "setpoint_readback": "attribute holding the target of the current move",
+    "moving_state": "State(s) while a move runs (default MOVING)",
+    "tolerance": "how close the readback must get to the target (number or attribute)",
+    "velocity": "attribute used to derive a move's timeout (default: `velocity` if present)",
+    "acceleration": "attribute used to derive a move's timeout (default: `acceleration`)",
+    "move_timeout": "fixed move timeout in seconds",
+    "progress": "attribute 0..1 with the progress of the current move",
+    "stop": "command that stops a move or an acquisition",
+    "abort": "command that aborts an acquisition now",
+    "hinted": "attributes shown in live tables and plots",
+    "read": "more attributes in every reading",
+    "configuration": "attributes in read_configuration()",
+    "omit": "attributes never read (even if a convention would)",
+    "trigger": "command starting one acquisition (trigger())",
+    "busy_state": "State(s) while an acquisition runs (trigger done when it is left)",
+    "prepare": "command run at stage() before an acquisition (Lima prepareAcq)",
+    "start": "command arming the acquisition at stage() (Lima startAcq)",
+    "acq_status": "attribute with the acquisition status (Lima acq_status)",
+    "ready_value": "acq_status value when idle",
+    "fault_value": "acq_status value on failure",
+    "nb_frames": "attribute with the number of frames",
+    "exposure": "attribute with the exposure / integration time",
+    "trigger_mode": "attribute selecting the trigger mode",
+    "step_trigger_mode": "trigger_mode value for step scans",
+    "fly_trigger_mode": "trigger_mode value for fly scans",
+    "frame_counter": "attribute with the index of the last frame saved (-1: none)",
+    "file_event": "JSON attribute announcing files: path, hinted_location, done",
+    "saving": "saving settings (saved at stage, restored at unstage)",
+    "image": "attribute with the latest image (a preview; frames go to files)",
+}
+LIST_KEYS = {
+    "moving_state", "busy_state", "hinted", "read", "configuration", "omit", "saving",
+}  # fmt: skip
+
+
+@dataclass
+class Roles:
+    """The parsed roles of one device: `values[key]` is a str, or a list for LIST_KEYS."""
+
+    values: dict[str, Any] = field(default_factory=dict)
+    sources: dict[str, str] = field(default_factory=dict)  # key -> "convention" | "server" | "user"
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self.values.get(key, default)
+
+    def names(self, key: str) -> list[str]:
+        value = self.values.get(key)
+        if value is None:
+            return []
+        return list(value) if isinstance(value, list | tuple) else [value]
+
+    def __contains__(self, key: str) -> bool:
+        return key in self.values
+
+    @property
+    def kind(self) -> str:
+        return self.values.get("kind", "device")
+
+    @property
+    def movable(self) -> bool:
+        return "setpoint" in self.values
+
+    @property
+    def triggered(self) -> bool:
+        return "trigger" in self.values
+
+    @property
+    def writes_files(self) -> bool:
+        return "frame_counter" in self.values and ("file_event" in self.values or "saving" in self.values)
+
+    def merged(self, other: Roles) -> Roles:
+        return Roles({**self.values, **other.values}, {**self.sources, **other.sources})
+
+
+def parse_roles(declared: Iterable[str] | Mapping[str, Any] | None, source: str) -> Roles:
+    """`["readback=position", "hinted=a,b"]` or `{"readback": "position"}` -> Roles."""
+    if not declared:
+        return Roles()
+    items: Iterable[tuple[str, Any]]
+    if isinstance(declared, Mapping):
+        items = declared.items()
+    else:
+        pairs = []
+        for entry in declared:
+            if "=" not in entry:
+                raise ValueError(f"bluesky role {entry!r} is not key=value")
+            key, _, value = entry.partition("=")
+            pairs.append((key, value))
+        items = pairs
+    values: dict[str, Any] = {}
+    for key, value in items:
+        key = key.strip()
+        if key in LIST_KEYS:
+            if isinstance(value, str):
+                value = [v.strip() for v in value.split(",") if v.strip()]
+            values[key] = list(value)
+        else:
+            values[key] = value.strip() if isinstance(value, str) else value
+    return Roles(values, dict.fromkeys(values, source))
+
+
+def _present(names: Iterable[str], available: Mapping[str, Any]) -> list[str]:
+    """The names that exist (case-insensitively), spelled as the server spells them."""
+    lower = {name.lower(): name for name in available}
+    return [lower[n.lower()] for n in names if n.lower() in lower]
+
+
+def conventional_roles(dev_class: str, attributes: Mapping[str, AttributeType], commands: Mapping[str, Any]) -> Roles:
+    """Roles from well-known device conventions, for servers that declare none."""
+    attr = {name.lower(): name for name in attributes}
+    cmd = {name.lower(): name for name in commands}
+
+    def has(*names: str) -> bool:
+        return all(n.lower() in attr for n in names)
+
+    values: dict[str, Any] = {}
+    if dev_class == "Motor" or (has("position") and "position" in attr and dev_class.endswith("Motor")):
+        position = attr["position"]
+        values = {
+            "kind": "motor",
+            "readback": position,
+            "setpoint": position,
+            "moving_state": ["MOVING"],
+            "hinted": [position],
+            "configuration": _present(["Velocity", "Acceleration", "Deceleration", "Offset"], attributes),
+        }
+        if "stop" in cmd:
+            values["stop"] = cmd["stop"]
+    elif dev_class.endswith("ExpChannel") or (has("value", "integrationtime") and "start" in cmd):
+        value = attr.get("value")
+        values = {"kind": "counter" if dev_class != "TwoDExpChannel" else "detector"}
+        if value and attributes[value].is_scalar:
+            values.update(readback=value, hinted=[value])
+        if "start" in cmd:
+            values.update(trigger=cmd["start"], busy_state=["MOVING"])
+        if has("integrationtime"):
+            values.update(exposure=attr["integrationtime"], configuration=[attr["integrationtime"]])
+        if "stop" in cmd:
+            values["stop"] = cmd["stop"]
+    elif dev_class == "LimaCCDs" or ({"prepareacq", "startacq"} <= set(cmd) and has("acq_status")):
+        values = {
+            "kind": "detector",
+            "prepare": cmd["prepareacq"],
+            "trigger": cmd["startacq"],
+            "acq_status": attr["acq_status"],
+            "ready_value": "Ready",
+            "fault_value": "Fault",
+            "step_trigger_mode": "INTERNAL_TRIGGER_MULTI",
+            "fly_trigger_mode": "EXTERNAL_GATE",
+        }
+        for key, name in (
+            ("stop", "stopacq"),
+            ("abort", "abortacq"),
+        ):
+            if name in cmd:
+                values[key] = cmd[name]
+        for key, name in (
+            ("nb_frames", "acq_nb_frames"),
+            ("exposure", "acq_expo_time"),
+            ("trigger_mode", "acq_trigger_mode"),
+            ("frame_counter", "last_image_saved"),
+            ("image", "last_image"),
+        ):
+            if name in attr:
+                values[key] = attr[name]
+        saving = _present(
+            ["saving_directory", "saving_prefix", "saving_suffix", "saving_next_number", "saving_format",
+             "saving_mode", "saving_frame_per_file"],
+            attributes,
+        )  # fmt: skip
+        if saving:
+            values["saving"] = saving
+        values["configuration"] = _present(["acq_expo_time", "acq_nb_frames", "acq_trigger_mode"], attributes)
+    elif "position" in attr and attributes[attr["position"]].is_writable and attributes[attr["position"]].is_scalar:
+        position = attr["position"]
+        values = {
+            "kind": "motor",
+            "readback": position,
+            "setpoint": position,
+            "moving_state": ["MOVING"],
+            "hinted": [position],
+            "configuration": _present(["velocity", "acceleration"], attributes),
+        }
+        if "stop" in cmd:
+            values["stop"] = cmd["stop"]
+    return Roles(values, dict.fromkeys(values, "convention"))
+
+
+def choose_roles(
+    dev_class: str,
+    attributes: Mapping[str, AttributeType],
+    commands: Mapping[str, Any],
+    declared: Iterable[str] | None,
+    user: Mapping[str, Any] | Iterable[str] | None,
+) -> Roles:
+    """Conventions, then the server's declaration, then the user's overrides (key by key)."""
+    roles = conventional_roles(dev_class, attributes, commands)
+    server = parse_roles(declared, "server")
+    if server.values:
+        # A server that declares roles describes its device fully: conventions only fill gaps
+        # that concern a different protocol (e.g. a declared detector is no convention motor).
+        if "kind" in server.values and server.values["kind"] != roles.values.get("kind"):
+            roles = Roles()
+        roles = roles.merged(server)
+    return roles.merged(parse_roles(user, "user"))
