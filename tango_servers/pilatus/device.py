@@ -17,8 +17,10 @@ the PSO: every pulse on `trigger_source` makes one frame, and the acquisition en
 
 import contextlib
 import os
+import queue
 import tempfile
 import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -28,7 +30,7 @@ import tango
 from tango import AttrWriteType, DevState
 from tango.server import Device, attribute, class_property, command, device_property, run
 
-from .backend import CamState, Geometry, PilatusBackend, SampleInput, ThresholdGain, TriggerMode
+from .backend import CamState, Frame, Geometry, PilatusBackend, SampleInput, ThresholdGain, TriggerMode
 from .control import AcqStatus, AcquisitionControl, ControlRefused, PulseCounter, SavingMode, SavingSettings
 from .sim import SampleModel, SimulatedPilatus
 from .writer import OverwritePolicy, SavingFormat
@@ -226,6 +228,9 @@ class Pilatus(Device):
         dtype=str, default_value="", doc="initial saving_directory (empty: a data folder of the stack)"
     )
     preview_binning = device_property(dtype=int, default_value=4, doc="binning of the last_image preview")
+    preview_period = device_property(
+        dtype=float, default_value=0.5, doc="shortest time between two last_image change events (s)"
+    )
     compression_threads = device_property(
         dtype=int, default_value=2, doc="threads compressing HDF5BS frames (0: the writer thread itself)"
     )
@@ -241,7 +246,12 @@ class Pilatus(Device):
         self._sample_error = ""
         self._trigger_error = ""
         self._pulses = PulseCounter()
-        for name in (*EVENT_ATTRIBUTES, "State", "Status"):
+        self._preview_frame: Frame | None = None
+        self._preview_time = 0.0
+        self._events: queue.SimpleQueue = queue.SimpleQueue()
+        self._publisher = threading.Thread(target=self._publish, name="pilatus-events", daemon=True)
+        self._publisher.start()
+        for name in (*EVENT_ATTRIBUTES, "last_image", "State", "Status"):
             self.set_change_event(name, True, False)
         try:
             self._setup()
@@ -252,7 +262,7 @@ class Pilatus(Device):
             self.set_status(self._config_error)
             return
         self._publish_roles()
-        self._show_status(AcqStatus.Ready)
+        self._notify("acq_status", int(self._ctl.acq_status))
 
     def _setup(self) -> None:
         for name in ("detector_size", "module_size", "module_gap"):
@@ -312,6 +322,9 @@ class Pilatus(Device):
             follower.close()
         if getattr(self, "_ctl", None) is not None:
             self._ctl.close()
+        if hasattr(self, "_publisher"):
+            self._events.put(None)
+            self._publisher.join(timeout=5.0)
         super().delete_device()
 
     # -- followed attributes (event threads) --------------------------------------------------
@@ -333,30 +346,66 @@ class Pilatus(Device):
 
     # -- control reports (any thread) ---------------------------------------------------------
     def _notify(self, name: str, value: Any) -> None:
-        # Called from the detector, writer and Tango threads: a failed push (e.g. while the
-        # device is being deleted) must not break the acquisition that reported the change.
-        try:
-            self.push_change_event(name, value)
-            if name == "acq_status":
-                self._show_status(AcqStatus(value))
-        except tango.DevFailed as exc:
-            self.warn_stream(f"cannot push a change event for {name}: {exc.args[0].desc}")
+        """Queue a change event; the publisher thread pushes it.
 
-    def _show_status(self, status: AcqStatus) -> None:
-        state = _STATE[status]
-        text = {
+        The control layer reports while holding its lock, and PyTango's push takes the device
+        monitor, which a command thread holds while it waits for that lock: pushing here could
+        deadlock. One publisher thread keeps the events in the order they were reported.
+        """
+        self._events.put((name, value))
+
+    def _publish(self) -> None:
+        while (item := self._events.get()) is not None:
+            name, value = item
+            # A failed push (e.g. while the device is being deleted) must not stop the others.
+            try:
+                self.push_change_event(name, value)
+                if name == "acq_status":
+                    self.set_state(_STATE[AcqStatus(value)])
+                    self.set_status(self._status_text(AcqStatus(value)))
+                    self.push_change_event("State")
+                    self.push_change_event("Status")
+                    if value != AcqStatus.Running:
+                        self._push_preview(final=True)
+                elif name == "last_image_ready" and value >= 0:
+                    self._push_preview(final=False)
+            except Exception as exc:
+                self.warn_stream(f"cannot push a change event for {name}: {exc}")
+
+    def _push_preview(self, *, final: bool) -> None:
+        """`last_image` change events: at most every `preview_period` s, and the last frame at the end."""
+        frame = self._control.latest_frame
+        if frame is None or frame is self._preview_frame:
+            return
+        now = time.monotonic()
+        if not final and now - self._preview_time < self.preview_period:
+            return
+        self._preview_frame, self._preview_time = frame, now
+        self.push_change_event("last_image", self._preview(frame))
+
+    def _preview(self, frame: Frame | None) -> np.ndarray:
+        factor = max(1, self.preview_binning)
+        if frame is None:
+            g = self._control.backend.geometry
+            return np.zeros((g.height // factor, g.width // factor), dtype=np.int32)
+        return binned(frame.data, factor)
+
+    def _status_text(self, status: AcqStatus) -> str:
+        return {
             AcqStatus.Ready: "Ready: waiting for prepareAcq/startAcq",
             AcqStatus.Running: "Running: acquiring frames",
             AcqStatus.Configuration: "Configuration: setting the energy threshold (SETTING_THRESHOLD)",
             AcqStatus.Fault: f"Fault: {self._control.fault_error}",
         }[status]
-        self.set_state(state)
-        self.set_status(text)
-        self.push_change_event("State")
-        self.push_change_event("Status")
+
+    def dev_state(self) -> DevState:
+        # Computed on read, so a read right after a command is never behind the event queue.
+        return DevState.FAULT if self._ctl is None else _STATE[self._ctl.acq_status]
 
     def dev_status(self) -> str:
-        text = self.get_status()
+        if self._ctl is None:
+            return self._config_error
+        text = self._status_text(self._ctl.acq_status)
         problems = [f"{self.sample_axis}: {self._sample_error}" if self._sample_error else ""]
         problems.append(f"{self.trigger_source}: {self._trigger_error}" if self._trigger_error else "")
         notes = "; ".join(p for p in problems if p)
@@ -561,15 +610,11 @@ class Pilatus(Device):
         max_dim_x=4096,
         max_dim_y=4096,
         unit="counts",
-        doc="the newest frame binned by preview_binning (sums, gaps as 0); not a data path: use the file",
+        doc="the newest frame binned by preview_binning (sums, gaps as 0); change events at most every "
+        "preview_period s and for the last frame; a preview, not a data path: use the file",
     )
     def last_image(self) -> np.ndarray:
-        frame = self._control.latest_frame
-        factor = max(1, self.preview_binning)
-        if frame is None:
-            g = self._control.backend.geometry
-            return np.zeros((g.height // factor, g.width // factor), dtype=np.int32)
-        return binned(frame.data, factor)
+        return self._preview(self._control.latest_frame)
 
     # -- Pilatus ------------------------------------------------------------------------------
     @attribute(

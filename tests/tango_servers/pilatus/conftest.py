@@ -119,13 +119,13 @@ class EventLog(list):
 
 @pytest.fixture(scope="session")
 def events(pilatus_stack: RunningStack) -> dict[str, EventLog]:
-    """Live event logs of `acq_status` and `file_event` of the shared device.
+    """Live event logs of `acq_status`, `file_event` and `last_image` of the shared device.
 
     Events pushed just after a subscription can be lost while ZMQ connects (the "slow joiner"),
     so this proves the channel live with short acquisitions before any test relies on it.
     """
     proxy = pilatus_stack.proxy(DEVICE)
-    logs = {name: EventLog(proxy, name) for name in ("acq_status", "file_event")}
+    logs = {name: EventLog(proxy, name) for name in ("acq_status", "file_event", "last_image")}
 
     def live() -> bool:
         logs["acq_status"].clear()

@@ -204,7 +204,10 @@ def test_stop_and_abort_mid_acquisition_close_the_file(pilatus, tmp_path):
         assert saved_frames(path) == saved
 
 
-def test_last_image_is_a_binned_preview(pilatus):
+def test_last_image_is_a_binned_preview(pilatus, events):
+    previews = events["last_image"]
+    previews.clear()
+    pilatus.acq_nb_frames = 3
     pilatus.prepareAcq()
     pilatus.startAcq()
     wait_ready(pilatus)
@@ -212,6 +215,9 @@ def test_last_image_is_a_binned_preview(pilatus):
     assert preview.shape == (pilatus.image_height // 4, pilatus.image_width // 4)
     assert preview.dtype == np.int32 and preview.min() >= 0 and preview.sum() > 0
     assert pilatus.image_type == "Bpp32S"
+    # Change events: throttled while acquiring, and always the last frame at the end.
+    wait_until(lambda: previews and np.array_equal(previews[-1], preview), 5, message="the last preview event")
+    assert len(previews) <= 3
 
 
 def test_declares_bluesky_roles(pilatus_stack, pilatus):
