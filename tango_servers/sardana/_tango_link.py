@@ -9,7 +9,8 @@ import threading
 import tango
 from sardana import State
 
-PROXY_TIMEOUT_MS = 3000
+# Generous: a loaded machine (or a real detector opening a file) can take seconds to answer.
+PROXY_TIMEOUT_MS = 10000
 
 _STATES = {
     tango.DevState.ON: State.On,

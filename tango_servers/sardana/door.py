@@ -83,10 +83,18 @@ class Door:
         self._current: MacroRun | None = None
         self._primed: set[str] = set()
         self._door_state = tango.DevState.UNKNOWN
-        self._event_ids = [
-            self.proxy.subscribe_event(attribute, tango.EventType.CHANGE_EVENT, self._on_event)
-            for attribute in EVENT_ATTRIBUTES
-        ]
+        self._event_ids: list[int] = []
+        for attribute in EVENT_ATTRIBUTES:
+            # Right after a MacroServer restart the first connections can be refused for a moment.
+            (event_id,) = wait_until(
+                lambda attribute=attribute: [
+                    self.proxy.subscribe_event(attribute, tango.EventType.CHANGE_EVENT, self._on_event)
+                ],
+                busy_timeout,
+                interval=0.2,
+                message=f"events of {name}/{attribute}",
+            )
+            self._event_ids.append(event_id)
 
     def close(self) -> None:
         for event_id in self._event_ids:
@@ -172,7 +180,7 @@ class Door:
                 self._on_status(run, value)
             elif name != "State":
                 run.lines[name].extend(str(line) for line in value)
-                if name == "Error" and not run.started and run.outcome is None:
+                if name == "Error" and value and not run.started and run.outcome is None:
                     run.outcome = "exception"
             self._maybe_end(run)
 

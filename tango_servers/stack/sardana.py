@@ -23,7 +23,7 @@ import json
 import os
 import subprocess
 import sys
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from importlib import resources
 from pathlib import Path
 
@@ -50,6 +50,7 @@ class SardanaServer:
     server: str  # "Pool" or "MacroServer"
     instance: str
     devices: list[str] = field(hash=False)
+    follows: str | None = None  # restart this server whenever that one restarts
 
     @property
     def name(self) -> str:
@@ -142,7 +143,10 @@ def load_sardana_config(
 
 
 def sardana_servers(layout: SardanaLayout) -> list[SardanaServer]:
-    """The servers to start, in order: the Pool before the MacroServer that connects to it."""
+    """The servers to start, in order: the Pool before the MacroServer that connects to it.
+
+    A server with `follows` set must be restarted whenever the server it names restarts.
+    """
     return sorted(layout.servers, key=lambda s: s.server != "Pool")
 
 
@@ -248,6 +252,9 @@ def _apply(tango_host: str, state_dir: Path, yaml_path: Path) -> SardanaLayout:
             servers.append(SardanaServer(server, instance, devices))
             pool_device = next(iter(classes.get("Pool", {})), pool_device)
             door = next(iter(classes.get("Door", {})), door)
+    # The MacroServer's event subscriptions into a restarted Pool go stale: restart it too.
+    pools = [s.name for s in servers if s.server in ("Pool", "Sardana")]
+    servers = [replace(s, follows=pools[0]) if s.server == "MacroServer" and len(pools) == 1 else s for s in servers]
     layout = SardanaLayout(
         tango_host=tango_host,
         yaml=str(yaml_path),

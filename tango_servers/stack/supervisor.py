@@ -177,6 +177,8 @@ class Supervisor:
         }
         for server in sardana.sardana_servers(layout):
             component = self._server_component(server.server, server.instance, server.devices)
+            if server.follows:
+                component.extra["follows"] = server.follows
             self.components.append(component)
             self._bring_up(component)
 
@@ -344,8 +346,22 @@ class Supervisor:
                 component.status = "running"
                 component.message = ""
                 self.publish()
+                self._restart_followers(component)
         except tango.DevFailed:
             pass
+
+    def _restart_followers(self, restarted: Component) -> None:
+        """Restart the servers whose connections into `restarted` went stale (the MacroServer's
+        into the Pool: a macro started before it reconnects hangs, and AbortMacro cannot free it)."""
+        for follower in self.components:
+            if follower.extra.get("follows") != restarted.name or follower.process is None:
+                continue
+            log.info("%s came back: restarting %s, which follows it", restarted.name, follower.name)
+            stop_process(follower.process.pid, self.state.root)
+            follower.status = "restarting"
+            follower.restart_at = time.monotonic()
+            follower.message = f"restarting because {restarted.name} restarted"
+            self.publish()
 
     # -- shut-down -----------------------------------------------------------------------
     def stop_all(self) -> None:

@@ -81,6 +81,7 @@ class PilatusTwoDController(TwoDController, Referable):
         self._shape: tuple[int, int] | None = None
         self._measurement = 0
         self._status_labels: list[str] | None = None
+        self._error = ""  # why the last frame could not be triggered (reported as Fault)
 
     # -- configuration --------------------------------------------------------------------------
     def GetCtrlPar(self, name):
@@ -145,6 +146,7 @@ class PilatusTwoDController(TwoDController, Referable):
         except Exception as exc:
             raise RuntimeError(f"{self.Device} refused the acquisition: {describe_error(exc)}") from exc
         self._files = (Path(directory), prefix, suffix)
+        self._error = ""
         self._expo_time = expo_time
         self._frames = frames
         self._triggers = 0
@@ -190,18 +192,26 @@ class PilatusTwoDController(TwoDController, Referable):
         self._expo_time = value
 
     def StartOne(self, axis, value=None):
-        if self._triggers >= self._frames:
-            self._prepare(expo_time=self._expo_time, frames=1)
-        proxy = self._link.proxy
+        # Failures are reported through StateOne (Fault): an exception raised here, in Sardana's
+        # synchroniser thread, can leave the measurement group stuck in MOVING.
         try:
-            if self._triggers == 0:
+            if self._triggers >= self._frames:
+                self._prepare(expo_time=self._expo_time, frames=1)
+        except Exception as exc:
+            self._error = str(exc)
+            return
+        proxy = self._link.proxy
+        self._triggers += 1
+        try:
+            if self._triggers == 1:
                 proxy.command_inout("startAcq")
             proxy.command_inout("softTrigger")
         except Exception as exc:
-            raise RuntimeError(f"{self.Device} did not take the frame: {describe_error(exc)}") from exc
-        self._triggers += 1
+            self._error = f"{self.Device} did not take frame {self._triggers}: {describe_error(exc)}"
 
     def StateOne(self, axis):
+        if self._error:
+            return State.Fault, self._error
         try:
             status_attr, saved_attr = self._link.proxy.read_attributes(["acq_status", "last_image_saved"])
         except Exception as exc:

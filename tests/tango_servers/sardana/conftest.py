@@ -88,10 +88,40 @@ def layout(sardana_stack: RunningStack) -> SardanaLayout:
     return read_layout(sardana_stack.state_dir)
 
 
+class DoorClients:
+    """One Door client per MacroServer process. After a restart the old client is closed first:
+    its stale subscriptions would otherwise swallow the new client's MacroStatus events."""
+
+    def __init__(self, stack: RunningStack, door_name: str) -> None:
+        self._stack = stack
+        self._name = door_name
+        self._pid: int | None = None
+        self._client: Door | None = None
+
+    def current(self) -> Door:
+        pid = self._stack.server_pid("MacroServer/tango_suite")
+        if self._client is None or pid != self._pid:
+            self.close()
+            self._client = Door(self._stack.trl(self._name), timeout=10.0)
+            self._pid = pid
+        return self._client
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+
+
 @pytest.fixture(scope="session")
-def door(sardana_stack: RunningStack, layout: SardanaLayout) -> Iterator[Door]:
-    client = Door(sardana_stack.trl(layout.door), timeout=10.0)
+def doors(sardana_stack: RunningStack, layout: SardanaLayout) -> Iterator[DoorClients]:
+    clients = DoorClients(sardana_stack, layout.door)
     try:
-        yield client
+        yield clients
     finally:
-        client.close()
+        clients.close()
+
+
+@pytest.fixture
+def door(doors: DoorClients) -> Door:
+    """The Door client for the MacroServer running now."""
+    return doors.current()

@@ -179,3 +179,32 @@ def test_pool_keeps_working_after_the_aerotech_server_restarts(sardana_stack, do
         0.3, abs=POSITION_TOLERANCE
     )
     door.run("mv", "y", 0, timeout=60)
+
+
+def test_roi_sum_counts_only_its_region(sardana_stack, door):
+    roi = sardana_stack.proxy("pilatus_roi")
+    roi.write_attribute("RoI", [10, 60, 20, 80])
+    try:
+        run = door.run("ct", 0.05, timeout=30)
+    finally:
+        roi.write_attribute("RoI", [0, 0, 0, 0])
+    values = dict(re.findall(r"^\s*(\w+)\s+=\s+(\S+)\s*$", "\n".join(run.output), flags=re.M))
+    frame = referenced_frame(values["pilatus_image"])
+    assert float(values["pilatus_roi"]) == pytest.approx(np.clip(frame[20:80, 10:60], 0, None).sum())
+    with pytest.raises(tango.DevFailed, match="x0 < x1"):
+        roi.write_attribute("RoI", [60, 10, 20, 80])
+
+
+def test_a_pool_restart_restarts_the_macroserver_and_macros_work_again(sardana_stack, doors):
+    macroserver_pid = sardana_stack.server_pid("MacroServer/tango_suite")
+    pool_pid = sardana_stack.kill_server("Pool/tango_suite")
+    sardana_stack.wait_server_back("Pool/tango_suite", pool_pid, timeout=120)
+    # The MacroServer's subscriptions into the old Pool are stale: the supervisor restarts it.
+    sardana_stack.wait_server_back("MacroServer/tango_suite", macroserver_pid, timeout=120)
+    door = doors.current()
+    assert door.run("ct", 0.05, timeout=60).ok
+    door.run("mv", "x", 0.1, timeout=60)
+    assert sardana_stack.proxy("sim/aerotech/x").read_attribute("position").value == pytest.approx(
+        0.1, abs=POSITION_TOLERANCE
+    )
+    door.run("mv", "x", 0, timeout=60)
