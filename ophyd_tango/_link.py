@@ -7,6 +7,7 @@ fetched once in bulk, and one `read_attributes` round trip per `Device.read()`.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import re
 import threading
@@ -45,6 +46,18 @@ class TangoDeviceError(RuntimeError):
 
 class TangoTimeoutError(TangoDeviceError, TimeoutError):
     """A Tango call or a wait on a device took longer than its timeout."""
+
+
+def _close_shared() -> None:
+    """Stop the engines' threads before the interpreter (and omniORB) goes away."""
+    with _subscribers_lock:
+        subscribers = list(_subscribers.values())
+        _subscribers.clear()
+    for subscriber in subscribers:
+        subscriber.close()
+
+
+atexit.register(_close_shared)
 
 
 def shared_subscriber(timeout: float) -> TangoSubscriber:

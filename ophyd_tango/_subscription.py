@@ -88,8 +88,15 @@ def _same_value(a: Any, b: Any) -> bool:
 class Subscription:
     """A callback's interest in some attributes of one device; `close()` ends it."""
 
-    def __init__(self, channel: _DeviceChannel, attributes: list[str], callback: Callable[[AttributeUpdate], None]):
+    def __init__(
+        self,
+        channel: _DeviceChannel,
+        attributes: list[str],
+        callback: Callable[[AttributeUpdate], None],
+        kinds: tuple[str, ...] = ("change", "periodic"),
+    ):
         self._channel = channel
+        self.kinds = kinds
         self.attributes = attributes
         self.callback = callback
         self.closed = False
@@ -100,7 +107,7 @@ class Subscription:
 
     def modes(self) -> dict[str, str]:
         """How each attribute is followed now: 'change', 'periodic', 'polling' or 'pending'."""
-        return {name: self._channel.mode(name) for name in self.attributes}
+        return {name: self._channel.mode(name, self.kinds) for name in self.attributes}
 
     def close(self) -> None:
         if not self.closed:
@@ -171,7 +178,8 @@ class _DeviceChannel:
         self.subscriber = subscriber
         self.trl = trl
         self.key = device_key(trl)
-        self.feeds: dict[str, _AttributeFeed] = {}  # lower-case attribute name -> feed
+        # (lower-case attribute name, event kinds) -> feed: subscribers asking the same share it
+        self.feeds: dict[tuple[str, tuple[str, ...]], _AttributeFeed] = {}
         self.lock = threading.RLock()
         self.wake = threading.Condition(self.lock)
         self.pending: list[_AttributeFeed] = []
@@ -190,8 +198,8 @@ class _DeviceChannel:
                 self._proxy = self.subscriber._make_proxy(self.trl)
             return self._proxy
 
-    def mode(self, name: str) -> str:
-        feed = self.feeds.get(name.lower())
+    def mode(self, name: str, kinds: tuple[str, ...]) -> str:
+        feed = self.feeds.get((name.lower(), kinds))
         if feed is None:
             return "none"
         return "polling" if feed.lost else feed.mode
@@ -200,9 +208,9 @@ class _DeviceChannel:
         new = []
         with self.lock:
             for name in sub.attributes:
-                feed = self.feeds.get(name.lower())
+                feed = self.feeds.get((name.lower(), kinds))
                 if feed is None:
-                    feed = self.feeds[name.lower()] = _AttributeFeed(name, kinds)
+                    feed = self.feeds[(name.lower(), kinds)] = _AttributeFeed(name, kinds)
                     new.append(feed)
                     self.pending.append(feed)
                 with feed.lock:
@@ -221,14 +229,14 @@ class _DeviceChannel:
     def remove(self, sub: Subscription) -> None:
         with self.lock:
             for name in sub.attributes:
-                feed = self.feeds.get(name.lower())
+                feed = self.feeds.get((name.lower(), sub.kinds))
                 if feed is None:
                     continue
                 with feed.lock:
                     if sub in feed.subscriptions:
                         feed.subscriptions.remove(sub)
                 if not feed.subscriptions:
-                    del self.feeds[name.lower()]
+                    del self.feeds[(name.lower(), sub.kinds)]
                     if feed in self.pending:
                         self.pending.remove(feed)
                     self.dropped.append(feed)
@@ -438,7 +446,7 @@ class _DeviceChannel:
                     logger.debug("unsubscribe %s/%s: %s", self.key, feed.name, exc)
 
     def _warn_polling(self, feed: _AttributeFeed) -> None:
-        if feed.warned:
+        if feed.warned or not feed.kinds:  # no kinds asked: polling is what the caller wants
             return
         feed.warned = True
         message = (
@@ -513,7 +521,7 @@ class TangoSubscriber:
         if unknown:
             raise ValueError(f"unknown event kinds {unknown}; use some of {list(_EVENT_TYPES)}")
         channel = self._channel(device)
-        sub = Subscription(channel, list(attributes), callback)
+        sub = Subscription(channel, list(attributes), callback, tuple(kinds))
         new = channel.add(sub, tuple(kinds))
         channel.wait_setup(new, self.timeout)
         return sub

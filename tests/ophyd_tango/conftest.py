@@ -100,3 +100,44 @@ def nodb_server(tmp_path):
     yield start
     for server in servers:
         server.stop()
+
+
+# ---- a stack (database, supervisor) running the test servers ------------------------------------
+TEST_SERVERS = {
+    "TypeZoo": f"{HERE / 'zoo_server.py'}:main",
+    "SardanaMotors": f"{HERE / 'motor_server.py'}:main",
+    "LimaCCDs": f"{HERE / 'lima_server.py'}:main",
+}
+TEST_CONFIG = {
+    "servers": {
+        "TypeZoo": {"test": {"TypeZoo": {"test/zoo/db": {"alias": "zoo"}}}},
+        "SardanaMotors": {
+            "test": {
+                "Motor": {
+                    "test/motor/1": {"properties": {}},
+                    "test/motor/2": {"properties": {}},
+                },
+                "PlainStage": {"test/stage/1": {"properties": {}}},
+            }
+        },
+        "LimaCCDs": {"test": {"LimaCCDs": {"test/lima/1": {"alias": "lima"}}}},
+    }
+}
+
+
+@pytest.fixture(scope="module")
+def test_stack(tmp_path_factory):
+    """A stack of the test servers (TypeZoo, Sardana-style motors, a LimaCCDs), no bridges."""
+    from tango_servers.stack.testing import start_stack
+
+    running = start_stack(
+        tmp_path_factory.mktemp("ophyd_tango_stack"),
+        config=TEST_CONFIG,
+        extra_servers=TEST_SERVERS,
+        redis=False,
+        bridges=False,
+    )
+    try:
+        yield running
+    finally:
+        running.down()
