@@ -142,7 +142,7 @@ class AcquisitionControl:
         saving: SavingSettings,
         trigger_source: str = "",
         description: str = "Pilatus (simulated)",
-        max_queued_bytes: int = 512 * 2**20,
+        max_queued_bytes: int = 128 * 2**20,
         compression_threads: int = 2,
     ):
         self.backend = backend

@@ -170,7 +170,7 @@ class NexusFile:
         nxdata["data"] = data
         return data
 
-    def write(self, frame: Frame, chunk: np.ndarray | None = None) -> None:
+    def write(self, frame: Frame, chunk: bytes | np.ndarray | None = None) -> None:
         """Append one frame and flush it, so SWMR readers see it.
 
         `chunk` is the frame already compressed for this file's format (`encode_chunk`).
@@ -203,7 +203,7 @@ class NexusFile:
             self._file.close()
 
 
-def encode_chunk(data: np.ndarray, saving_format: SavingFormat) -> np.ndarray:
+def encode_chunk(data: np.ndarray, saving_format: SavingFormat) -> bytes | np.ndarray:
     """The bytes of one frame's chunk as stored in a file of `saving_format`."""
     if saving_format == SavingFormat.HDF5BS:
         return bitshuffle_lz4_chunk(data)
@@ -248,20 +248,28 @@ def _one_openmp_thread() -> None:
 _HEADER = struct.Struct(">QI")  # uncompressed bytes, block size in bytes: the filter's chunk header
 
 
-def bitshuffle_lz4_chunk(data: np.ndarray) -> np.ndarray:
+_scratch = threading.local()
+
+
+def bitshuffle_lz4_chunk(data: np.ndarray) -> bytes:
     """`data` compressed exactly as the HDF5 bitshuffle filter (32008, LZ4) stores a chunk.
 
-    Releases the GIL while compressing (ctypes), so several threads can compress at once.
+    Releases the GIL while compressing (ctypes), so several threads can compress at once. Each
+    thread compresses into its own reused buffer and returns a copy of just the compressed bytes:
+    a fresh worst-case-sized buffer per frame costs more in page faults than the copy.
     """
     _one_openmp_thread()
     data = np.ascontiguousarray(data)
     block = _BSHUF_BLOCK_BYTES // data.itemsize
-    out = np.empty(_HEADER.size + _BSHUF.bshuf_compress_lz4_bound(data.size, data.itemsize, block), np.uint8)
+    bound = _HEADER.size + _BSHUF.bshuf_compress_lz4_bound(data.size, data.itemsize, block)
+    out = getattr(_scratch, "buffer", None)
+    if out is None or len(out) < bound:
+        out = _scratch.buffer = np.empty(bound, np.uint8)
     _HEADER.pack_into(out, 0, data.nbytes, block * data.itemsize)
     size = _BSHUF.bshuf_compress_lz4(data.ctypes.data, out[_HEADER.size :].ctypes.data, data.size, data.itemsize, block)
     if size < 0:
         raise SavingError(f"bitshuffle-LZ4 compression failed (error {size})")
-    return out[: _HEADER.size + size]
+    return out[: _HEADER.size + size].tobytes()
 
 
 def _group(parent: h5py.Group, name: str, nx_class: str, **attrs: str) -> h5py.Group:
@@ -334,7 +342,7 @@ class WriterThread:
         self,
         listener: WriterListener,
         *,
-        max_queued_bytes: int = 512 * 2**20,
+        max_queued_bytes: int = 128 * 2**20,
         frame_nbytes: int = 1,
         compression_threads: int = 2,
     ):
