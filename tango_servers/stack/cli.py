@@ -1,6 +1,6 @@
 """`tango-suite`: bring the local stack up, look at it, and take it down.
 
-    tango-suite up [--config FILE] [--tango-host 127.0.0.1:PORT] [--detach] [--no-redis] [--no-bridges]
+    tango-suite up [--config FILE] [--tango-host 127.0.0.1:PORT] [--detach] [--no-redis] [--no-bridges] [--sardana]
     tango-suite status [--json]
     tango-suite env
     tango-suite demo
@@ -22,6 +22,7 @@ from typing import Any
 from .config import ConfigError, load_config
 from .processes import LOOPBACK, pid_alive, port_in_use, started_by, stop_process
 from .redis_server import redis_server_path
+from .sardana import sardana_available
 from .serve import EXTRA_SERVERS_ENV
 from .state import StackState, default_state_dir
 from .status import stack_status, status_table
@@ -62,6 +63,7 @@ def _parser() -> argparse.ArgumentParser:
     up.add_argument("--detach", action="store_true", help="return once everything is up")
     up.add_argument("--no-redis", action="store_true", help="do not start redis-server")
     up.add_argument("--no-bridges", action="store_true", help="do not start the PVA and Redis bridges")
+    up.add_argument("--sardana", action="store_true", help="also start Sardana (Pool, MacroServer)")
     up.set_defaults(func=cmd_up)
 
     status = sub.add_parser("status", parents=[common], help="servers, devices, states, pids")
@@ -127,7 +129,10 @@ def cmd_up(args: argparse.Namespace) -> int:
         redis=not args.no_redis,
         bridges=not args.no_bridges,
         extra_servers=json.loads(os.environ.get(EXTRA_SERVERS_ENV, "{}")),
+        sardana=args.sardana,
     )
+    if options.sardana and not sardana_available():
+        raise UsageError("--sardana needs Sardana in this environment: pip install -e '.[sardana]'")
     full_config = load_config(options.config_path, options.extra_servers)
     for server in sorted(full_config.missing_servers()):
         print(f"tango-suite: {server} is configured but not installed yet; skipping it")
