@@ -7,7 +7,8 @@ checks); this module only decides how that looks on PVAccess:
   valueAlarm filled from the attribute configuration; strings -> string NTScalar;
 - DevEnum and DevState -> NTEnum with the labels;
 - spectra -> NTScalarArray;
-- images and DevEncoded images -> NTNDArray with dimensions and a uniqueId that counts frames;
+- images and DevEncoded images (GRAY8/16, RGB24, Lima VIDEO_IMAGE, JPEG) -> NTNDArray with
+  dimensions and a uniqueId: the frame number VIDEO_IMAGE carries, else a count of frames;
 - Tango quality -> alarm severity (VALID and CHANGING 0, WARNING 1, ALARM 2, INVALID or an error
   3) with a message that says why; timestamps are Tango's, never the bridge's clock.
 
@@ -255,7 +256,8 @@ class EnumMapping(AttributeMapping):
 
 @dataclass
 class ImageMapping(AttributeMapping):
-    """Images and DevEncoded images: NTNDArray, uniqueId counting the frames this PV published."""
+    """Images and DevEncoded images: NTNDArray; uniqueId is the frame number a Lima VIDEO_IMAGE
+    carries, else the count of frames this PV published."""
 
     frames: int = field(default=0, init=False)
 
@@ -266,12 +268,14 @@ class ImageMapping(AttributeMapping):
         return {"codec": {"name": ""}, "uniqueId": 0}
 
     def _value_fields(self, value: Any, timestamp: float) -> dict[str, Any]:
+        frame = None
         if self.attr.kind == "encoded":
-            array, color_mode = decode_encoded_image(*value)
+            array, color_mode, frame = decode_encoded_image(*value)
         else:
             array = np.ascontiguousarray(value)
             color_mode = 0
-        self.frames += 1
+        # the device's own frame number when the format carries one (Lima VIDEO_IMAGE), else ours
+        self.frames = frame if frame is not None else self.frames + 1
         member = NTNDArray._code2u[array.dtype.char]
         stamp = _stamp(timestamp)
         return {
@@ -291,27 +295,61 @@ class ImageMapping(AttributeMapping):
         raise TypeError(f"{self.device}/{self.attribute} is an image; the bridge does not write images to Tango")
 
 
-def decode_encoded_image(fmt: str, data: bytes) -> tuple[np.ndarray, int]:
-    """A DevEncoded (format, data) pair -> (pixels, areaDetector ColorMode).
+# Lima's VIDEO_IMAGE: magic, version, mode, frame number, width, height, endianness, header size, 2 pads.
+_VIDEO_HEADER = struct.Struct("!IHHqiiHHHH")
+_VIDEO_MAGIC = 0x5644454F  # "VDEO"
+# Lima video modes this bridge decodes: number -> (element dtype, planes, reorder planes to RGB)
+_VIDEO_MODES = {
+    0: ("u1", 1, None),  # Y8
+    1: ("u2", 1, None),  # Y16
+    2: ("u4", 1, None),  # Y32
+    6: ("u1", 3, None),  # RGB24
+    7: ("u1", 4, None),  # RGB32
+    8: ("u1", 3, [2, 1, 0]),  # BGR24
+    9: ("u1", 4, [2, 1, 0, 3]),  # BGR32
+}
+
+
+def decode_encoded_image(fmt: str, data: bytes) -> tuple[np.ndarray, int, int | None]:
+    """A DevEncoded (format, data) pair -> (pixels, areaDetector ColorMode, frame number or None).
 
     Raw formats are Tango's EncodedAttribute layout (a big-endian width/height header, then
-    pixels; GRAY16 big-endian); JPEG formats are decoded with Pillow. Raises ValueError for a
-    format this bridge does not know.
+    pixels; GRAY16 big-endian); VIDEO_IMAGE is Lima's (a 32-byte header with the frame number);
+    JPEG formats are decoded with Pillow. Raises ValueError for a format this bridge does not know.
     """
     kind = fmt.upper()
     if kind in ("GRAY8", "GRAY16", "RGB24"):
         width, height = struct.unpack_from(">HH", data)
         dtype, planes = {"GRAY8": (">u1", 1), "GRAY16": (">u2", 1), "RGB24": (">u1", 3)}[kind]
-        pixels = np.frombuffer(data, dtype=dtype, offset=4, count=width * height * planes)
-        shape = (height, width) if planes == 1 else (height, width, planes)
-        return pixels.astype(np.dtype(dtype).newbyteorder("="), copy=False).reshape(shape), _color_mode(planes)
+        return _pixels(data, 4, np.dtype(dtype), height, width, planes), _color_mode(planes), None
+    if kind == "VIDEO_IMAGE":
+        magic, _version, mode, frame, width, height, endian, header_size, _, _ = _VIDEO_HEADER.unpack_from(data)
+        if magic != _VIDEO_MAGIC or mode not in _VIDEO_MODES:
+            raise ValueError(f"VIDEO_IMAGE with magic {magic:#x} and mode {mode} is not one the PVA bridge decodes")
+        element, planes, order = _VIDEO_MODES[mode]
+        dtype = np.dtype(element).newbyteorder(">" if endian else "<")
+        pixels = _pixels(data, header_size, dtype, height, width, planes)
+        if order is not None:
+            pixels = pixels[..., order]
+        if planes == 4:
+            pixels = pixels[..., :3]  # drop alpha: NTNDArray colour modes are RGB
+        return np.ascontiguousarray(pixels), _color_mode(min(planes, 3)), frame
     if kind.startswith("JPEG"):
         from PIL import Image
 
         with Image.open(io.BytesIO(data)) as image:
             pixels = np.asarray(image.convert("L" if image.mode in ("L", "1", "I;16") else "RGB"))
-        return pixels, _color_mode(1 if pixels.ndim == 2 else pixels.shape[-1])
+        return pixels, _color_mode(1 if pixels.ndim == 2 else pixels.shape[-1]), None
     raise ValueError(f"DevEncoded format {fmt!r} is not an image format the PVA bridge can decode")
+
+
+def _pixels(data: bytes, offset: int, dtype: np.dtype, height: int, width: int, planes: int) -> np.ndarray:
+    count = height * width * planes
+    if len(data) < offset + count * dtype.itemsize:
+        raise ValueError(f"encoded image of {width}x{height}x{planes} {dtype} is truncated ({len(data)} bytes)")
+    pixels = np.frombuffer(data, dtype=dtype, offset=offset, count=count)
+    shape = (height, width) if planes == 1 else (height, width, planes)
+    return pixels.astype(dtype.newbyteorder("="), copy=False).reshape(shape)
 
 
 def _color_mode(planes: int) -> int:

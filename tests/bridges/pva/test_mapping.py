@@ -186,17 +186,42 @@ def gray16(frame):
 
 def test_encoded_gray16_and_jpeg_decode_to_pixels():
     frame = (np.arange(12 * 10, dtype=np.uint16).reshape(12, 10) * 300) % 65535
-    pixels, color_mode = decode_encoded_image("GRAY16", gray16(frame))
+    pixels, color_mode, number = decode_encoded_image("GRAY16", gray16(frame))
     np.testing.assert_array_equal(pixels, frame)
-    assert pixels.dtype == np.uint16 and color_mode == 0
+    assert pixels.dtype == np.uint16 and color_mode == 0 and number is None
     rgb = np.zeros((8, 6, 3), dtype=np.uint8)
     rgb[..., 0] = 255
     out = io.BytesIO()
     Image.fromarray(rgb).save(out, format="JPEG")
-    pixels, color_mode = decode_encoded_image("JPEG_RGB", out.getvalue())
+    pixels, color_mode, _ = decode_encoded_image("JPEG_RGB", out.getvalue())
     assert pixels.shape == (8, 6, 3) and color_mode == 2
     with pytest.raises(ValueError, match="LZ4"):
         decode_encoded_image("LZ4", b"1234")
+
+
+def video_image(pixels, mode, frame_number):
+    """Lima's VIDEO_IMAGE, as the OAV server writes it (little-endian pixels)."""
+    height, width = pixels.shape[:2]
+    header = struct.pack("!IHHqiiHHHH", 0x5644454F, 1, mode, frame_number, width, height, 0, 32, 0, 0)
+    return header + pixels.astype(pixels.dtype.newbyteorder("<")).tobytes()
+
+
+def test_lima_video_image_decodes_with_its_frame_number_as_unique_id():
+    mono = np.arange(4 * 5, dtype=np.uint8).reshape(4, 5)
+    pixels, color_mode, number = decode_encoded_image("VIDEO_IMAGE", video_image(mono, 0, 41))
+    np.testing.assert_array_equal(pixels, mono)
+    assert (color_mode, number) == (0, 41)
+    y16 = np.arange(6, dtype=np.uint16).reshape(2, 3) * 1000
+    np.testing.assert_array_equal(decode_encoded_image("VIDEO_IMAGE", video_image(y16, 1, 1))[0], y16)
+    bgr = np.zeros((2, 3, 3), dtype=np.uint8)
+    bgr[..., 0] = 200  # blue
+    pixels, color_mode, _ = decode_encoded_image("VIDEO_IMAGE", video_image(bgr, 8, 2))
+    assert color_mode == 2 and pixels[0, 0].tolist() == [0, 0, 200]
+    mapping = attribute_mapping(DEVICE, attr("video_last_image", CmdArgType.DevEncoded))
+    posted = mapping.update(update("video_last_image", ("VIDEO_IMAGE", video_image(mono, 0, 41))))
+    assert posted["uniqueId"] == 41 and [d.size for d in posted["dimension"]] == [5, 4]
+    with pytest.raises(ValueError, match="truncated"):
+        decode_encoded_image("VIDEO_IMAGE", video_image(mono, 0, 1)[:-3])
 
 
 def test_encoded_attribute_is_ntndarray_and_an_unknown_format_is_invalid():
