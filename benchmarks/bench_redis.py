@@ -23,8 +23,10 @@ not what limits the rates measured. On a loaded machine every figure moves; comp
 """
 
 import argparse
+import contextlib
 import multiprocessing
 import os
+import signal
 import socket
 import statistics
 import sys
@@ -271,6 +273,16 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def down_with_redis(stack) -> None:
+    """`stack.down()`, then stop the stack's redis-server if it outlived it (the launcher's marker
+    check misses redis-server, which wipes its environ); only inside this stack's state dir."""
+    pid = stack.component("redis")["pid"]
+    stack.down()
+    with contextlib.suppress(OSError):
+        if os.readlink(f"/proc/{pid}/cwd").startswith(str(stack.state_dir)):
+            os.kill(pid, signal.SIGTERM)
+
+
 def rss_mib(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -296,7 +308,7 @@ def bench_soak(seconds: float) -> dict:
             frames = stack.proxy("sim/oav/1").image_counter - counter_start
             entry = unpack(client.xrange(preview, count=1)[0][1][b"msg"])
         finally:
-            stack.down()
+            down_with_redis(stack)
     half = [s for s in samples if s[0] >= seconds / 2]
     return {
         "seconds": seconds,
@@ -333,7 +345,7 @@ def main() -> None:
             writer = bridge_writer_write(stack.redis_url, "bench:writer/x", args.updates)
             e2e = bench_end_to_end(stack, client, args.updates, args.feeds, args.latency_samples)
         finally:
-            stack.down()
+            down_with_redis(stack)
 
     n = args.updates // args.feeds * args.feeds
     print(f"\n## Redis bridge ({args.updates} scalar updates; {args.latency_samples} paced at 200/s for latency)\n")
