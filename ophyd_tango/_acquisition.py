@@ -128,7 +128,7 @@ class AcquisitionLogic:
 
     # ---- trigger -------------------------------------------------------------------------------
     def trigger(self) -> DeviceStatus:
-        status = DeviceStatus(self.device)
+        status = DeviceStatus(self.device, call_stop_on_failure=False)
         if self.framed and not self.armed:
             threading.Thread(target=self._one_shot, args=(status,), daemon=True).start()
             return status
@@ -189,7 +189,11 @@ class AcquisitionLogic:
                     status.set_exception(AcquisitionFailed(f"{name}: {verdict}"))
                     return
             if now > deadline:
-                status.set_exception(TangoTimeoutError(f"{name}: frame {index} not done after {limit:.1f} s"))
+                try:
+                    self.stop()
+                except TangoDeviceError as exc:
+                    logger.warning("%s: stop after a trigger timeout failed: %s", name, exc)
+                status.set_exception(TangoTimeoutError(f"{name}: frame {index} not done after {limit:.1f} s; stopped"))
                 return
             self._wake.wait(min(SAFETY_PERIOD, max(0.0, deadline - now)))
             self._wake.clear()

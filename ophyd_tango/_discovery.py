@@ -49,7 +49,7 @@ def unknown_device_error(name: str, tango_host: str | None = None) -> TangoDevic
         where = f" in the Tango database at {_host_of(db)}"
     except tango.DevFailed:
         candidates, where = [], ""
-    close = difflib.get_close_matches(name.lower(), [c.lower() for c in candidates], n=5, cutoff=0.5)
+    close = difflib.get_close_matches(name.lower(), [c.lower() for c in candidates], n=5, cutoff=0.7)
     hint = f"; did you mean {', '.join(close)}?" if close else "; no similar name is exported"
     return TangoDeviceError(f"no device {name!r}{where}{hint}", "API_DeviceNotDefined")
 

@@ -43,7 +43,8 @@ class MoveStatus(DeviceStatus):
     """The Status of one move, tied to the device; `watch()` reports progress to bluesky."""
 
     def __init__(self, device: TangoDevice, target: Any, initial: Any, unit: str | None, precision: int | None):
-        super().__init__(device)
+        # Failure handling is ours: a superseded move must not stop the move that replaced it.
+        super().__init__(device, call_stop_on_failure=False)
         self.target = target
         self.initial = initial
         self.unit = unit or ""

@@ -123,15 +123,15 @@ def parse_roles(declared: Iterable[str] | Mapping[str, Any] | None, source: str)
     return Roles(values, dict.fromkeys(values, source))
 
 
-def _present(names: Iterable[str], available: Mapping[str, Any]) -> list[str]:
+def _present(names: Iterable[str], available: Mapping[str, AttributeType]) -> list[str]:
     """The names that exist (case-insensitively), spelled as the server spells them."""
-    lower = {name.lower(): name for name in available}
+    lower = {name.lower(): atype.name for name, atype in available.items()}
     return [lower[n.lower()] for n in names if n.lower() in lower]
 
 
 def conventional_roles(dev_class: str, attributes: Mapping[str, AttributeType], commands: Mapping[str, Any]) -> Roles:
     """Roles from well-known device conventions, for servers that declare none."""
-    attr = {name.lower(): name for name in attributes}
+    attr = {name.lower(): atype.name for name, atype in attributes.items()}
     cmd = {name.lower(): name for name in commands}
 
     def has(*names: str) -> bool:
@@ -153,7 +153,7 @@ def conventional_roles(dev_class: str, attributes: Mapping[str, AttributeType], 
     elif dev_class.endswith("ExpChannel") or (has("value", "integrationtime") and "start" in cmd):
         value = attr.get("value")
         values = {"kind": "counter" if dev_class != "TwoDExpChannel" else "detector"}
-        if value and attributes[value].is_scalar:
+        if value and attributes[value.lower()].is_scalar:
             values.update(readback=value, hinted=[value])
         if "start" in cmd:
             values.update(trigger=cmd["start"], busy_state=["MOVING"])
@@ -195,7 +195,7 @@ def conventional_roles(dev_class: str, attributes: Mapping[str, AttributeType], 
         if saving:
             values["saving"] = saving
         values["configuration"] = _present(["acq_expo_time", "acq_nb_frames", "acq_trigger_mode"], attributes)
-    elif "position" in attr and attributes[attr["position"]].is_writable and attributes[attr["position"]].is_scalar:
+    elif "position" in attr and attributes["position"].is_writable and attributes["position"].is_scalar:
         position = attr["position"]
         values = {
             "kind": "motor",

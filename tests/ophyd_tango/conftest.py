@@ -115,7 +115,9 @@ TEST_CONFIG = {
             "test": {
                 "Motor": {
                     "test/motor/1": {"properties": {}},
-                    "test/motor/2": {"properties": {}},
+                    "test/motor/2": {
+                        "properties": {"bluesky_roles": ["readback=Position", "setpoint=Position", "tolerance=0.5"]}
+                    },
                 },
                 "PlainStage": {"test/stage/1": {"properties": {}}},
             }
@@ -141,3 +143,28 @@ def test_stack(tmp_path_factory):
         yield running
     finally:
         running.down()
+
+
+def validate_document(name: str, doc: dict) -> None:
+    """Validate one bluesky document against event-model's JSON schema (after a JSON round trip)."""
+    import json
+
+    import numpy as np
+    from event_model import DocumentNames, schema_validators
+
+    def plain(value):
+        return value.tolist() if isinstance(value, np.ndarray | np.generic) else str(value)
+
+    schema_validators[DocumentNames(name)].validate(json.loads(json.dumps(doc, default=plain)))
+
+
+@pytest.fixture
+def validate_documents():
+    """validate_documents([(name, doc), ...]): every document against event-model's schemas."""
+
+    def validate(documents) -> None:
+        assert documents, "no documents"
+        for name, doc in documents:
+            validate_document(name, doc)
+
+    return validate

@@ -2,7 +2,7 @@
 
 Class `Motor`: `Position` (RW, %8.4f, limits -100..100, CHANGING while moving), `Velocity`,
 `Acceleration`, `Deceleration`, `Offset`; commands `Stop`, `Abort`; State ON / MOVING / ALARM /
-FAULT. Test hooks: `FaultAt` (float: go to FAULT when the move passes this position; NaN: never)
+FAULT. Test hooks: `FaultAt` (float: go to FAULT when a move passes this position; NaN at start: never)
 and `IgnoreMoves` (bool: accept writes but never move).
 Class `PlainStage`: a non-Sardana device whose only clue is a writable `position`.
 Moves are simulated by one thread per device at constant velocity.
