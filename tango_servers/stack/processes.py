@@ -4,6 +4,7 @@ import contextlib
 import os
 import signal
 import socket
+import subprocess
 import time
 from pathlib import Path
 
@@ -47,14 +48,21 @@ def pid_alive(pid: int | None) -> bool:
 
 
 def started_by(pid: int | None, state_dir: Path) -> bool:
-    """True when `pid` is alive and was started for the stack in `state_dir`."""
+    """True when `pid` is alive and was started for the stack in `state_dir`.
+
+    Children carry the stack's marker in their environment. redis-server overwrites its
+    environment when it sets its process title, so a process working inside the state
+    directory (redis-server runs in STATE_DIR/redis) counts as ours too.
+    """
     if not pid_alive(pid):
         return False
+    proc = Path(f"/proc/{pid}")
     try:
-        environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+        if f"{MARKER_ENV}={state_dir}".encode() in proc.joinpath("environ").read_bytes().split(b"\0"):
+            return True
+        return Path(os.readlink(proc / "cwd")).is_relative_to(state_dir)
     except OSError:
         return False
-    return f"{MARKER_ENV}={state_dir}".encode() in environ
 
 
 def stop_process(pid: int, state_dir: Path, grace: float = 10.0) -> None:
@@ -71,3 +79,15 @@ def stop_process(pid: int, state_dir: Path, grace: float = 10.0) -> None:
     if started_by(pid, state_dir):
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
+
+
+def stop_child(process: subprocess.Popen, grace: float = 10.0) -> None:
+    """Stop a child of this process: SIGTERM, then SIGKILL after `grace` seconds; reaps it."""
+    if process.poll() is not None:
+        return
+    process.terminate()
+    try:
+        process.wait(timeout=grace)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(timeout=grace)

@@ -22,7 +22,7 @@ import tango
 from . import sardana
 from .config import SuiteConfig, load_config
 from .database import load_into_database, start_database, wait_for_database
-from .processes import LOOPBACK, free_port, stop_process
+from .processes import LOOPBACK, free_port, stop_child
 from .redis_server import redis_url, start_redis, wait_for_redis
 from .serve import EXTRA_SERVERS_ENV
 from .state import MARKER_ENV, StackState
@@ -357,7 +357,7 @@ class Supervisor:
             if follower.extra.get("follows") != restarted.name or follower.process is None:
                 continue
             log.info("%s came back: restarting %s, which follows it", restarted.name, follower.name)
-            stop_process(follower.process.pid, self.state.root)
+            stop_child(follower.process)
             follower.status = "restarting"
             follower.restart_at = time.monotonic()
             follower.message = f"restarting because {restarted.name} restarted"
@@ -369,9 +369,8 @@ class Supervisor:
         self.phase = "stopping"
         self.publish()
         for component in reversed(self.components):
-            if component.process and component.process.poll() is None:
-                stop_process(component.process.pid, self.state.root)
-                component.process.wait(timeout=5)
+            if component.process:
+                stop_child(component.process)
             component.status = "stopped"
         self.phase = "stopped"
 

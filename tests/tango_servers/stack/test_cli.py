@@ -11,9 +11,8 @@ from pathlib import Path
 import pytest
 import tango
 
-from tango_servers.stack.processes import LOOPBACK, free_port, pid_alive
+from tango_servers.stack.processes import LOOPBACK, free_port, pid_alive, started_by
 from tango_servers.stack.serve import EXTRA_SERVERS_ENV
-from tango_servers.stack.state import MARKER_ENV
 from tango_servers.stack.waiting import wait_until
 
 HERE = Path(__file__).parent
@@ -37,17 +36,12 @@ def suite(
 
 
 def processes_marked(state_dir: Path) -> list[int]:
-    """PIDs of every live process started for the stack in `state_dir`."""
-    marker = f"{MARKER_ENV}={state_dir.resolve()}".encode()
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                if marker in entry.joinpath("environ").read_bytes().split(b"\0") and pid_alive(int(entry.name)):
-                    found.append(int(entry.name))
-            except OSError:
-                continue
-    return found
+    """PIDs of every live process started for the stack in `state_dir` (by the launcher's own rule)."""
+    return [
+        int(p.name)
+        for p in Path("/proc").iterdir()
+        if p.name.isdigit() and started_by(int(p.name), state_dir.resolve())
+    ]
 
 
 @pytest.fixture
@@ -198,4 +192,19 @@ def test_server_that_keeps_crashing_fails_start_up_cleanly(tmp_path: Path) -> No
     result = suite(state_dir, "up", "--detach", "--config", str(config), "--tango-host", f"{LOOPBACK}:{free_port()}")
     assert result.returncode == 2
     assert "server Heartbeat/crash keeps exiting" in result.stderr
+    assert processes_marked(state_dir) == []
+
+
+def test_down_stops_redis_server_too(tmp_path: Path) -> None:
+    """redis-server rewrites its environment (process title), so it is recognised by its directory."""
+    config = tmp_path / "redis.json"
+    config.write_text(json.dumps({"servers": {"RedisBridge": {"1": {"RedisBridge": {"sys/bridge/redis": {}}}}}}))
+    state_dir = tmp_path / "state"
+    up = suite(state_dir, "up", "--detach", "--config", str(config), "--tango-host", f"{LOOPBACK}:{free_port()}")
+    assert up.returncode == 0, up.stdout + up.stderr
+    state = json.loads((state_dir / "state.json").read_text())
+    redis_pid = next(c["pid"] for c in state["components"] if c["name"] == "redis")
+    assert redis_pid in processes_marked(state_dir)
+    assert suite(state_dir, "down").returncode == 0
+    assert not pid_alive(redis_pid)
     assert processes_marked(state_dir) == []
