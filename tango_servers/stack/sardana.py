@@ -233,7 +233,6 @@ def _apply(tango_host: str, state_dir: Path, yaml_path: Path) -> SardanaLayout:
     config = remove_defaults(config)
     document = build_dsconfig(config)
     _enable_value_references(document, _referenced_channels(config))
-    document["classes"] = {cls: {"properties": {"bluesky_roles": roles}} for cls, roles in BLUESKY_ROLES.items()}
     db = database_proxy(tango_host, timeout=10.0)
     # dsconfig draws progress on stdout; the launcher reports progress itself.
     with contextlib.redirect_stdout(io.StringIO()):
@@ -271,25 +270,6 @@ def _apply(tango_host: str, state_dir: Path, yaml_path: Path) -> SardanaLayout:
     (base / LAYOUT_FILE).write_text(layout.to_json())
     return layout
 
-
-# The role convention ophyd_tango reads (class property `bluesky_roles`), declared for Sardana's
-# own device classes so a generic bluesky client drives Sardana motors and channels too.
-BLUESKY_ROLES = {
-    "Motor": [
-        "kind=motor",
-        "readback=Position",
-        "setpoint=Position",
-        "moving_state=MOVING",
-        "hinted=Position",
-        "configuration=Velocity,Acceleration,Deceleration",
-        "stop=Stop",
-    ],
-    "CTExpChannel": ["kind=detector", "trigger=Start", "busy_state=MOVING", "readback=Value", "hinted=Value",
-                     "exposure=IntegrationTime", "stop=Stop"],
-    "TwoDExpChannel": ["kind=detector", "trigger=Start", "busy_state=MOVING", "readback=Value",
-                       "exposure=IntegrationTime", "stop=Stop"],
-    "PseudoCounter": ["kind=detector", "readback=Value", "hinted=Value"],
-}  # fmt: skip
 
 # Controllers whose channels hand Sardana file references rather than images: their channels are
 # recorded by reference in every measurement group (sardana-config's YAML cannot say so).

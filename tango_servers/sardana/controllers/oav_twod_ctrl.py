@@ -22,6 +22,7 @@ class OAVTwoDController(TwoDController):
     model = "OAV camera"
     organization = "tango-bluesky-suite"
     MaxDevice = 1
+    default_timer = 1  # a channel counted on its own (Start on its Tango device) is its own timer
 
     ctrl_properties = {
         "Device": {Type: str, Description: "the OAV Tango device", DefaultValue: "sim/oav/1"},

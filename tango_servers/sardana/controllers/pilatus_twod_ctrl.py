@@ -40,6 +40,7 @@ class PilatusTwoDController(TwoDController, Referable):
     model = "Pilatus (LimaCCDs interface)"
     organization = "tango-bluesky-suite"
     MaxDevice = 1
+    default_timer = 1  # a channel counted on its own (Start on its Tango device) is its own timer
 
     ctrl_properties = {
         "Device": {Type: str, Description: "the Pilatus Tango device", DefaultValue: "sim/pilatus/1"},
