@@ -16,6 +16,7 @@ from tango_servers.stack.waiting import wait_until
 PREFIX = "TEST:TARGET:1:"
 BRIDGE = "sys/bridge/pva"
 FRAME_SHAPE = (48, 64)
+TIMEOUT = 10.0  # seconds for one PVA get or put; generous, the machine may be loaded
 
 
 class Recorder:
@@ -98,7 +99,7 @@ def test_every_attribute_is_published_with_its_normative_type(pva, bridge_stack)
         "jpeg_frame": "epics:nt/NTNDArray:1.0",
     }
     names = [PREFIX + attribute for attribute in expected]
-    values = pva.get(names, timeout=5.0)
+    values = pva.get(names, timeout=TIMEOUT)
     got = {name.removeprefix(PREFIX): value.raw.getID() for name, value in zip(names, values, strict=True)}
     assert got == expected
     published = set(bridge_stack.proxy(BRIDGE).pv_names)
@@ -107,7 +108,7 @@ def test_every_attribute_is_published_with_its_normative_type(pva, bridge_stack)
 
 
 def test_numeric_scalar_carries_units_limits_precision_and_alarm_limits(pva):
-    raw = pva.get(PREFIX + "temperature", timeout=5.0).raw
+    raw = pva.get(PREFIX + "temperature", timeout=TIMEOUT).raw
     assert raw.display.units == "K"
     assert raw.display.precision == 3
     assert raw.display.description == "Sample temperature"
@@ -121,7 +122,7 @@ def test_numeric_scalar_carries_units_limits_precision_and_alarm_limits(pva):
         350.0,
         400.0,
     )
-    assert pva.get(PREFIX + "counter", timeout=5.0).raw.display.precision == 0
+    assert pva.get(PREFIX + "counter", timeout=TIMEOUT).raw.display.precision == 0
 
 
 def test_values_follow_tango_change_events_with_tango_timestamps(pva, target, monitor):
@@ -156,7 +157,7 @@ def test_tango_quality_becomes_alarm_severity_with_a_message(pva, target, monito
 
 
 def test_enum_and_state_are_published_with_their_labels(pva, target, monitor):
-    mode = pva.get(PREFIX + "mode", timeout=5.0)
+    mode = pva.get(PREFIX + "mode", timeout=TIMEOUT)
     assert list(mode.raw.value.choices) == ["IDLE", "ACQUIRING", "FAULT"]
     state = monitor("State")
     target.SetStateTo("MOVING")
@@ -172,7 +173,7 @@ def test_string_and_spectrum(pva, target, monitor):
     got = profile.wait_for(lambda v: len(v) == 3, "profile of length 3")
     np.testing.assert_array_equal(got, [1.0, 2.5, 4.0])
     assert got.raw.display.units == "counts"
-    assert pva.get(PREFIX + "label", timeout=5.0) == target.label
+    assert pva.get(PREFIX + "label", timeout=TIMEOUT) == target.label
 
 
 def test_images_arrive_with_shape_pixels_and_counting_unique_id(pva, target, monitor):
@@ -196,24 +197,24 @@ def test_images_arrive_with_shape_pixels_and_counting_unique_id(pva, target, mon
 def test_puts_are_refused_unless_allowed(pva, target, bridge_stack):
     errors_before = bridge_stack.proxy(BRIDGE).error_count
     with pytest.raises(RemoteError, match=r"read-only.*put_allowlist"):
-        pva.put(PREFIX + "label", "changed", timeout=5.0)
+        pva.put(PREFIX + "label", "changed", timeout=TIMEOUT)
     assert target.label == "hello"
     with pytest.raises(RemoteError, match="not writable"):  # allowed, but a read-only Tango attribute
-        pva.put(PREFIX + "State", 0, timeout=5.0)
+        pva.put(PREFIX + "State", 0, timeout=TIMEOUT)
     assert bridge_stack.proxy(BRIDGE).error_count == errors_before  # refusals by configuration are not errors
 
 
 def test_allowed_puts_reach_tango_and_failures_reach_the_client(pva, target, bridge_stack):
-    pva.put(PREFIX + "temperature", 123.25, timeout=5.0)
+    pva.put(PREFIX + "temperature", 123.25, timeout=TIMEOUT)
     assert target.temperature == 123.25
     wait_until(lambda: pva.get(PREFIX + "temperature", timeout=2.0) == 123.25, 5.0, message="PV shows the put")
-    pva.put(PREFIX + "mode", "ACQUIRING", timeout=5.0)
+    pva.put(PREFIX + "mode", "ACQUIRING", timeout=TIMEOUT)
     assert target.mode == 1
     errors_before = bridge_stack.proxy(BRIDGE).error_count
     with pytest.raises(RemoteError, match="above the maximum"):  # Tango's own range check
-        pva.put(PREFIX + "temperature", 900.0, timeout=5.0)
+        pva.put(PREFIX + "temperature", 900.0, timeout=TIMEOUT)
     with pytest.raises(RemoteError, match="out of range"):  # the bridge's type check
-        pva.put(PREFIX + "mode", 7, timeout=5.0)
+        pva.put(PREFIX + "mode", 7, timeout=TIMEOUT)
     assert target.temperature == 123.25 and target.mode == 1
     bridge = bridge_stack.proxy(BRIDGE)
     assert bridge.error_count == errors_before + 2
