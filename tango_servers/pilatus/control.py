@@ -170,9 +170,11 @@ class AcquisitionControl:
 
     # -- settings -----------------------------------------------------------------------------
     def configure(self, **changes: Any) -> None:
-        """Change acquisition settings (nb_frames, expo_time, latency_time, trigger_mode)."""
+        """Change acquisition settings (nb_frames, expo_time, latency_time, trigger_mode).
+
+        Writing the value a setting already has is always accepted (even while running).
+        """
         with self._lock:
-            self._refuse_while_running("change acquisition settings")
             if "trigger_mode" in changes:
                 mode = TriggerMode(changes["trigger_mode"])
                 if mode not in SUPPORTED_TRIGGER_MODES:
@@ -182,17 +184,19 @@ class AcquisitionControl:
                     )
                 changes["trigger_mode"] = mode
             updated = replace(self.acquisition, **changes)
-            if updated != self.acquisition:
-                self.acquisition = updated
-                self._prepared_stale()
+            if updated == self.acquisition:
+                return
+            self._refuse_while_running("change acquisition settings")
+            self.acquisition = updated
+            self._prepared_stale()
 
     def configure_saving(self, **changes: Any) -> None:
-        """Change saving settings (the fields of SavingSettings)."""
+        """Change saving settings (the fields of SavingSettings); rewriting a value is always accepted."""
         with self._lock:
-            self._refuse_while_running("change saving settings")
             updated = replace(self.saving, **changes)
             if updated == self.saving:
                 return
+            self._refuse_while_running("change saving settings")
             self._prepared_stale()
             self.saving = replace(self.saving, **changes)
             if "next_number" in changes:
