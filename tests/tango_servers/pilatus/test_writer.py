@@ -1,5 +1,7 @@
 """The NeXus writer without Tango: layout, compression, SWMR reading, failures."""
 
+import subprocess
+import sys
 import threading
 
 import h5py
@@ -117,3 +119,20 @@ def test_writer_thread_keeps_order_and_reports_failures(tmp_path):
     assert listener.closed[0] == ("a.h5", 3, None)
     assert listener.closed[1][0] == "b.h5" and "No such file" in listener.closed[1][2]
     assert listener.opened == []  # adopt() is announced by whoever opened the file
+
+
+def test_compression_falls_back_to_hdf5plugin_library(tmp_path):
+    """Without the bitshuffle package, hdf5plugin's copy of the same C function is used."""
+    script = f"""
+import sys
+sys.modules["bitshuffle"] = None  # as if not installed
+import h5py, hdf5plugin, numpy as np
+from tango_servers.pilatus import writer
+assert "hdf5plugin" in writer._BSHUF._name, writer._BSHUF._name
+data = np.arange(67 * 125, dtype=np.int32).reshape(67, 125)
+with h5py.File({str(tmp_path / "f.h5")!r}, "w") as f:
+    ds = f.create_dataset("d", (1, 67, 125), chunks=(1, 67, 125), dtype="i4", **hdf5plugin.Bitshuffle())
+    ds.id.write_direct_chunk((0, 0, 0), writer.bitshuffle_lz4_chunk(data))
+    assert (ds[0] == data).all()
+"""
+    subprocess.run([sys.executable, "-c", script], check=True, timeout=60)
