@@ -209,7 +209,7 @@ def _apply(tango_host: str, state_dir: Path, yaml_path: Path) -> SardanaLayout:
     # Paths that depend on this install and this stack are filled in here, not in the YAML.
     for pool in config.get("pools", {}).values():
         pool["pool_path"] = [str(controller_dir()), *(pool.get("pool_path") or [])]
-    environment_db = str(base / "macroserver.env")
+    environment_db = str(base / Path(ms_info.get("environment_db") or "macroserver.env").name)
     ms_info["environment_db"] = environment_db
     variables = ms_info.setdefault("environment", {}).setdefault("variables", {})
     scan_dir = Path(variables.get("ScanDir") or base / "scans")

@@ -208,3 +208,20 @@ def test_a_pool_restart_restarts_the_macroserver_and_macros_work_again(sardana_s
         0.1, abs=POSITION_TOLERANCE
     )
     door.run("mv", "x", 0, timeout=60)
+
+
+def test_oav_images_are_recorded_with_mntgrp_oav(door, layout):
+    door.run("senv", "ActiveMntGrp", "mntgrp_oav")
+    try:
+        run = door.run("ascan", "x", 0, 0.2, 2, 0.05, timeout=120)
+    finally:
+        door.run("senv", "ActiveMntGrp", "mntgrp")
+    entry = scan_entry(run, layout)
+    with entry.file:
+        images = entry["measurement"]["oav_image"][:]
+        roi = entry["measurement"]["pilatus_roi"][:]
+    assert images.shape == (3, 240, 320)
+    assert images.dtype == np.uint8
+    assert not np.array_equal(images[0], images[-1]), "the pin moves with x: the pictures differ"
+    assert np.all(roi > 0)
+    door.run("mv", "x", 0, timeout=30)
