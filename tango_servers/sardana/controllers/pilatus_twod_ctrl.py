@@ -117,7 +117,7 @@ class PilatusTwoDController(TwoDController, Referable):
         if self._synchronization not in SOFTWARE_SYNCH:
             raise ValueError(
                 f"{self.Device}: only software synchronisation is supported by this controller, "
-                f"got {AcqSynch.get(self._synchronization)}"
+                f"got {AcqSynch(self._synchronization).name}"
             )
         self._prepare(expo_time=value, frames=max(1, nb_starts) * max(1, repetitions), latency=latency)
 
