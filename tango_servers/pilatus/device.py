@@ -55,6 +55,7 @@ BLUESKY_ROLES = [
     "file_event=file_event",
     "saving=saving_directory,saving_prefix,saving_suffix,saving_next_number,saving_format,saving_mode",
     "image=last_image",
+    "hinted=roi_sum",
     "configuration=acq_expo_time,latency_time,acq_nb_frames,acq_trigger_mode,energy_threshold,"
     "threshold_gain,saving_format",
 ]
@@ -198,6 +199,13 @@ def binned(frame: np.ndarray, factor: int) -> np.ndarray:
     return block.reshape(rows, factor, cols, factor).sum(axis=(1, 3), dtype=np.int32)
 
 
+def roi_counts(frame: np.ndarray, roi: tuple[int, ...]) -> float:
+    """Counts inside roi (x, y, width, height; zero width or height: whole frame), gaps (-1) excluded."""
+    x, y, width, height = roi
+    region = frame[y : y + height, x : x + width] if width and height else frame
+    return float(np.maximum(region, 0).sum(dtype=np.int64))
+
+
 class Pilatus(Device):
     """A Pilatus hybrid pixel detector (simulated backend), with LimaCCDs attribute and command names."""
 
@@ -248,6 +256,8 @@ class Pilatus(Device):
         self._pulses = PulseCounter()
         self._preview_frame: Frame | None = None
         self._preview_time = 0.0
+        self._roi = (0, 0, 0, 0)
+        self._roi_cache: tuple[Frame, tuple[int, ...], float] | None = None
         self._events: queue.SimpleQueue = queue.SimpleQueue()
         self._publisher = threading.Thread(target=self._publish, name="pilatus-events", daemon=True)
         self._publisher.start()
@@ -615,6 +625,40 @@ class Pilatus(Device):
     )
     def last_image(self) -> np.ndarray:
         return self._preview(self._control.latest_frame)
+
+    @attribute(
+        dtype=(int,),
+        max_dim_x=4,
+        access=AttrWriteType.READ_WRITE,
+        unit="px",
+        doc="region of interest for roi_sum: x, y, width, height; width or height 0: the whole frame",
+    )
+    def roi(self) -> tuple[int, ...]:
+        return self._roi
+
+    @roi.write
+    def roi(self, value: np.ndarray) -> None:
+        if len(value) != 4 or min(value) < 0:
+            tango.Except.throw_exception(
+                "Pilatus_BadRoi", f"roi must be 4 non-negative integers x, y, width, height; got {list(value)}", "roi"
+            )
+        self._roi = tuple(int(v) for v in value)
+
+    @attribute(
+        dtype=float,
+        unit="counts",
+        format="%.0f",
+        doc="sum of the counts of the newest frame inside roi (module gaps excluded): a scalar for step scans",
+    )
+    def roi_sum(self) -> float:
+        frame = self._control.latest_frame
+        if frame is None:
+            return 0.0
+        cached = self._roi_cache
+        if cached is None or cached[0] is not frame or cached[1] != self._roi:
+            cached = (frame, self._roi, roi_counts(frame.data, self._roi))
+            self._roi_cache = cached
+        return cached[2]
 
     # -- Pilatus ------------------------------------------------------------------------------
     @attribute(

@@ -26,16 +26,22 @@ def test_scan_over_the_sample_axis_shows_the_peak(pilatus, axis, tmp_path):
     positions = [-3.0, -2.0, -1.0, -0.5, 0.0, 0.5, 1.0, 2.0, 3.0]  # peak_position 0, peak_width 1
     pilatus.acq_trigger_mode = "INTERNAL_TRIGGER_MULTI"
     pilatus.acq_nb_frames = len(positions)
+    pilatus.roi = [0, 0, 0, 0]  # the whole frame
     pilatus.prepareAcq()
     pilatus.startAcq()
+    roi_sums = []
     for i, position in enumerate(positions):
         move(axis, pilatus, position)
         pilatus.softTrigger()
         wait_until(lambda i=i: pilatus.last_image_saved == i, 5, message=f"frame {i}")
+        roi_sums.append(pilatus.roi_sum)
     wait_ready(pilatus)
     with h5py.File(tmp_path / "scan_0000.h5", "r") as f:
         frames = f[DATA][:]
     counts = np.clip(frames, 0, None).sum(axis=(1, 2)).astype(float)
+    assert roi_sums == counts.tolist()  # the scalar a step scan records is the frame's total
+    pilatus.roi = [10, 20, 30, 40]
+    assert pilatus.roi_sum == np.clip(frames[-1, 20:60, 10:40], 0, None).sum()
     signal = counts - counts.min()
     assert positions[int(np.argmax(counts))] == 0.0
     assert signal[0] < 0.05 * signal.max() and signal[-1] < 0.05 * signal.max()
