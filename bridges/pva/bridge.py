@@ -135,7 +135,7 @@ class TangoPvaBridge:
         self._server: Server | None = None
         self._pvs: dict[str, ExportedPv] = {}  # PV name -> PV
         self._by_attribute: dict[tuple[str, str], ExportedPv] = {}  # (device, attribute lower) -> PV
-        self._subscriptions: dict[str, Subscription] = {}  # device -> subscription
+        self._subscriptions: dict[str, list[Subscription]] = {}  # device -> its subscriptions
         self._waiting: dict[str, str] = {}  # device -> why it is not exported yet
         self._lock = threading.Lock()
         self._wake = threading.Event()
@@ -179,7 +179,8 @@ class TangoPvaBridge:
         if self._thread.is_alive():
             self._thread.join(self._subscriber.timeout + 2)
         with self._lock:
-            subscriptions, self._subscriptions = list(self._subscriptions.values()), {}
+            subscriptions = [sub for subs in self._subscriptions.values() for sub in subs]
+            self._subscriptions = {}
         for subscription in subscriptions:
             subscription.close()
         if self._own_subscriber:
@@ -250,14 +251,20 @@ class TangoPvaBridge:
         candidates: list[str] = []
         while not self._stopped.is_set():
             now = time.monotonic()
-            if now >= next_scan or not candidates:
+            rescan = now >= next_scan or not candidates
+            if rescan:
                 candidates = self._matching_devices(candidates)
                 next_scan = now + self._rescan_period
             for device in candidates:
                 if self._stopped.is_set():
                     return
-                if device not in self._subscriptions:
-                    self._export(device)
+                # new devices at every pass; exported ones at each rescan, for configuration changes
+                if rescan or device not in self._subscriptions:
+                    try:
+                        self._sync_device(device)
+                    except Exception as exc:  # keep discovering the other devices
+                        logger.exception("exporting %s failed", device)
+                        self._record_error(f"exporting {device} failed: {exc}")
             self._first_scan.set()
             pause = self._retry_period if self._waiting else self._rescan_period
             self._wake.wait(pause)
@@ -278,15 +285,17 @@ class TangoPvaBridge:
             return known
         return sorted(d for d in found if not d.startswith("dserver/") and d not in self._exclude)
 
-    def _export(self, device: str) -> None:
-        """Create the PVs of one device and follow its attributes; on failure, retry later."""
+    def _sync_device(self, device: str) -> None:
+        """Export a device's attributes; for a device already exported, publish attributes that
+        appeared and bring PVs up to date with changed configurations (units, limits, enum labels)."""
         try:
             infos = self._subscriber.proxy(device).attribute_list_query_ex()
         except tango.DevFailed as exc:
-            with self._lock:
-                self._waiting[device] = error_text(exc)
+            if device not in self._subscriptions:  # an exported device's outage is the engine's to report
+                with self._lock:
+                    self._waiting[device] = error_text(exc)
             return
-        pvs = []
+        new = []
         for info in infos:
             if not self.config.exports(device, info.name):
                 continue
@@ -295,21 +304,51 @@ class TangoPvaBridge:
             except (TypeError, KeyError) as exc:
                 logger.warning("not exporting %s/%s: %s", device, info.name, exc)
                 continue
-            name = self.config.pv_name(device, info.name)
-            writable = self.config.allows_put(device, info.name)
-            shared = SharedPV(handler=_PutHandler(self, name), initial=mapping.initial(), queue=self._puts)
-            pvs.append(ExportedPv(name, mapping, writable, shared))
+            pv = self._by_attribute.get((device, info.name.lower()))
+            if pv is None:
+                name = self.config.pv_name(device, info.name)
+                shared = SharedPV(handler=_PutHandler(self, name), initial=mapping.initial(), queue=self._puts)
+                new.append(ExportedPv(name, mapping, self.config.allows_put(device, info.name), shared))
+            elif mapping.attr != pv.mapping.attr:
+                self._reconfigure(pv, mapping)
         with self._lock:
-            for pv in pvs:
+            for pv in new:
                 self._pvs[pv.name] = pv
                 self._by_attribute[(device, pv.attribute.lower())] = pv
             self._waiting.pop(device, None)
-        for pv in pvs:
+        if not new:
+            with self._lock:
+                self._subscriptions.setdefault(device, [])
+            return
+        for pv in new:
             self._provider.add(pv.name, pv.shared)
-        subscription = self._subscriber.subscribe(device, [pv.attribute for pv in pvs], self._on_update)
+        subscription = self._subscriber.subscribe(device, [pv.attribute for pv in new], self._on_update)
         with self._lock:
-            self._subscriptions[device] = subscription
-        logger.info("exported %d PVs of %s", len(pvs), device)
+            self._subscriptions.setdefault(device, []).append(subscription)
+        logger.info("exported %d PVs of %s", len(new), device)
+
+    def _reconfigure(self, pv: ExportedPv, mapping: AttributeMapping) -> None:
+        """The attribute's configuration changed: new metadata, or a new PV type when it must."""
+        old, pv.mapping = pv.mapping, mapping
+        mapping.continue_from(old)
+        if mapping.type.aspy() == old.type.aspy():
+            mapping.type = old.type  # posts must use the very Type the PV was opened with
+            metadata = mapping.metadata()
+            if metadata is not None:
+                pv.shared.post(metadata)
+            logger.info("%s: new configuration from Tango", pv.name)
+            return
+        # Clients see a disconnect and reconnect to the new type; post the current value at once
+        # so an attribute that rarely changes does not stay INVALID until its next event.
+        pv.shared.close()
+        pv.shared.open(mapping.initial())
+        logger.info("%s: Tango type changed, PV re-created as %s", pv.name, mapping.normative_type)
+        try:
+            reply = self._subscriber.proxy(pv.device).read_attribute(pv.attribute)
+        except tango.DevFailed:
+            return  # the engine's next update (or error) follows
+        value = mapping.attr.from_tango(reply.value)
+        self._on_update(AttributeUpdate(pv.device, pv.attribute, value, reply.quality, reply.time.totime(), None))
 
     # ---- updates -------------------------------------------------------------------------------
     def _on_update(self, update: AttributeUpdate) -> None:

@@ -149,6 +149,14 @@ class AttributeMapping:
                 fields["alarm"] = _alarm(AlarmSeverity.INVALID, AlarmStatus.DRIVER, str(exc))
         return Value(self.type, fields)
 
+    def metadata(self) -> Value | None:
+        """A partial Value with the metadata only (after a configuration change), or None."""
+        fields = self._metadata()
+        return Value(self.type, fields) if fields else None
+
+    def continue_from(self, previous: AttributeMapping) -> None:
+        """Carry state over from the mapping this one replaces (configuration change)."""
+
     def from_put(self, value: Value) -> Any:
         """A client's put -> the value to write to Tango; TypeError/ValueError say what is wrong."""
         if not value.changed("value"):
@@ -244,6 +252,11 @@ class EnumMapping(AttributeMapping):
         description = self.attr.description or self.attr.label or ""
         return {"value": {"index": 0, "choices": self.attr.choices}, "display": {"description": description}}
 
+    def metadata(self) -> Value:
+        fields = self._metadata()
+        fields["value"] = {"choices": fields["value"]["choices"]}  # keep the current index
+        return Value(self.type, fields)
+
     def _value_fields(self, value: Any, timestamp: float) -> dict[str, Any]:
         return {"value.index": int(value)}
 
@@ -266,6 +279,12 @@ class ImageMapping(AttributeMapping):
 
     def _metadata(self) -> dict[str, Any]:
         return {"codec": {"name": ""}, "uniqueId": 0}
+
+    def metadata(self) -> None:
+        return None  # nothing in an image's configuration shows in NTNDArray metadata
+
+    def continue_from(self, previous: AttributeMapping) -> None:
+        self.frames = getattr(previous, "frames", 0)
 
     def _value_fields(self, value: Any, timestamp: float) -> dict[str, Any]:
         frame = None

@@ -81,6 +81,8 @@ class BridgeTarget(Device):
         for name in [*self._values, "frame", "encoded_frame", "jpeg_frame", "State"]:
             self.set_change_event(name, True, False)
         self._stop = threading.Event()
+        self._level = 0
+        self._add_level(tango.DevEnum, ["LOW", "HIGH"])
         self._follower = threading.Thread(target=self._follow_setpoint, daemon=True)
         self._follower.start()
         self.set_state(DevState.ON)
@@ -187,7 +189,47 @@ class BridgeTarget(Device):
         self.push_change_event("jpeg_frame", *self._encoded("jpeg"), now, AttrQuality.ATTR_VALID)
         return self._frame_number
 
+    @command(dtype_in=(str,), doc_in="New labels of the dynamic enum attribute `level` (as a zoom reload does)")
+    def RelabelLevel(self, labels):
+        self.remove_attribute("level", False, False)
+        self._level = 0
+        self._add_level(tango.DevEnum, list(labels))
+
+    @command(dtype_in=str, doc_in="New unit of `temperature`")
+    def SetTemperatureUnit(self, unit):
+        temperature = self.get_device_attr().get_attr_by_name("temperature")
+        properties = temperature.get_properties()
+        properties.unit = unit
+        temperature.set_properties(properties)
+
+    @command(doc_in="Turn `level` into a string attribute (a new server version, say)")
+    def RetypeLevel(self):
+        self.remove_attribute("level", False, False)
+        self._level = "as text"
+        self._add_level(str, [])
+
     # -- internals
+    def _add_level(self, dtype, labels):
+        options = {"enum_labels": labels} if labels else {}
+        level = attribute(
+            name="level",
+            dtype=dtype,
+            access=AttrWriteType.READ_WRITE,
+            fget=self._read_level,
+            fset=self._write_level,
+            doc="A dynamic attribute whose configuration changes",
+            **options,
+        )
+        self.add_attribute(level)
+        self.set_change_event("level", True, False)
+
+    def _read_level(self, attr):
+        return self._level
+
+    def _write_level(self, attr):
+        self._level = attr.get_write_value()
+        self.push_change_event("level", self._level)
+
     def _encoded(self, kind):
         """(format, data) as Tango's EncodedAttribute writes them: GRAY16 is a big-endian
         width/height header then big-endian pixels."""

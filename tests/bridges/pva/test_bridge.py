@@ -251,3 +251,34 @@ def test_device_restart_turns_pvs_invalid_then_recovers(make_bridge_stack, pva_c
         recorder.wait_for(lambda v: int(v) == 1, "updates flow again after the restart", timeout=10.0, since=after_gone)
     finally:
         recorder.close()
+
+
+def test_configuration_changes_reach_the_pvs(make_bridge_stack, pva_client_for):
+    running = make_bridge_stack()
+    context = pva_client_for(running)
+    target, bridge = running.proxy("test/target/1"), running.proxy(BRIDGE)
+    level = context.get(PREFIX + "level", timeout=TIMEOUT)
+    assert list(level.raw.value.choices) == ["LOW", "HIGH"]
+    # same PV type, new metadata: enum labels (as an OAV zoom reload) and a unit
+    target.RelabelLevel(["IN", "OUT", "PARKED"])
+    target.SetTemperatureUnit("degC")
+    bridge.Rescan()
+    wait_until(
+        lambda: list(context.get(PREFIX + "level", timeout=TIMEOUT).raw.value.choices) == ["IN", "OUT", "PARKED"],
+        30.0,
+        message="the new enum labels on PVA",
+    )
+    wait_until(
+        lambda: context.get(PREFIX + "temperature", timeout=TIMEOUT).raw.display.units == "degC",
+        30.0,
+        message="the new unit on PVA",
+    )
+    # a new Tango type: the PV is re-created with the new normative type and the current value
+    target.RetypeLevel()
+    bridge.Rescan()
+    retyped = wait_until(
+        lambda: (v := context.get(PREFIX + "level", timeout=TIMEOUT)) == "as text" and v,
+        30.0,
+        message="level as a string PV",
+    )
+    assert retyped.raw.getID() == "epics:nt/NTScalar:1.0" and retyped.severity == 0
