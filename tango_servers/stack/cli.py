@@ -4,6 +4,7 @@
     tango-suite status [--json]
     tango-suite env
     tango-suite demo
+    tango-suite shell [-c CODE]
     tango-suite down
 
 Every subcommand takes --state-dir (default $TANGO_SUITE_HOME or ~/.local/state/tango-suite).
@@ -78,6 +79,10 @@ def _parser() -> argparse.ArgumentParser:
 
     demo = sub.add_parser("demo", parents=[common], help="run a short bluesky scan against the stack")
     demo.set_defaults(func=cmd_demo)
+
+    shell = sub.add_parser("shell", parents=[common], help="IPython with a RunEngine and every device by name")
+    shell.add_argument("-c", dest="code", help="run this code (no terminal needed) and exit")
+    shell.set_defaults(func=cmd_shell)
     return parser
 
 
@@ -256,14 +261,34 @@ def cmd_env(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_demo(args: argparse.Namespace) -> int:
-    from .demo import run_demo
-
+def _require_running(args: argparse.Namespace) -> dict[str, Any]:
     state = _state(args)
     current = running_state(state)
     if not current:
         raise UsageError(f"no stack is running in {state.root}: start one with 'tango-suite up --detach'")
-    return run_demo(current)
+    return current
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from .demo import run_demo
+
+    return run_demo(_require_running(args))
+
+
+def cmd_shell(args: argparse.Namespace) -> int:
+    from IPython import start_ipython
+
+    from .session import bluesky_namespace
+
+    current = _require_running(args)
+    os.environ["TANGO_HOST"] = current["tango_host"]
+    namespace = bluesky_namespace(current["tango_host"])
+    names = ", ".join(sorted(namespace["devices"]))
+    argv = ["--no-banner", "--quick", "-c", args.code] if args.code else ["--quick", "--no-confirm-exit"]
+    if not args.code:
+        print(f"tango-suite shell on {current['tango_host']}: RE, bec, bp, bps and devices {names}")
+    start_ipython(argv=argv, user_ns=namespace)
+    return 0
 
 
 if __name__ == "__main__":
