@@ -282,3 +282,22 @@ def test_configuration_changes_reach_the_pvs(make_bridge_stack, pva_client_for):
         message="level as a string PV",
     )
     assert retyped.raw.getID() == "epics:nt/NTScalar:1.0" and retyped.severity == 0
+
+
+def test_init_from_jive_restarts_the_bridge_and_clients_reconnect(make_bridge_stack, pva_client_for):
+    running = make_bridge_stack(allowlist=[])
+    context = pva_client_for(running)
+    recorder = Recorder(context, PREFIX + "counter")
+    try:
+        recorder.wait_for(lambda v: v.severity == 0, "counter valid before Init")
+        bridge = running.proxy(BRIDGE)
+        bridge.put_property({"put_allowlist": ["test/target/*/temperature"]})
+        bridge.Init()  # what Jive's "Init" does: new properties, same ports
+        mark = len(recorder.values)
+        running.proxy("test/target/1").Bump()
+        recorder.wait_for(lambda v: int(v) == 1, "counter updates after Init", timeout=30.0, since=mark)
+        context.put(PREFIX + "temperature", 42.0, timeout=TIMEOUT)  # the new allowlist applies
+        assert running.proxy("test/target/1").temperature == 42.0
+        wait_until(lambda: bridge.state() == tango.DevState.ON, 30.0, message="the bridge ON after Init")
+    finally:
+        recorder.close()
