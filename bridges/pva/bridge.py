@@ -6,9 +6,10 @@ tests and benchmarks can also run it inside a plain process.
 Devices matching the configured globs are found in the Tango database; each one reachable is
 exported once (one PV per matching attribute, opened INVALID until Tango's first value), then
 followed by `ophyd_tango.subscription.TangoSubscriber`, whose callbacks post straight to the PVs.
-Devices not reachable yet are retried every `retry_period`; the database is scanned again every
-`rescan_period` for new devices. Puts run on a small pool of worker threads so one slow Tango
-write does not hold up the others.
+Devices not reachable yet are retried every `retry_period`; every `rescan_period` (or on
+`rescan()`) the database is scanned again for new devices and exported devices are checked for
+new attributes and configuration changes. Puts run on a small pool of worker threads so one slow
+Tango write does not hold up the others.
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ class ExportedPv:
 
     name: str
     mapping: AttributeMapping
-    writable: bool  # allowed by put_allowlist and writable in Tango
+    writable: bool  # allowed by put_allowlist (Tango's own writability is checked at put time)
     shared: SharedPV = field(repr=False)
     in_error: bool = True  # until the first good value
 
