@@ -1,0 +1,632 @@
+"""Fly scans: the Automation1 PSO gating a detector, as bluesky (and BEC) flyers.
+
+- `PsoFlyer` drives a PSO controller (roles `pulse_counter`, `capture_count`, `capture`,
+  `task_state`, `progress`) and one of its axes: `kickoff()` goes to the start, sets the pulse
+  spacing and the fly velocity, arms PSO and starts the move (or runs a controller program);
+  `complete()` finishes when the motion has ended and every pulse is captured.
+- `DetectorFlyer` arms a Lima-style detector (roles `fly_trigger_mode`, `nb_frames`, `prepare`,
+  `start`, `acq_status`, `frame_counter`) for N externally triggered frames; `complete()` finishes
+  when the detector is Ready (every frame on disk, the file closed), with a timeout sized from N.
+- `FlyPoints` turns the captured pulses and frames into one event per point, each event
+  carrying a StreamDatum for its frame (the detector's own `FileStream` composes them).
+
+Both flyers accept the BEC order stage -> configure -> kickoff -> complete -> complete -> unstage,
+and stage/unstage are harmless for a device that takes no part in the scan. A complete() Status
+reports progress to bluesky watchers (ProgressBarManager) and as BEC "progress" subscriptions,
+and fails, naming the Tango device, when the device fails, stops short, or stops answering.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from ophyd import Device
+from ophyd.status import DeviceStatus
+
+from ._link import TangoDeviceError, TangoTimeoutError
+from ._motion import _command, _spelled
+
+__all__ = ["DetectorFlyer", "FlyFailed", "FlyPoints", "FlyStatus", "PsoFlyer"]
+
+logger = logging.getLogger(__name__)
+
+POLL_PERIOD = 0.1  # seconds between progress reads while flying
+UNREACHABLE_GRACE = 1.0  # seconds a device may fail to answer before the fly fails
+CAPTURE_GRACE = 3.0  # seconds after the motion for the last captured positions and pulses
+WRITE_ALLOWANCE = 0.02  # seconds per frame for a detector to empty its writer queue (2M frames)
+
+
+class FlyFailed(TangoDeviceError):
+    """A fly scan's motion, capture or acquisition failed, stopped short or timed out."""
+
+
+class FlyStatus(DeviceStatus):
+    """The Status of a kickoff's motion or acquisition, tied to its flyer.
+
+    `watch(func)` gets `name, current, initial, target, unit, fraction, time_elapsed` (bluesky's
+    ProgressBarManager); the flyer runs its "progress" subscriptions with `value, max_value, done`
+    (BEC). Its text carries the failure, so a run's stop document names the failing device.
+    """
+
+    def __init__(self, device: Device, target: int, unit: str):
+        super().__init__(device, call_stop_on_failure=False)
+        self.target = max(1, int(target))
+        self.unit = unit
+        self.current = 0
+        self.started = time.monotonic()
+        self._watchers: list[Callable[..., None]] = []
+        self.add_callback(lambda status: self.notify(self.current))
+
+    def watch(self, func: Callable[..., None]) -> None:
+        self._watchers.append(func)
+        self.notify(self.current)
+
+    def notify(self, current: int) -> None:
+        self.current = current
+        for watcher in list(self._watchers):
+            try:
+                watcher(
+                    name=self.device.name,
+                    current=current,
+                    initial=0,
+                    target=self.target,
+                    unit=self.unit,
+                    precision=0,
+                    fraction=max(0.0, 1.0 - current / self.target),
+                    time_elapsed=time.monotonic() - self.started,
+                )
+            except Exception:
+                logger.exception("fly status watcher %r failed", watcher)
+        with contextlib.suppress(Exception):
+            self.device._run_subs(sub_type="progress", value=current, max_value=self.target, done=self.done)
+
+    def __repr__(self) -> str:
+        text = f"{type(self).__name__}(device={self.device.name}, done={self.done}, success={self.success}"
+        if self.done and not self.success:
+            with contextlib.suppress(Exception):
+                text += f", error={self.exception(timeout=0)}"
+        return text + ")"
+
+    __str__ = __repr__
+
+
+def _follow(status: FlyStatus, poll: Callable[[], tuple[int, bool | str | None]], limit: float, what: str) -> None:
+    """Poll until `poll` says done (True) or failed (a message); a device that stops answering for
+    UNREACHABLE_GRACE, or a fly outlasting `limit`, fails the status."""
+    deadline = time.monotonic() + limit
+    failing_since: float | None = None
+    while not status.done:
+        try:
+            current, verdict = poll()
+        except TangoDeviceError as exc:
+            failing_since = failing_since or time.monotonic()
+            if time.monotonic() - failing_since >= UNREACHABLE_GRACE:
+                status.set_exception(FlyFailed(f"{what} failed: {exc}", exc.reason))
+                return
+        except Exception as exc:  # a bug must fail the scan, never hang it
+            status.set_exception(FlyFailed(f"{what} failed: {exc!r}"))
+            return
+        else:
+            failing_since = None
+            if current != status.current:
+                status.notify(current)
+            if verdict is True:
+                status.set_finished()
+                return
+            if isinstance(verdict, str):
+                status.set_exception(FlyFailed(verdict))
+                return
+        if time.monotonic() > deadline:
+            status.set_exception(TangoTimeoutError(f"{what} not finished after {limit:.1f} s"))
+            return
+        time.sleep(POLL_PERIOD)
+
+
+def _device_trl(device: Any, name: str) -> str:
+    """`name` on the same Tango host as `device`."""
+    trl = device.trl
+    if trl.startswith("tango://") and not name.startswith("tango://"):
+        host = trl.removeprefix("tango://").split("/", 1)[0]
+        return f"tango://{host}/{name}"
+    return name
+
+
+@dataclass
+class FlyPlan:
+    """One configured fly: `num` pulses spaced `distance` from `start` to `stop` at `velocity`."""
+
+    start: float
+    stop: float
+    num: int
+    distance: float
+    velocity: float
+    program: str | None = None
+
+
+class PsoFlyer(Device):
+    """A PSO controller and one of its axes as a bluesky flyer (kickoff / complete).
+
+    `configure({"start", "stop", "num", "exposure"})`: pulses at start + k * (stop - start) / num,
+    k = 1..num (the arm position never fires), at one pulse per `exposure` seconds. Or
+    `configure({"program": text, "num": pulses})` to run a controller program instead of a move.
+    """
+
+    SUB_PROGRESS = "progress"
+
+    def __init__(
+        self,
+        axis: Any,
+        *,
+        controller: Any = None,
+        pso_axis: str | None = None,
+        name: str | None = None,
+        timeout: float = 3.0,
+        kind: Any = None,
+        read_attrs: list[str] | None = None,
+        configuration_attrs: list[str] | None = None,
+        parent: Any = None,
+    ):
+        from ._device import TangoDevice
+
+        if isinstance(axis, str):
+            axis = TangoDevice(axis, timeout=timeout)
+        properties = axis.proxy.get_property(["controller", "axis"])
+        if controller is None:
+            names = list(properties.get("controller") or [])
+            if not names:
+                raise ValueError(f"{axis.trl}: no `controller` property; pass controller=")
+            controller = _device_trl(axis, names[0])
+        if isinstance(controller, str):
+            controller = TangoDevice(controller, timeout=timeout)
+        self.axis = axis
+        self.controller = controller
+        self.pso_axis = pso_axis or (list(properties.get("axis") or []) or [axis.name.upper()])[0]
+        super().__init__(
+            prefix="",
+            name=name or f"{axis.name}_pso",
+            kind=kind,
+            read_attrs=read_attrs,
+            configuration_attrs=configuration_attrs,
+            parent=parent,
+        )
+        roles, link = controller.roles, controller._link
+        self.pulse_counter = _spelled(link, roles.get("pulse_counter") or "pso_pulse_count")
+        self.capture_count = _spelled(link, roles.get("capture_count") or "captured_count")
+        captures = [c.strip() for c in str(roles.get("capture") or "captured_timestamps").split(",")]
+        self.capture_times = _spelled(link, next((c for c in captures if "*" not in c), "captured_timestamps"))
+        position_pattern = next((c for c in captures if "*" in c), "captured_positions_*")
+        self.capture_positions = _spelled(link, position_pattern.replace("*", self.pso_axis.lower()))
+        self.task_state = _spelled(link, roles.get("task_state") or "task_state")
+        self.task_progress = _spelled(link, roles.get("progress") or "task_progress")
+        self.velocity_attr = _spelled(axis._link, "velocity")
+        self.plan: FlyPlan | None = None
+        self.status: FlyStatus | None = None
+        self._move: Any = None
+        self._saved: dict[str, Any] = {}
+        self._stopping = False
+
+    # ---- BEC/bluesky life cycle ----------------------------------------------------------------
+    def stage(self) -> list[Any]:
+        """Remember what a fly changes (the axis velocity); nothing moves or arms."""
+        if self.velocity_attr and not self._saved:
+            self._saved["velocity"] = self.axis._link.read_one(self.velocity_attr).value
+        return [self]
+
+    def configure(self, d: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+        old = self.read_configuration()
+        num = int(d["num"])
+        if num < 1:
+            raise ValueError(f"{self.name}: num must be >= 1, got {num}")
+        if d.get("program"):
+            self.plan = FlyPlan(math.nan, math.nan, num, math.nan, math.nan, program=str(d["program"]))
+        else:
+            start, stop, exposure = float(d["start"]), float(d["stop"]), float(d["exposure"])
+            if start == stop or exposure <= 0:
+                raise ValueError(f"{self.name}: need start != stop and exposure > 0")
+            distance = abs(stop - start) / num
+            self.plan = FlyPlan(start, stop, num, distance, distance / exposure)
+        self.status = None
+        return old, self.read_configuration()
+
+    def read_configuration(self) -> dict[str, Any]:
+        plan = self.plan
+        if plan is None:
+            return {}
+        now = time.time()
+        return {
+            f"{self.name}_{key}": {"value": value, "timestamp": now}
+            for key, value in (("num", plan.num), ("distance", plan.distance), ("velocity", plan.velocity))
+        }
+
+    def describe_configuration(self) -> dict[str, Any]:
+        source = self.controller._link.source(self.pulse_counter or "State")
+        return {key: {"source": source, "dtype": "number", "shape": []} for key in self.read_configuration()}
+
+    def kickoff(self) -> DeviceStatus:
+        """Go to the start, set spacing and fly velocity, arm PSO, start the move (or program)."""
+        status = DeviceStatus(self, call_stop_on_failure=False)
+        if self.plan is None:
+            status.set_exception(FlyFailed(f"{self.name}: kickoff before configure"))
+            return status
+        self._stopping = False
+        self.status = None
+        threading.Thread(target=self._kickoff, args=(status,), name=f"kickoff:{self.name}", daemon=True).start()
+        return status
+
+    def _kickoff(self, status: DeviceStatus) -> None:
+        plan, ctrl = self.plan, self.controller._link
+        try:
+            if ctrl.read_one("pso_armed").value:
+                ctrl.command("PsoDisarm")
+            if plan.program is None:
+                self.axis.set(plan.start).wait()
+                if self._stopping:
+                    raise FlyFailed(f"{self.name}: stopped before the fly started")
+                low, high = sorted((plan.start, plan.stop))
+                margin = plan.distance / 2  # pulse positions on the bounds must not be lost to rounding
+                ctrl.write("pso_axis", self.pso_axis)
+                ctrl.write("pso_distance", plan.distance)
+                ctrl.write("pso_window_low", low - margin)
+                ctrl.write("pso_window_high", high + margin)
+                self.axis._link.write(self.velocity_attr, plan.velocity)
+                ctrl.command("PsoArm")
+                self._move = self.axis.set(plan.stop)
+                if self._move.done and not self._move.success:
+                    raise self._move.exception(timeout=0)
+            else:
+                self._move = None
+                ctrl.command("RunProgram", plan.program)
+        except Exception as exc:
+            status.set_exception(exc)
+            return
+        status.set_finished()
+
+    def complete(self) -> FlyStatus:
+        """Finished when the motion (or program) has ended and all `num` pulses are captured.
+        Asked twice (BEC), it returns the same Status; never kicked off, a finished one."""
+        if self.status is not None:
+            return self.status
+        plan = self.plan
+        status = self.status = FlyStatus(self, plan.num if plan else 1, "pulses")
+        if plan is None or (self._move is None and plan.program is None):
+            status.set_finished()
+            return status
+        limit = (abs(plan.stop - plan.start) / plan.velocity if plan.program is None else 3600.0) * 1.5 + 10.0
+        where = f"{self.name} ({self.controller._link.key}, {self.axis._link.key})"
+        threading.Thread(
+            target=_follow, args=(status, self._poll(plan), limit, where), name=f"complete:{self.name}", daemon=True
+        ).start()
+        return status
+
+    def _poll(self, plan: FlyPlan) -> Callable[[], tuple[int, bool | str | None]]:
+        ctrl, key = self.controller._link, self.controller._link.key
+        names = [self.pulse_counter, self.capture_count, "pso_armed"]
+        if plan.program is not None:
+            names.append(self.task_state)
+        last = {"pulses": 0, "ended": None}
+
+        def poll() -> tuple[int, bool | str | None]:
+            values = ctrl.read(names)
+            pulses, captured = int(values[self.pulse_counter].value), int(values[self.capture_count].value)
+            if pulses < last["pulses"] or (plan.program is None and not values["pso_armed"].value):
+                return pulses, f"{key}: PSO disarmed after {pulses} of {plan.num} pulses (controller restarted?)"
+            last["pulses"] = pulses
+            if self._stopping:
+                return pulses, f"{self.name}: stopped after {pulses} of {plan.num} pulses"
+            if plan.program is None:
+                move = self._move
+                if not move.done:
+                    return pulses, None
+                if not move.success:
+                    return pulses, f"{self.axis._link.key}: {move.exception(timeout=0)}"
+            else:
+                task = ctrl.attribute_type(self.task_state).to_bluesky(values[self.task_state].value)
+                if task == "Error":
+                    message = ctrl.read_one("task_message").value
+                    return pulses, f"{key}: program failed after {pulses} pulses: {message}"
+                if task != "Complete":
+                    return pulses, None
+            if pulses == plan.num and captured >= plan.num:
+                return pulses, True
+            last["ended"] = last["ended"] or time.monotonic()
+            if time.monotonic() - last["ended"] > CAPTURE_GRACE:
+                return pulses, f"{key}: {pulses} PSO pulses ({captured} captured) for {plan.num} points"
+            return pulses, None
+
+        return poll
+
+    def captured(self) -> dict[str, np.ndarray]:
+        """Positions and times of the pulses captured since the last arm (element i: pulse i + 1)."""
+        values = self.controller._link.read([self.capture_positions, self.capture_times])
+        return {
+            "positions": np.asarray(values[self.capture_positions].value, dtype=float),
+            "timestamps": np.asarray(values[self.capture_times].value, dtype=float),
+        }
+
+    def stop(self, *, success: bool = False) -> None:
+        """Disarm PSO and stop the axis (or abort the program); each step even if another fails."""
+        self._stopping = True
+        ctrl = self.controller._link
+        steps: list[tuple[str, Callable[[], Any]]] = [("PsoDisarm", lambda: ctrl.command("PsoDisarm"))]
+        if self.plan is not None and self.plan.program is not None:
+            steps.append(("AbortProgram", lambda: ctrl.command("AbortProgram")))
+        steps.append(("Stop", lambda: self.axis.stop(success=success)))
+        for what, step in steps:
+            try:
+                step()
+            except Exception as exc:
+                logger.warning("%s: %s at stop failed: %s", self.name, what, exc)
+
+    def unstage(self) -> list[Any]:
+        """Stop a fly still running, disarm, restore the axis velocity."""
+        running = self.status is None or not self.status.done
+        if self.plan is not None and (self._move is not None or self.plan.program) and running:
+            self.stop()
+        else:
+            with contextlib.suppress(TangoDeviceError):
+                if self.controller._link.read_one("pso_armed").value:
+                    self.controller._link.command("PsoDisarm")
+        velocity = self._saved.pop("velocity", None)
+        if velocity is not None:
+            try:
+                self.axis._link.write(self.velocity_attr, velocity)
+            except TangoDeviceError as exc:
+                logger.warning("%s: restoring the velocity failed: %s", self.name, exc)
+        self._move = None
+        return [self]
+
+
+class DetectorFlyer(Device):
+    """A file-writing detector `TangoDevice` armed for N externally triggered frames.
+
+    `configure({"num": N, "exposure": t})` (optional "trigger_mode", "timeout");
+    kickoff() selects the fly trigger mode, prepares and starts; complete() waits until the
+    detector is Ready with N frames saved (writer idle, file closed).
+    """
+
+    SUB_PROGRESS = "progress"
+    SUB_FILE_EVENT = "file_event"
+
+    def __init__(
+        self,
+        detector: Any,
+        *,
+        name: str | None = None,
+        timeout: float = 3.0,
+        kind: Any = None,
+        read_attrs: list[str] | None = None,
+        configuration_attrs: list[str] | None = None,
+        parent: Any = None,
+    ):
+        from ._device import TangoDevice
+
+        if isinstance(detector, str):
+            detector = TangoDevice(detector, timeout=timeout)
+        if detector._acquisition is None or not detector._acquisition.framed:
+            raise TypeError(f"{detector.name} ({detector.trl}) has no frame_counter role: it cannot fly")
+        self.detector = detector
+        super().__init__(
+            prefix="",
+            name=name or f"{detector.name}_fly",
+            kind=kind,
+            read_attrs=read_attrs,
+            configuration_attrs=configuration_attrs,
+            parent=parent,
+        )
+        roles, link = detector.roles, detector._link
+        self.acquisition = detector._acquisition
+        self.stream = detector._stream
+        self.fly_trigger_mode = roles.get("fly_trigger_mode", "EXTERNAL_GATE")
+        self.settings = [n for n in (self.acquisition.trigger_mode, self.acquisition.nb_frames) if n]
+        self.settings += [self.acquisition.exposure] if self.acquisition.exposure else []
+        self.start_command = _command(link, roles.get("start")) or self.acquisition.trigger_command
+        self.num = 0
+        self.exposure: float | None = None
+        self.trigger_mode = self.fly_trigger_mode
+        self.timeout: float | None = None
+        self.status: FlyStatus | None = None
+        self.armed = False
+        self._saved: dict[str, Any] = {}
+        self._stopping = False
+
+    def stage(self) -> list[Any]:
+        """Remember the settings a fly changes; the detector is not armed yet."""
+        if not self._saved and self.settings:
+            self._saved = {name: value.value for name, value in self.detector._link.read(self.settings).items()}
+        return [self]
+
+    def configure(self, d: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+        old = {"num": self.num, "exposure": self.exposure}
+        self.num = int(d["num"])
+        self.exposure = float(d["exposure"]) if d.get("exposure") is not None else None
+        self.trigger_mode = d.get("trigger_mode", self.fly_trigger_mode)
+        self.timeout = float(d["timeout"]) if d.get("timeout") is not None else None
+        self.status = None
+        return old, {"num": self.num, "exposure": self.exposure}
+
+    def kickoff(self) -> DeviceStatus:
+        """Set trigger mode, frames and exposure; prepare (opens the file) and start (armed)."""
+        status = DeviceStatus(self, call_stop_on_failure=False)
+        if self.num < 1:
+            status.set_exception(FlyFailed(f"{self.name}: kickoff before configure"))
+            return status
+        link, acq = self.detector._link, self.acquisition
+        self._stopping = False
+        self.status = None
+        try:
+            if acq.trigger_mode:
+                link.write(acq.trigger_mode, link.attribute_type(acq.trigger_mode).to_tango(self.trigger_mode))
+            if acq.nb_frames:
+                link.write(acq.nb_frames, self.num)
+            if acq.exposure and self.exposure is not None:
+                link.write(acq.exposure, self.exposure)
+            acq.frames_triggered = acq.frames_saved = 0
+            if self.stream is not None:
+                self.stream.reset()
+            if acq.prepare_command:
+                link.command(acq.prepare_command)
+            if self.stream is not None:
+                self.stream.after_prepare()
+            self.armed = True
+            link.command(self.start_command)
+        except Exception as exc:
+            status.set_exception(exc)
+            return status
+        status.set_finished()
+        return status
+
+    def complete(self) -> FlyStatus:
+        """Finished when the detector is Ready with `num` frames saved; fails on Fault, on fewer
+        frames, or after a timeout of 10 s + num * (exposure + WRITE_ALLOWANCE)."""
+        if self.status is not None:
+            return self.status
+        status = self.status = FlyStatus(self, max(self.num, 1), "frames")
+        if not self.armed:
+            status.set_finished()
+            return status
+        limit = self.timeout or 10.0 + self.num * ((self.exposure or 0.0) + WRITE_ALLOWANCE)
+        where = f"{self.name} ({self.detector._link.key})"
+        threading.Thread(
+            target=_follow, args=(status, self._poll, limit, where), name=f"complete:{self.name}", daemon=True
+        ).start()
+        status.add_callback(self._after_complete)
+        return status
+
+    def _poll(self) -> tuple[int, bool | str | None]:
+        acq, key = self.acquisition, self.detector._link.key
+        names = [acq.frame_counter] + ([acq.acq_status] if acq.acq_status else [])
+        values = self.detector._link.read(names)
+        saved = int(values[acq.frame_counter].value) + 1
+        acq.frames_saved = max(acq.frames_saved, saved)
+        label = acq._label(values[acq.acq_status].value) if acq.acq_status else acq.ready_value
+        if label == acq.fault_value:
+            return saved, f"{key}: acquisition failed after {saved} of {self.num} frames: {acq._status_text()}"
+        if self._stopping:
+            return saved, f"{self.name}: stopped after {saved} of {self.num} frames"
+        if label != acq.ready_value:
+            return saved, None
+        if saved >= self.num:
+            return saved, True
+        return saved, f"{key}: acquisition ended with {saved} of {self.num} frames"
+
+    def _after_complete(self, status: FlyStatus) -> None:
+        if status.success:
+            self.armed = False
+
+    def stop(self, *, success: bool = False) -> None:
+        """Abort the acquisition and wait until the detector is Ready (its file closed)."""
+        self._stopping = True
+        acq = self.acquisition
+        if not self.armed:
+            return
+        self.armed = False
+        try:
+            if acq._acq_status_label(fresh=True) != acq.ready_value:
+                self.detector._link.command(acq.abort_command or acq.stop_command)
+            acq._wait(lambda: acq._acq_status_label(fresh=True) in (acq.ready_value, acq.fault_value), 10.0)
+        except Exception as exc:
+            logger.warning("%s: stopping the acquisition failed: %s", self.name, exc)
+
+    def unstage(self) -> list[Any]:
+        """Stop an acquisition still running; restore trigger mode, frames and exposure."""
+        if self.armed:
+            self.stop()
+        saved, self._saved = self._saved, {}
+        link = self.detector._link
+        for name, value in saved.items():
+            try:
+                if link.read_one(name).value != value:
+                    link.write(name, link.attribute_type(name).to_tango(value))
+            except Exception as exc:
+                logger.warning("%s: restoring %s failed: %s", self.name, name, exc)
+        return [self]
+
+
+class FlyPoints:
+    """One event per point: the captured position and pulse time, each detector's frame index,
+    and (through the detector's FileStream) a StreamDatum for the frame. `trigger()` loads the
+    captured data after the fly; each read() is the next point."""
+
+    def __init__(self, pso: PsoFlyer, detectors: list[DetectorFlyer], *, name: str = "fly_points"):
+        self.name = name
+        self.parent = None
+        self.pso = pso
+        self.detectors = detectors
+        self.position_key = pso.axis.name
+        self.time_key = f"{pso.axis.name}_pulse_time"
+        self._data: dict[str, np.ndarray] = {}
+        self._next = 0
+        self._current = -1
+
+    def trigger(self) -> DeviceStatus:
+        status = DeviceStatus(self.pso)
+        try:
+            self._data = self.pso.captured()
+            self._next, self._current = 0, -1
+        except Exception as exc:
+            status.set_exception(exc)
+        else:
+            status.set_finished()
+        return status
+
+    def __len__(self) -> int:
+        return len(self._data.get("positions", ()))
+
+    def describe(self) -> dict[str, dict[str, Any]]:
+        link = self.pso.controller._link
+        axis_type = self.pso.axis._link.attribute_type("position")
+        described: dict[str, dict[str, Any]] = {
+            self.position_key: {
+                "source": link.source(self.pso.capture_positions),
+                "dtype": "number",
+                "shape": [],
+                "units": axis_type.unit or "",
+            },
+            self.time_key: {
+                "source": link.source(self.pso.capture_times),
+                "dtype": "number",
+                "shape": [],
+                "units": "s",
+            },
+        }
+        for det in self.detectors:
+            acq = det.acquisition
+            described[f"{det.detector.name}_frame"] = {
+                "source": det.detector._link.source(acq.frame_counter),
+                "dtype": "integer",
+                "shape": [],
+            }
+            if det.stream is not None:
+                described.update(det.stream.describe())
+        return described
+
+    def read(self) -> dict[str, dict[str, Any]]:
+        index = self._next
+        if index >= len(self):
+            raise IndexError(f"{self.name}: {len(self)} points captured, point {index} asked for")
+        self._next, self._current = index + 1, index
+        stamp = float(self._data["timestamps"][index])
+        reading = {
+            self.position_key: {"value": float(self._data["positions"][index]), "timestamp": stamp},
+            self.time_key: {"value": stamp, "timestamp": stamp},
+        }
+        for det in self.detectors:
+            reading[f"{det.detector.name}_frame"] = {"value": index, "timestamp": stamp}
+        return reading
+
+    def collect_asset_docs(self, index: int | None = None) -> Iterator[tuple[str, dict[str, Any]]]:
+        """The StreamResource (first time) and the StreamDatum of the frame of the point just read."""
+        for det in self.detectors:
+            if det.stream is not None:
+                yield from det.stream.collect_asset_docs(self._current + 1)
+
+    def get_index(self) -> int:
+        return self._current + 1

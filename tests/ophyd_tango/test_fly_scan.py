@@ -1,0 +1,193 @@
+"""Fly scans: the Automation1 PSO gates a small Pilatus, driven by ophyd_tango.plans.fly_scan.
+
+One stack per module (Automation1 as shipped, a small-geometry Pilatus following its pulse
+counter); every document is validated against event-model's schemas."""
+
+import copy
+import threading
+import time
+
+import h5py
+import hdf5plugin  # noqa: F401  (HDF5BS frames)
+import numpy as np
+import pytest
+from bluesky import RunEngine
+from bluesky.utils import RunEngineInterrupted
+
+from ophyd_tango import TangoDevice
+from ophyd_tango.plans import flyer_for, fly_scan
+from tango_servers.stack.config import load_config
+from tango_servers.stack.testing import start_stack
+from tango_servers.stack.waiting import wait_until
+
+SMALL_PILATUS = {
+    "backend": ["sim"],
+    "detector_size": ["125", "67"],
+    "module_size": ["60", "30"],
+    "module_gap": ["5", "7"],
+    "noise_bank_size": ["2"],
+}
+
+
+def fly_config() -> dict:
+    shipped = load_config().document["servers"]
+    pilatus = {"Pilatus": {"sim/pilatus/1": {"alias": "pilatus", "properties": copy.deepcopy(SMALL_PILATUS)}}}
+    return {"servers": {"Automation1": copy.deepcopy(shipped["Automation1"]), "Pilatus": {"fly": pilatus}}}
+
+
+@pytest.fixture(scope="module")
+def fly_stack(tmp_path_factory):
+    running = start_stack(tmp_path_factory.mktemp("fly-stack"), config=fly_config(), redis=False, bridges=False)
+    try:
+        yield running
+    finally:
+        running.down()
+
+
+@pytest.fixture(scope="module")
+def devices(fly_stack):
+    trl = fly_stack.trl
+    return {
+        "x": TangoDevice(trl("sim/aerotech/x"), name="x"),
+        "pilatus": TangoDevice(trl("sim/pilatus/1"), name="pilatus"),
+        "ctrl": fly_stack.proxy("sim/aerotech/ctrl"),
+    }
+
+
+@pytest.fixture
+def run(validate_documents):
+    """run(plan, interrupt=None) -> (documents, progress updates); documents are validated."""
+
+    def run(plan, interrupt=None):
+        RE = RunEngine({}, context_managers=[])
+        progress = []
+
+        def waiting_hook(statuses):
+            for status in statuses or ():
+                if hasattr(status, "watch"):
+                    status.watch(lambda **kw: progress.append(kw))
+
+        RE.waiting_hook = waiting_hook
+        documents = []
+        if interrupt is not None:
+            threading.Thread(target=interrupt, args=(RE,), daemon=True).start()
+        try:
+            RE(plan, lambda name, doc: documents.append((name, doc)))
+        except RunEngineInterrupted:
+            pass
+        validate_documents(documents)
+        return documents, progress
+
+    return run
+
+
+def _docs(documents, name):
+    return [doc for n, doc in documents if n == name]
+
+
+def test_fly_scan_1000_points_at_250_per_second(devices, run):
+    x, pilatus = devices["x"], devices["pilatus"]
+    velocity = x.signal("velocity").get()
+    documents, progress = run(fly_scan([pilatus], x, 0.0, 10.0, 1000, 0.004))
+
+    stop = _docs(documents, "stop")[0]
+    assert stop["exit_status"] == "success", stop
+    events = _docs(documents, "event")
+    assert len(events) == 1000
+    positions = np.array([e["data"]["x"] for e in events])
+    times = np.array([e["data"]["x_pulse_time"] for e in events])
+    assert np.all(np.diff(positions) > 0)
+    np.testing.assert_allclose(np.diff(positions), 0.01, atol=1e-6)
+    np.testing.assert_allclose(positions[[0, -1]], [0.01, 10.0], atol=1e-6)
+    assert 999 / (times[-1] - times[0]) >= 200.0  # pulse times are the simulator's exact crossing times
+    assert [e["data"]["pilatus_frame"] for e in events] == list(range(1000))
+
+    resources, datums = _docs(documents, "stream_resource"), _docs(documents, "stream_datum")
+    assert len(resources) == 1
+    covered = sorted(i for d in datums for i in range(d["indices"]["start"], d["indices"]["stop"]))
+    assert covered == list(range(1000))
+    assert sorted(d["seq_nums"]["start"] for d in datums) == list(range(1, 1001))
+    path = resources[0]["uri"].removeprefix("file://localhost")
+    with h5py.File(path, "r") as f:  # closed: readable without SWMR
+        assert f[resources[0]["parameters"]["dataset"]].shape == (1000, 67, 125)
+
+    assert pilatus.signal("acq_status").get() == "Ready"
+    assert x.signal("velocity").get() == pytest.approx(velocity)  # restored at unstage
+    assert not devices["ctrl"].pso_armed
+    pulses = [p for p in progress if p.get("unit") == "pulses"]
+    assert pulses and pulses[-1]["current"] == 1000 and pulses[-1]["target"] == 1000
+
+
+def test_bec_order_and_a_staged_bystander(devices):
+    """stage -> configure -> kickoff -> complete -> complete -> unstage; a flyer staged without
+    taking part changes nothing."""
+    x, pilatus = devices["x"], devices["pilatus"]
+    pso, det = flyer_for(x), flyer_for(pilatus)
+    x.set(0.0).wait(30)
+    progress = []
+    pso.subscribe(lambda **kw: progress.append(kw), event_type="progress", run=False)
+    for flyer in (det, pso):
+        flyer.stage()
+    det.configure({"num": 50, "exposure": 0.005})
+    pso.configure({"start": 0.0, "stop": 1.0, "num": 50, "exposure": 0.005})
+    det.kickoff().wait(10)
+    pso.kickoff().wait(30)
+    first, again = pso.complete(), pso.complete()
+    assert first is again
+    first.wait(30)
+    det.complete().wait(30)
+    det.complete().wait(1)
+    for flyer in (det, pso):
+        flyer.unstage()
+    assert pilatus.signal("last_image_saved").get() == 49
+    assert progress[-1]["value"] == 50 and progress[-1]["max_value"] == 50 and progress[-1]["done"]
+
+    bystander = flyer_for(devices["pilatus"])
+    bystander.configure({"num": 0})
+    bystander.stage()
+    assert bystander.complete().done
+    bystander.unstage()
+    assert pilatus.signal("acq_status").get() == "Ready"
+
+
+@pytest.mark.parametrize("how", ["abort", "stop"])
+def test_interrupt_mid_fly_leaves_everything_safe(devices, run, how):
+    x, pilatus, ctrl = devices["x"], devices["pilatus"], devices["ctrl"]
+    x.set(0.0).wait(30)
+
+    def interrupt(RE):
+        wait_until(lambda: ctrl.pso_armed and ctrl.pso_pulse_count >= 200, 30, message="no pulses")
+        getattr(RE, how)()
+
+    documents, _ = run(fly_scan([pilatus], x, 0.0, 10.0, 1000, 0.004), interrupt=interrupt)
+    stop = _docs(documents, "stop")[0]
+    assert stop["exit_status"] == ("abort" if how == "abort" else "success")
+    assert not ctrl.pso_armed
+    assert str(x.signal("state").get()) != "MOVING"
+    assert x.signal("position").get() < 10.0
+    assert pilatus.signal("acq_status").get() == "Ready"
+    event = pilatus.signal("file_event").get()
+    path = __import__("json").loads(event)["file_path"]
+    with h5py.File(path, "r") as f:  # closed cleanly
+        frames = f["/entry/instrument/detector/data"].shape[0]
+    assert 200 <= frames < 1000
+
+
+@pytest.mark.parametrize("server, device", [("Automation1/sim", "sim/aerotech/ctrl"), ("Pilatus/fly", "sim/pilatus/1")])
+def test_server_killed_mid_fly_fails_the_run_naming_the_device(fly_stack, devices, run, server, device):
+    x, pilatus, ctrl = devices["x"], devices["pilatus"], devices["ctrl"]
+    wait_until(lambda: fly_stack.component(server)["status"] == "running", 60, message=f"{server} not running")
+    x.set(0.0).wait(30)
+    killed = {}
+
+    def kill(RE):
+        wait_until(lambda: ctrl.pso_armed and ctrl.pso_pulse_count >= 100, 30, message="no pulses")
+        killed["pid"] = fly_stack.kill_server(server)
+        killed["at"] = time.time()
+
+    documents, _ = run(fly_scan([pilatus], x, 0.0, 10.0, 1000, 0.004), interrupt=kill)
+    stop = _docs(documents, "stop")[0]
+    assert stop["exit_status"] == "fail"
+    assert device in stop["reason"], stop["reason"]
+    assert stop["time"] - killed["at"] < 5.0
+    fly_stack.wait_server_back(server, killed["pid"])
