@@ -5,7 +5,12 @@ Shared by `tango-suite demo` and `tango-suite shell`.
 
 import os
 import sys
+from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
+
+from .processes import pid_alive
+from .state import MARKER_ENV, StackState, default_state_dir
 
 DEVICE_PATTERN = "sim/*/*"
 
@@ -37,3 +42,29 @@ def bluesky_namespace(tango_host: str, *, plots: bool = True) -> dict[str, Any]:
         namespace.setdefault(name, getattr(bps, name))
     namespace["devices"] = connect(DEVICE_PATTERN, tango_host=tango_host, into=namespace)
     return namespace
+
+
+def running_stack_settings(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """Where the running stack is, for notebooks and scripts: `tango_host`, `redis_url` (or None),
+    `pva` (EPICS_PVA_* client settings) and `door` (full name of Sardana's Door, or None).
+
+    The variables `tango-suite env` prints (TANGO_HOST, TANGO_SUITE_REDIS_URL, EPICS_PVA_*) win; the
+    rest comes from the state dir of a live stack on the same TANGO_HOST ($TANGO_SUITE_STATE_DIR, else
+    $TANGO_SUITE_HOME or ~/.local/state/tango-suite). LookupError when neither names a stack.
+    """
+    env = os.environ if environ is None else environ
+    root = Path(env.get(MARKER_ENV) or env.get("TANGO_SUITE_HOME") or default_state_dir())
+    current = StackState(root.expanduser()).read() or {}
+    if current.get("phase") in ("failed", "stopped") or not pid_alive(current.get("supervisor_pid")):
+        current = {}
+    tango_host = env.get("TANGO_HOST") or current.get("tango_host")
+    if not tango_host:
+        raise LookupError(f"no stack found: set TANGO_HOST (see 'tango-suite env') or start one in {root}")
+    services = current.get("services", {}) if current.get("tango_host") == tango_host else {}
+    door = services.get("sardana", {}).get("door")
+    return {
+        "tango_host": tango_host,
+        "redis_url": env.get("TANGO_SUITE_REDIS_URL") or services.get("redis_url"),
+        "pva": {k: v for k, v in env.items() if k.startswith("EPICS_PVA_")} or dict(services.get("pva", {})),
+        "door": f"tango://{tango_host}/{door}" if door else None,
+    }
