@@ -6,12 +6,14 @@ import contextlib
 import difflib
 import threading
 import weakref
+from collections import OrderedDict, namedtuple
 from collections.abc import Iterable, Mapping
 from typing import Any
 
 from ophyd import Component, Device, Kind
 from ophyd.device import DEVICE_INSTANCE_ATTRS, DEVICE_RESERVED_ATTRS
 from ophyd.status import DeviceStatus, Status
+from tango import CmdArgType
 
 from ._acquisition import AcquisitionLogic, FileStream
 from ._link import DeviceLink, identifier
@@ -31,17 +33,21 @@ _HIDDEN_COMMANDS = {"state", "status", "init"}
 class TangoCommand:
     """A Tango command: call it with its argument (if any); returns what the command returns."""
 
-    def __init__(self, link: DeviceLink, info: Any):
+    def __init__(self, link: DeviceLink, name: str, info: Any):
         self._link = link
-        self.name = info.cmd_name
+        self.name = name
         self.info = info
-        self.__doc__ = (
+
+    @property
+    def __doc__(self) -> str:  # built on demand: reading CommandInfo fields is slow
+        info = self.info
+        return (
             f"Tango command {info.cmd_name}({info.in_type.name}: {info.in_type_desc}) "
             f"-> {info.out_type.name}: {info.out_type_desc}"
         )
 
     def __call__(self, argument: Any = None) -> Any:
-        if argument is not None and self.info.in_type.name == "DevVoid":
+        if argument is not None and self.info.in_type == CmdArgType.DevVoid:
             raise TypeError(f"command {self.name} takes no argument")
         return self._link.command(self.name, argument)
 
@@ -54,7 +60,7 @@ class TangoCommands:
     (case-insensitively)."""
 
     def __init__(self, link: DeviceLink):
-        self._commands = {name: TangoCommand(link, info) for name, info in link.commands.items()}
+        self._commands = {name: TangoCommand(link, name, info) for name, info in link.commands.items()}
         self._lower = {name.lower(): command for name, command in self._commands.items()}
 
     def __getattr__(self, name: str) -> TangoCommand:
@@ -101,6 +107,16 @@ def _signal_kinds(types: Mapping[str, AttributeType], roles: Roles) -> dict[str,
     return kinds
 
 
+class _LazyDeviceTuple:
+    """`cls._device_tuple`, built when first asked for (ophyd's get_device_tuple/put)."""
+
+    def __get__(self, instance: Any, owner: type) -> type:
+        fields = [name for name in owner.component_names[:254] if not name.startswith("_")]
+        built = namedtuple(f"{owner.__name__}Tuple", fields)
+        owner._device_tuple = built
+        return built
+
+
 _class_cache: dict[Any, type] = {}
 _class_lock = threading.Lock()
 
@@ -119,8 +135,29 @@ class TangoDevice(Device):
     _link: DeviceLink
     _roles: Roles
 
+    @classmethod
+    def _initialize_device(cls) -> None:
+        """ophyd's class set-up, with the component namedtuple built on first use: for a class
+        generated from a 200-attribute device that namedtuple alone costs milliseconds."""
+        if "_attribute_components" not in cls.__dict__:
+            super()._initialize_device()
+            return
+        components = {attr: cpt for attr, cpt in cls.__dict__.items() if isinstance(cpt, Component)}
+        bad = set(components) & DEVICE_RESERVED_ATTRS | set(components) & DEVICE_INSTANCE_ATTRS
+        if bad:
+            raise TypeError(f"reserved component names {bad}")
+        inherited = [
+            (attr, cpt) for base in reversed(cls.__bases__) for attr, cpt in getattr(base, "_sig_attrs", {}).items()
+        ]
+        cls._sig_attrs = OrderedDict([*inherited, *components.items()])
+        cls._component_kinds = {attr: cpt.kind for attr, cpt in cls._sig_attrs.items()}
+        cls.component_names = tuple(cls._sig_attrs)
+        cls._device_tuple = _LazyDeviceTuple()
+        cls._sub_devices = [attr for attr, cpt in cls._sig_attrs.items() if cpt.is_device]
+        cls._required_for_connection = {}
+
     def __new__(cls, trl: str, *args: Any, timeout: float = DEFAULT_TIMEOUT, roles: Any = None, **kwargs: Any):
-        link = DeviceLink.connect(trl, timeout=timeout)
+        link = DeviceLink.connect(trl, timeout=timeout, need_alias=kwargs.get("name") is None)
         user = _user_roles(link, roles, kwargs)
         chosen = choose_roles(link.dev_class, link.types, link.commands, link.declared_roles, user)
         klass = _device_class(cls, link, chosen)
@@ -387,9 +424,19 @@ def _device_class(cls: type, link: DeviceLink, roles: Roles) -> type:
             ident = identifier(atype.name)
             if ident in reserved or ident in namespace:
                 ident = f"{ident}_attr"
-            namespace[ident] = Component(TangoSignal, tango_attribute=atype.name, kind=kinds[atype.name])
+            # Lazy: a signal is built when first used, so connecting to a wide device stays cheap.
+            namespace[ident] = Component(
+                TangoSignal,
+                tango_attribute=atype.name,
+                kind=kinds[atype.name],
+                lazy=True,
+                doc=atype.description or atype.name,
+            )
             attribute_components[atype.name.lower()] = ident
         namespace["_attribute_components"] = attribute_components
+        if not (roles.triggered or "frame_counter" in roles):
+            # Nothing to trigger: not bluesky Triggerable, so plans skip the trigger-and-wait.
+            namespace["trigger"] = None
         namespace["__module__"] = cls.__module__
         namespace["__doc__"] = f"{cls.__name__} of Tango class {link.dev_class} (built at connection)."
         klass = type(f"{cls.__name__}_{identifier(link.dev_class)}", bases, namespace)

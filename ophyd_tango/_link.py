@@ -13,6 +13,7 @@ import re
 import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,6 +34,8 @@ _CONNECTION_REASONS = {
 }
 _TIMEOUT_REASONS = {"API_DeviceTimedOut", "API_CommandTimedOut"}
 _subscribers: dict[float, TangoSubscriber] = {}
+# Connection look-ups are independent round trips: run them side by side.
+_pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="ophyd_tango-connect")
 _subscribers_lock = threading.Lock()
 
 
@@ -109,18 +112,22 @@ class DeviceLink:
         self.alias = alias
         self.timeout = subscriber.timeout
         self._batch = threading.local()
+        self._raw_read = getattr(proxy, "_read_attributes", None) or (lambda names, _: proxy.read_attributes(names))
         self._latest: dict[str, AttributeValue] = {}
 
     # ---- connection ----------------------------------------------------------------------------
     @classmethod
-    def connect(cls, trl: str, *, timeout: float = 3.0) -> DeviceLink:
-        """Ask the device (and the database, when there is one) everything in a few bulk calls."""
+    def connect(cls, trl: str, *, timeout: float = 3.0, need_alias: bool = True) -> DeviceLink:
+        """Ask the device (and the database, when there is one) everything in a few bulk calls,
+        the independent ones concurrently."""
         subscriber = shared_subscriber(timeout)
         try:
             proxy = subscriber.proxy(trl)
-            types = subscriber.attribute_types(trl, refresh=True)
-            commands = {info.cmd_name: info for info in proxy.command_list_query()}
             dev_class = proxy.info().dev_class
+            types = _pool.submit(subscriber.attribute_types, trl, refresh=True)
+            lookups = _role_lookups(proxy, dev_class, need_alias)
+            commands = {info.cmd_name: info for info in proxy.command_list_query()}
+            types = types.result()
         except tango.DevFailed as exc:
             if any("NotDefined" in e.reason for e in exc.args):
                 from ._discovery import unknown_device_error
@@ -129,8 +136,9 @@ class DeviceLink:
                 host, name = (match.group(1), match.group(2)) if match else (None, trl)
                 raise unknown_device_error(name, host) from exc
             raise _translate(exc, f"cannot connect to Tango device {trl}") from exc
-        declared, alias = _declared_roles(proxy, dev_class)
-        return cls(trl, subscriber, proxy, types, commands, dev_class, declared, alias)
+        results = {key: future.result() for key, future in lookups.items()}
+        declared = results.get("device") or results.get("class") or results.get("admin") or []
+        return cls(trl, subscriber, proxy, types, commands, dev_class, declared, results.get("alias"))
 
     def source(self, attribute: str) -> str:
         """Full TRL of an attribute, for data keys ('tango://host:port/dev/attr')."""
@@ -159,7 +167,7 @@ class DeviceLink:
 
     def read(self, attributes: list[str]) -> dict[str, AttributeValue]:
         """One `read_attributes` call; raises TangoDeviceError naming the failing attribute."""
-        replies = self._call(f"read {', '.join(attributes)}", self.proxy.read_attributes, attributes)
+        replies = self._call(f"read {', '.join(attributes)}", self._read_attributes, attributes)
         values = {}
         for name, reply in zip(attributes, replies, strict=True):
             if reply.has_failed:
@@ -170,6 +178,11 @@ class DeviceLink:
             value = atype.from_tango(reply.value) if atype else reply.value
             values[name] = self._latest[name.lower()] = AttributeValue(value, reply.quality, reply.time.totime())
         return values
+
+    def _read_attributes(self, attributes: list[str]) -> list[tango.DeviceAttribute]:
+        # The binding itself: PyTango's public wrapper adds only green-mode and tracing layers,
+        # which cost as much as the round trip to a local server.
+        return self._raw_read(attributes, tango.ExtractAs.Numpy)
 
     def read_one(self, attribute: str) -> AttributeValue:
         cached = getattr(self._batch, "values", None)
@@ -221,28 +234,30 @@ def _translate(exc: tango.DevFailed, context: str) -> TangoDeviceError:
     return TangoDeviceError(message, reasons[0] if reasons else "")
 
 
-def _declared_roles(proxy: tango.DeviceProxy, dev_class: str) -> tuple[list[str], str | None]:
-    """`bluesky_roles` (device property first, then class property) and the device's alias.
-
-    Without a database, the class property's default comes from the admin device.
-    """
-    roles: list[str] = []
-    alias = None
+def _role_lookups(proxy: tango.DeviceProxy, dev_class: str, need_alias: bool) -> dict[str, Future]:
+    """Start the `bluesky_roles` look-ups (device property, class property, and the class
+    property's declared default from the admin device, for servers that never store it) and the
+    alias look-up, all at once; each future yields None when there is nothing."""
     try:
         db = proxy.get_device_db()
     except tango.DevFailed:
         db = None
+    lookups = {"admin": _pool.submit(_class_property_default, proxy, dev_class)}
     if db is not None:
-        with contextlib.suppress(tango.DevFailed):
-            roles = list(proxy.get_property(["bluesky_roles"])["bluesky_roles"])
-        if not roles:
-            with contextlib.suppress(tango.DevFailed):
-                roles = list(db.get_class_property(dev_class, ["bluesky_roles"])["bluesky_roles"])
-        with contextlib.suppress(tango.DevFailed):
-            alias = proxy.alias() or None
-    if not roles:
-        roles = _class_property_default(proxy, dev_class)
-    return roles, alias
+        lookups["device"] = _pool.submit(_quietly, lambda: list(proxy.get_property(["bluesky_roles"])["bluesky_roles"]))
+        lookups["class"] = _pool.submit(
+            _quietly, lambda: list(db.get_class_property(dev_class, ["bluesky_roles"])["bluesky_roles"])
+        )
+        if need_alias:
+            lookups["alias"] = _pool.submit(_quietly, lambda: proxy.alias() or None)
+    return lookups
+
+
+def _quietly(call: Any) -> Any:
+    try:
+        return call()
+    except tango.DevFailed:
+        return None
 
 
 def _class_property_default(proxy: tango.DeviceProxy, dev_class: str) -> list[str]:
