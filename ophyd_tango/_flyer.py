@@ -371,14 +371,14 @@ class PsoFlyer(Device):
         if self.plan is not None and (self._move is not None or self.plan.program) and running:
             self.stop()
         else:
-            with contextlib.suppress(TangoDeviceError):
+            with contextlib.suppress(Exception):
                 if self.controller._link.read_one("pso_armed").value:
                     self.controller._link.command("PsoDisarm")
         velocity = self._saved.pop("velocity", None)
         if velocity is not None:
             try:
                 self.axis._link.write(self.velocity_attr, velocity)
-            except TangoDeviceError as exc:
+            except Exception as exc:  # a restarted server may not be back yet: never hide the run's error
                 logger.warning("%s: restoring the velocity failed: %s", self.name, exc)
         self._move = None
         return [self]
