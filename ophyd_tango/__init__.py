@@ -16,6 +16,7 @@ connect(pattern, *, tango_host=None, into=None, timeout=3.0, events=True) -> dic
 TangoSignal           one attribute: get/put/set/read/describe/subscribe, .tango_attribute, .tango_type
 Roles, ROLE_KEYS      the role vocabulary (docs/ophyd_tango.md: the `bluesky_roles` convention)
 MoveStatus, MoveFailed, AcquisitionFailed, TangoDeviceError, TangoTimeoutError
+PsoFlyer, DetectorFlyer, FlyStatus, FlyFailed   fly scans (docs/fly_scans.md); plan: ophyd_tango.plans.fly_scan
 
 Shared with the bridges, importable without ophyd:
     from ophyd_tango.subscription import TangoSubscriber, AttributeUpdate, Subscription
@@ -39,6 +40,10 @@ _LAZY = {
     "MoveStatus": "._motion",
     "MoveFailed": "._motion",
     "AcquisitionFailed": "._acquisition",
+    "PsoFlyer": "._flyer",
+    "DetectorFlyer": "._flyer",
+    "FlyFailed": "._flyer",
+    "FlyStatus": "._flyer",
     "connect": "._discovery",
 }
 
@@ -47,8 +52,12 @@ __all__ = [
     "AcquisitionFailed",
     "AttributeType",
     "AttributeUpdate",
+    "DetectorFlyer",
+    "FlyFailed",
+    "FlyStatus",
     "MoveFailed",
     "MoveStatus",
+    "PsoFlyer",
     "Roles",
     "Subscription",
     "TangoCommand",
