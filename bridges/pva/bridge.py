@@ -44,7 +44,11 @@ class ExportedPv:
     mapping: AttributeMapping
     writable: bool  # allowed by put_allowlist (Tango's own writability is checked at put time)
     shared: SharedPV = field(repr=False)
-    in_error: bool = True  # until the first good value
+    error: str | None = "waiting for the first value"  # None while Tango delivers good values
+
+    @property
+    def in_error(self) -> bool:
+        return self.error is not None
 
     @property
     def device(self) -> str:
@@ -361,11 +365,10 @@ class TangoPvaBridge:
         self._rate.tick()
         if update.error is None:
             self.ages.add(update.timestamp)
-            pv.in_error = False
-        else:
-            if not pv.in_error:
-                self._record_error(f"{pv.name}: {update.error}")
-            pv.in_error = True
+            pv.error = None
+        elif update.error != pv.error:  # count each new error once, not each repetition
+            pv.error = update.error
+            self._record_error(f"{pv.name}: {update.error}")
 
     def _record_error(self, message: str) -> None:
         self.error_count += 1

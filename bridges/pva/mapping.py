@@ -193,6 +193,14 @@ class ScalarMapping(AttributeMapping):
     def numeric(self) -> bool:
         return self.attr.kind in ("int", "float")
 
+    def initial(self) -> Value:
+        value = super().initial()
+        if not self.attr.is_scalar:
+            # an empty array rather than an unset field (p4p's own client still shows an empty
+            # numeric array as None and cannot unwrap it; pvget and Phoebus show it empty)
+            value["value"] = []
+        return value
+
     def _metadata(self) -> dict[str, Any]:
         attr = self.attr
         display: dict[str, Any] = {"description": attr.description or attr.label or "", "units": attr.unit or ""}

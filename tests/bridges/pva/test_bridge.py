@@ -243,12 +243,17 @@ def test_device_restart_turns_pvs_invalid_then_recovers(make_bridge_stack, pva_c
         old_pid = running.kill_server("BridgeTarget/test")
         gone = recorder.wait_for(lambda v: v.severity == 3, "counter INVALID after the kill", timeout=20.0)
         assert "disconnected" in gone.raw.alarm.message
+        bridge = running.proxy(BRIDGE)
+        wait_until(lambda: bridge.disconnected_pv_count > 0, 10.0, message="the bridge to count INVALID PVs")
+        assert bridge.state() == tango.DevState.ALARM
         running.wait_server_back("BridgeTarget/test", old_pid)
         after_gone = recorder.index(gone) + 1
         back = recorder.wait_for(lambda v: v.severity == 0, "counter valid again", timeout=30.0, since=after_gone)
         assert back.raw.alarm.message == ""
         running.proxy("test/target/1").Bump()
         recorder.wait_for(lambda v: int(v) == 1, "updates flow again after the restart", timeout=10.0, since=after_gone)
+        wait_until(lambda: bridge.disconnected_pv_count == 0, 30.0, message="every PV valid again")
+        assert bridge.error_count > 0
     finally:
         recorder.close()
 

@@ -159,6 +159,7 @@ def test_spectrum_is_ntscalararray():
     posted = mapping.update(update("profile", np.arange(5.0)))
     np.testing.assert_array_equal(posted["value"], np.arange(5.0))
     strings = attribute_mapping(DEVICE, attr("names", CmdArgType.DevString, AttrDataFormat.SPECTRUM, max_dim_x=4))
+    assert strings.initial()["value"] == []  # an empty list, not an unset field
     assert strings.update(update("names", ["a", "b"]))["value"] == ["a", "b"]
 
 
