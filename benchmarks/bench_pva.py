@@ -5,7 +5,8 @@
 Both measurements run side by side with their baseline in the same run:
 - scalar: a Tango server pushes `counter` change events at 1 kHz, each stamped with its push
   time; a plain PyTango client subscribed to the same attribute (baseline) and a p4p monitor on
-  the bridge's PV receive every event; latency = receive time - Tango's timestamp;
+  the bridge's PV (each in its own process) receive every event; latency = receive time -
+  Tango's timestamp; loss = sequence numbers never received;
 - images: 1024 x 1024 uint16 frames, pushed as fast as the source can, through the bridge to a
   p4p monitor, against a bare p4p server (separate process) posting the same frames to the same
   kind of monitor; frames/s = frames received / time from first to last frame received.
