@@ -90,9 +90,9 @@ def fly_scan(
         yield from bps.complete_all(*flyers, wait=True)
         yield from bps.trigger(points, wait=True)
         yield from bps.declare_stream(points, name="primary")
-        for _ in range(num):
-            yield from bps.create("primary")
-            yield from bps.read(points)
-            yield from bps.save()
+        for _ in range(num):  # bare Msgs: a plan stub call formats a stack trace, 1 ms per point
+            yield Msg("create", name="primary")
+            yield Msg("read", points)
+            yield Msg("save")
 
     return (yield from inner())
