@@ -7,6 +7,9 @@ own kernel with the stack's settings in the environment, as `eval "$(tango-suite
 
 import importlib.util
 import json
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -21,16 +24,7 @@ NOTEBOOK_DIR = Path(__file__).resolve().parents[2] / "notebooks"
 NOTEBOOKS = sorted(NOTEBOOK_DIR.glob("*.ipynb"))
 CELL_TIMEOUT = 120  # seconds; the slowest cell (a scan, a fly scan, a macro) takes a few
 SARDANA = importlib.util.find_spec("sardana") is not None and importlib.util.find_spec("sardana_config") is not None
-# What a notebook needs beyond the plain stack, and how to tell it is there.
-NEEDS = {"04-sardana.ipynb": "sardana", "02-fly-scan.ipynb": "fly_scan"}
-
-
-def _has_fly_scan() -> bool:
-    try:
-        from ophyd_tango.plans import fly_scan  # noqa: F401
-    except ImportError:
-        return False
-    return True
+NEEDS_SARDANA = {"04-sardana.ipynb"}
 
 
 def test_notebooks_are_there() -> None:
@@ -52,16 +46,23 @@ def test_notebook_is_committed_without_outputs(path: Path) -> None:
     assert "widgets" not in notebook["metadata"], f"{path.name}: widget state in the metadata"
 
 
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda path: path.stem)
+def test_nbstripout_would_change_nothing(path: Path) -> None:
+    """The same check with nbstripout itself, as a pre-commit hook or `git config filter` runs it."""
+    nbstripout = shutil.which("nbstripout", path=str(Path(sys.executable).parent)) or shutil.which("nbstripout")
+    if nbstripout is None:
+        pytest.skip("nbstripout is not installed: pip install -e '.[notebooks]'")
+    result = subprocess.run([nbstripout, "--verify", str(path)], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, f"run 'nbstripout {path}' before committing: {result.stdout}{result.stderr}"
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda path: path.stem)
 def test_notebook_runs_against_the_stack(
     path: Path, notebook_stack: RunningStack, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    need = NEEDS.get(path.name)
-    if need == "sardana" and not SARDANA:
+    if path.name in NEEDS_SARDANA and not SARDANA:
         pytest.skip("Sardana is not installed: pip install -e '.[sardana]'")
-    if need == "fly_scan" and not _has_fly_scan():
-        pytest.skip("ophyd_tango.plans.fly_scan is not there yet")
     # The kernel inherits this environment: the settings `tango-suite env` prints, and the state
     # dir for what they leave out (Sardana's Door). Plots go to the inline backend (no display).
     monkeypatch.setenv("TANGO_HOST", notebook_stack.tango_host)
