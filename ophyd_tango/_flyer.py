@@ -149,6 +149,7 @@ class FlyPlan:
     distance: float
     velocity: float
     program: str | None = None
+    timeout: float | None = None
 
 
 class PsoFlyer(Device):
@@ -156,7 +157,8 @@ class PsoFlyer(Device):
 
     `configure({"start", "stop", "num", "exposure"})`: pulses at start + k * (stop - start) / num,
     k = 1..num (the arm position never fires), at one pulse per `exposure` seconds. Or
-    `configure({"program": text, "num": pulses})` to run a controller program instead of a move.
+    `configure({"program": text, "num": pulses, "timeout": s})` to run a controller program (which
+    configures and arms PSO itself) instead of a move.
     """
 
     SUB_PROGRESS = "progress"
@@ -226,7 +228,8 @@ class PsoFlyer(Device):
         if num < 1:
             raise ValueError(f"{self.name}: num must be >= 1, got {num}")
         if d.get("program"):
-            self.plan = FlyPlan(math.nan, math.nan, num, math.nan, math.nan, program=str(d["program"]))
+            timeout = float(d.get("timeout", 600.0))
+            self.plan = FlyPlan(math.nan, math.nan, num, math.nan, math.nan, str(d["program"]), timeout)
         else:
             start, stop, exposure = float(d["start"]), float(d["stop"]), float(d["exposure"])
             if start == stop or exposure <= 0:
@@ -299,7 +302,10 @@ class PsoFlyer(Device):
         if plan is None or (self._move is None and plan.program is None):
             status.set_finished()
             return status
-        limit = (abs(plan.stop - plan.start) / plan.velocity if plan.program is None else 3600.0) * 1.5 + 10.0
+        if plan.program is None:
+            limit = abs(plan.stop - plan.start) / plan.velocity * 1.5 + 10.0
+        else:
+            limit = plan.timeout or 600.0
         where = f"{self.name} ({self.controller._link.key}, {self.axis._link.key})"
         threading.Thread(
             target=_follow, args=(status, self._poll(plan), limit, where), name=f"complete:{self.name}", daemon=True
@@ -311,12 +317,13 @@ class PsoFlyer(Device):
         names = [self.pulse_counter, self.capture_count, "pso_armed"]
         if plan.program is not None:
             names.append(self.task_state)
-        last = {"pulses": 0, "ended": None}
+        last: dict[str, Any] = {"pulses": 0, "ended": None, "running": False, "since": time.monotonic()}
 
         def poll() -> tuple[int, bool | str | None]:
             values = ctrl.read(names)
             pulses, captured = int(values[self.pulse_counter].value), int(values[self.capture_count].value)
-            if pulses < last["pulses"] or (plan.program is None and not values["pso_armed"].value):
+            lost = pulses < last["pulses"] or not values["pso_armed"].value
+            if plan.program is None and lost:
                 return pulses, f"{key}: PSO disarmed after {pulses} of {plan.num} pulses (controller restarted?)"
             last["pulses"] = pulses
             if self._stopping:
@@ -332,6 +339,10 @@ class PsoFlyer(Device):
                 if task == "Error":
                     message = ctrl.read_one("task_message").value
                     return pulses, f"{key}: program failed after {pulses} pulses: {message}"
+                if task == "Running":
+                    last["running"] = True
+                elif task == "Idle" and (last["running"] or time.monotonic() - last["since"] > CAPTURE_GRACE):
+                    return pulses, f"{key}: program stopped after {pulses} pulses (aborted, or controller restarted)"
                 if task != "Complete":
                     return pulses, None
             if pulses == plan.num and captured >= plan.num:

@@ -190,3 +190,58 @@ def test_server_killed_mid_fly_fails_the_run_naming_the_device(fly_stack, device
     assert device in stop["reason"], stop["reason"]
     assert stop["time"] - killed["at"] < 5.0
     fly_stack.wait_server_back(server, killed["pid"])
+
+
+PROGRAM = """
+PsoDistance(X, 0.05)
+PsoWindow(X, -100, 100)
+PsoArm()
+MoveAbsolute([X], [1], [5])
+WaitForInPosition([X])
+"""
+
+
+def test_program_flyer_with_detector_in_external_trigger(devices):
+    """A controller program drives the motion and the PSO; the Pilatus in EXTERNAL_TRIGGER."""
+    x, pilatus = devices["x"], devices["pilatus"]
+    pso, det = flyer_for(x), flyer_for(pilatus)
+    x.set(0.0).wait(30)
+    for flyer in (det, pso):
+        flyer.stage()
+    try:
+        det.configure({"num": 20, "exposure": 0.005, "trigger_mode": "EXTERNAL_TRIGGER"})
+        pso.configure({"program": PROGRAM, "num": 20, "timeout": 30})
+        det.kickoff().wait(10)
+        assert pilatus.signal("acq_trigger_mode").get() == "EXTERNAL_TRIGGER"
+        pso.kickoff().wait(10)
+        pso.complete().wait(30)
+        det.complete().wait(30)
+    finally:
+        for flyer in (det, pso):
+            flyer.unstage()
+    assert pilatus.signal("last_image_saved").get() == 19
+    assert pso.captured()["positions"] == pytest.approx([0.05 * k for k in range(1, 21)], abs=1e-6)
+    assert pilatus.signal("acq_trigger_mode").get() != "EXTERNAL_TRIGGER"  # restored at unstage
+
+
+def test_frames_missing_fail_the_detector_complete(devices):
+    """Fewer pulses than frames requested: complete() fails naming the device and the counts."""
+    x, pilatus = devices["x"], devices["pilatus"]
+    pso, det = flyer_for(x), flyer_for(pilatus)
+    x.set(0.0).wait(30)
+    for flyer in (det, pso):
+        flyer.stage()
+    try:
+        det.configure({"num": 30, "exposure": 0.005, "timeout": 3})
+        pso.configure({"start": 0.0, "stop": 1.0, "num": 20, "exposure": 0.005})
+        det.kickoff().wait(10)
+        pso.kickoff().wait(30)
+        pso.complete().wait(30)
+        status = det.complete()
+        with pytest.raises(Exception, match="sim/pilatus/1"):
+            status.wait(10)
+        assert "20 of 30 frames" in str(status) or "not finished" in str(status)
+    finally:
+        for flyer in (det, pso):
+            flyer.unstage()
+    assert pilatus.signal("acq_status").get() == "Ready"
