@@ -370,11 +370,21 @@ class PsoFlyer(Device):
         if self.plan is not None and self.plan.program is not None:
             steps.append(("AbortProgram", lambda: ctrl.command("AbortProgram")))
         steps.append(("Stop", lambda: self.axis.stop(success=success)))
+        steps.append(("waiting for the axis to stop", self._wait_at_rest))
         for what, step in steps:
             try:
                 step()
             except Exception as exc:
                 logger.warning("%s: %s at stop failed: %s", self.name, what, exc)
+
+    def _wait_at_rest(self, timeout: float = 5.0) -> None:
+        """Return once the axis has left its moving states (a stop decelerates first)."""
+        moving = self.axis._move.moving_states if self.axis._move is not None else set()
+        deadline = time.monotonic() + timeout
+        while self.axis._link.read(["State"])["State"].value in moving:
+            if time.monotonic() > deadline:
+                raise TangoTimeoutError(f"{self.axis._link.key} still moving {timeout:.0f} s after Stop")
+            time.sleep(0.02)
 
     def unstage(self) -> list[Any]:
         """Stop a fly still running, disarm, restore the axis velocity."""

@@ -13,7 +13,7 @@ import hdf5plugin  # noqa: F401  (HDF5BS frames)
 import numpy as np
 import pytest
 from bluesky import RunEngine
-from bluesky.utils import FailedStatus, RunEngineInterrupted
+from bluesky.utils import FailedStatus, ProgressBarManager, RunEngineInterrupted
 
 from ophyd_tango import TangoDevice
 from ophyd_tango.plans import fly_scan, flyer_for
@@ -63,7 +63,10 @@ def run(validate_documents):
         RE = RunEngine({}, context_managers=[])
         progress = []
 
+        bars = ProgressBarManager()  # what users see; must cope with our statuses
+
         def waiting_hook(statuses):
+            bars(statuses)
             for status in statuses or ():
                 if hasattr(status, "watch"):
                     status.watch(lambda **kw: progress.append(kw))
@@ -162,7 +165,7 @@ def test_interrupt_mid_fly_leaves_everything_safe(devices, run, how):
     stop = _docs(documents, "stop")[0]
     assert stop["exit_status"] == ("abort" if how == "abort" else "success")
     assert not ctrl.pso_armed
-    assert str(x.signal("state").get()) != "MOVING"
+    assert str(x.proxy.state()) != "MOVING"  # read now: the flyer's unstage waited for the stop
     assert x.signal("position").get() < 10.0
     assert pilatus.signal("acq_status").get() == "Ready"
     event = pilatus.signal("file_event").get()
