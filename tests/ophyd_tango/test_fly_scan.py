@@ -248,3 +248,25 @@ def test_frames_missing_fail_the_detector_complete(devices):
         for flyer in (det, pso):
             flyer.unstage()
     assert pilatus.signal("acq_status").get() == "Ready"
+
+
+def test_frames_over_several_files(devices, run):
+    """saving_frame_per_file = 7: frame i is row i % 7 of file i // 7; StreamDatum follow the files."""
+    x, pilatus = devices["x"], devices["pilatus"]
+    per_file = pilatus.signal("saving_frame_per_file")
+    before = per_file.get()
+    per_file.put(7)
+    try:
+        documents, _ = run(fly_scan([pilatus], x, 0.0, 1.0, 100, 0.004))
+    finally:
+        per_file.put(before)
+    assert _docs(documents, "stop")[0]["exit_status"] == "success"
+    resources = {doc["uid"]: doc for doc in _docs(documents, "stream_resource")}
+    datums = _docs(documents, "stream_datum")
+    assert len(resources) == 15 and len(datums) == 100
+    rows = [(resources[d["stream_resource"]]["uri"], d["indices"]["start"]) for d in datums]
+    assert [row for _, row in rows] == [i % 7 for i in range(100)]
+    assert len({uri for uri, _ in rows}) == 15
+    for resource in resources.values():
+        with h5py.File(resource["uri"].removeprefix("file://localhost"), "r") as f:
+            assert f[resource["parameters"]["dataset"]].shape[0] in (7, 100 % 7)
