@@ -249,6 +249,16 @@ class AcquisitionLogic:
             self._wake.wait(0.2)
             self._wake.clear()
 
+    def resync(self) -> None:
+        """After a pause: count frames from what is on disk, and leave frames taken for points the
+        RunEngine will redo out of the stream (they stay in the file, unreferenced)."""
+        if not self.framed or not self.armed:
+            return
+        saved = int(self.link.read_one(self.frame_counter).value)
+        self.frames_saved = self.frames_triggered = saved + 1
+        if self.stream is not None:
+            self.stream.emitted = max(self.stream.emitted, self.frames_saved)
+
     def stop(self) -> None:
         command = self.stop_command or self.abort_command
         if command and (not self.framed or self._acq_status_label(fresh=True) != self.ready_value):

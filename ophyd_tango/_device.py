@@ -296,6 +296,12 @@ class TangoDevice(Device):
             return status
         return self._acquisition.trigger()
 
+    def resume(self) -> None:
+        """After the RunEngine paused: a framed detector recounts its frames (see resync)."""
+        if self._acquisition is not None:
+            self._acquisition.resync()
+        super().resume()
+
     def stop(self, *, success: bool = False) -> None:
         if self._move is not None:
             self._move.stop(success)

@@ -172,3 +172,33 @@ def test_subscriptions_deliver_from_other_threads(devices):
     zoo.ticks.subscribe(lambda value, **kw: seen.set(), run=False)
     zoo.Tick()
     assert seen.wait(5)
+
+
+def test_lima_pause_and_resume_keeps_one_frame_per_event(devices, tmp_path, validate_documents):
+    import bluesky.plan_stubs as bps
+    from bluesky.utils import RunEngineInterrupted
+
+    lima = devices["lima"]
+    lima.signal("saving_directory").put(str(tmp_path))
+    RE = RunEngine({})
+    documents = []
+    paused = []
+
+    def per_shot(detectors, take_reading=bps.trigger_and_read):
+        yield from bps.checkpoint()
+        yield from take_reading(detectors)
+        if not paused:
+            paused.append(True)
+            yield from bps.pause()
+
+    with pytest.raises(RunEngineInterrupted):
+        RE(count([lima], 3, per_shot=per_shot), lambda name, doc: documents.append((name, doc)))
+    assert RE.state == "paused"
+    RE.resume()
+    validate_documents(documents)
+    events = [doc for name, doc in documents if name == "event"]
+    datums = [doc for name, doc in documents if name == "stream_datum"]
+    assert len(events) == len(datums) >= 3
+    rows = [d["indices"]["start"] for d in datums]
+    assert rows == sorted(rows) and all(d["indices"]["stop"] == d["indices"]["start"] + 1 for d in datums)
+    assert lima.signal("acq_status").get() == "Ready"
