@@ -24,10 +24,14 @@ def pv_names(stack):
 
 def test_bridge_exports_every_sim_device(stack, suite_pva):
     bridge = stack.proxy(BRIDGE)
-    wait_until(lambda: not bridge.waiting_devices, 60.0, message="the bridge to reach every sim device")
-    names = pv_names(stack)
-    for device in ("SIM:AEROTECH:X", "SIM:PILATUS:1", "SIM:OAV:1"):
-        assert any(name.startswith(device + ":") for name in names), f"no PV of {device}"
+    devices = ("SIM:AEROTECH:X", "SIM:PILATUS:1", "SIM:OAV:1")
+
+    def all_exported():
+        names = pv_names(stack)
+        return all(any(name.startswith(device + ":") for name in names) for device in devices) and names
+
+    names = wait_until(all_exported, 60.0, message=lambda: f"PVs of {devices}; bridge status: {bridge.status()}")
+    assert not bridge.waiting_devices
     assert bridge.pv_count == len(names)
     assert not any(name.startswith(("SYS:BRIDGE:PVA", "DSERVER:")) for name in names)
 
