@@ -270,3 +270,12 @@ def test_frames_over_several_files(devices, run):
     for resource in resources.values():
         with h5py.File(resource["uri"].removeprefix("file://localhost"), "r") as f:
             assert f[resource["parameters"]["dataset"]].shape[0] in (7, 100 % 7)
+
+
+def test_fly_backwards(devices, run):
+    x, pilatus = devices["x"], devices["pilatus"]
+    documents, _ = run(fly_scan([pilatus], x, 1.0, 0.0, 100, 0.004, md={"sample": "backwards"}))
+    assert _docs(documents, "start")[0]["sample"] == "backwards"
+    positions = [e["data"]["x"] for e in _docs(documents, "event")]
+    assert positions == pytest.approx([1.0 - 0.01 * k for k in range(1, 101)], abs=1e-6)
+    assert _docs(documents, "stop")[0]["exit_status"] == "success"
