@@ -130,7 +130,10 @@ class _Capture:
     capacity: int
     count: int = 0
     times: np.ndarray = field(default_factory=lambda: np.empty(0))
-    positions: np.ndarray = field(default_factory=lambda: np.empty((0, 0)))
+    positions: np.ndarray = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.positions = np.empty((len(self.axes), 0))  # one row per axis, even before the first pulse
 
     def clear(self) -> None:
         self.count = 0

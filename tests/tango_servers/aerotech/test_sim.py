@@ -7,7 +7,7 @@ import pytest
 
 from tango_servers.aerotech.backend import AxisEvent, AxisState, MotionError, PsoEvent, PulseEvent
 from tango_servers.aerotech.profile import plan_move
-from tango_servers.aerotech.sim import Automation1Sim
+from tango_servers.aerotech.sim import DEFAULT_AXES, Automation1Sim
 from tango_servers.stack.waiting import wait_until
 
 
@@ -216,3 +216,10 @@ def test_sim_clock_runs_at_the_time_scale(monkeypatch):
     assert clock() - start == pytest.approx(5.0)
     with pytest.raises(ValueError, match="positive"):
         sim_module.SimClock(time_scale=0.0)
+
+
+def test_capture_is_empty_but_readable_before_the_first_pulse(harness):
+    captured = harness.sim.captured()
+    assert len(captured) == 0
+    assert set(captured.positions) == {axis.name for axis in DEFAULT_AXES}
+    assert all(values.shape == (0,) for values in captured.positions.values())
