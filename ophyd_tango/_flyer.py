@@ -400,7 +400,9 @@ class PsoFlyer(Device):
             try:
                 self.axis._link.write(self.velocity_attr, velocity)
             except Exception as exc:  # a restarted server may not be back yet: never hide the run's error
-                logger.warning("%s: restoring the velocity failed: %s", self.name, exc)
+                # Kept: the next unstage restores the user's velocity, not the fly's (it is memorized).
+                self._saved["velocity"] = velocity
+                logger.warning("%s: restoring the velocity failed (retried at the next unstage): %s", self.name, exc)
         self._move = None
         return [self]
 

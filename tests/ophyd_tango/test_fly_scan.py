@@ -180,6 +180,7 @@ def test_server_killed_mid_fly_fails_the_run_naming_the_device(fly_stack, device
     x, pilatus, ctrl = devices["x"], devices["pilatus"], devices["ctrl"]
     wait_until(lambda: fly_stack.component(server)["status"] == "running", 60, message=f"{server} not running")
     x.set(0.0).wait(30)
+    velocity = x.signal("velocity").get()
     killed = {}
 
     def kill(RE):
@@ -193,6 +194,10 @@ def test_server_killed_mid_fly_fails_the_run_naming_the_device(fly_stack, device
     assert device in stop["reason"], stop["reason"]
     assert stop["time"] - killed["at"] < 5.0
     fly_stack.wait_server_back(server, killed["pid"])
+    wait_until(lambda: str(x.proxy.state()) != "MOVING", 30, message="axis at rest after the restart")
+    documents, _ = run(fly_scan([pilatus], x, 0.0, 0.5, 50, 0.004))  # the stack flies again
+    assert _docs(documents, "stop")[0]["exit_status"] == "success"
+    assert x.signal("velocity").get() == pytest.approx(velocity)  # the user's, even after a restart
 
 
 PROGRAM = """
