@@ -74,6 +74,8 @@ def shared_subscriber(timeout: float) -> TangoSubscriber:
 
 def identifier(name: str) -> str:
     """A python identifier for a Tango attribute or command name (lower case)."""
+    if name.isidentifier() and name.isascii():
+        return name.lower() if not name[:1].isdigit() else f"_{name.lower()}"
     ident = re.sub(r"\W", "_", name).lower()
     return f"_{ident}" if ident[:1].isdigit() else ident
 

@@ -54,17 +54,20 @@ _INDEX_DTYPE = np.dtype(np.int16)
 _PRECISION = re.compile(r"%[-+ #0]*\d*\.(\d+)[fFeEgG]")
 
 
+_UNSET = frozenset(NOT_SPECIFIED) | {"No description", "No label"}
+_ARG_TYPES = {int(value): value for value in CmdArgType.values.values()}
+
+
 def _spec(text: Any) -> str | None:
     """A configuration string, or None for Tango's 'Not specified' placeholders."""
-    if text is None:
+    if text is None or text in _UNSET:
         return None
     text = str(text).strip()
-    return None if text in NOT_SPECIFIED else text
+    return None if text in _UNSET else text
 
 
 def _number(text: Any) -> float | None:
-    text = _spec(text)
-    if text is None:
+    if text is None or text in _UNSET:
         return None
     try:
         return float(text)
@@ -401,25 +404,32 @@ class AttributeType:
 def attribute_type(info: Any) -> AttributeType:
     """Build an AttributeType from a `tango.AttributeInfoEx` (or `AttributeInfo`)."""
     alarms = getattr(info, "alarms", None)
-    return AttributeType(
-        name=info.name,
-        data_type=CmdArgType(int(info.data_type)),
-        data_format=info.data_format,
-        writable=info.writable,
-        max_dim_x=int(info.max_dim_x),
-        max_dim_y=int(info.max_dim_y),
-        enum_labels=tuple(getattr(info, "enum_labels", ()) or ()),
-        unit=_spec(info.unit),
-        label=_spec(info.label),
-        description=_spec(info.description) if info.description != "No description" else None,
-        format=_spec(info.format),
-        min_value=_number(info.min_value),
-        max_value=_number(info.max_value),
-        min_alarm=_number(alarms.min_alarm if alarms else info.min_alarm),
-        max_alarm=_number(alarms.max_alarm if alarms else info.max_alarm),
-        min_warning=_number(alarms.min_warning) if alarms else None,
-        max_warning=_number(alarms.max_warning) if alarms else None,
-    )
+    data_type = info.data_type
+    fields = {
+        "name": info.name,
+        "data_type": _ARG_TYPES.get(data_type) or CmdArgType(int(data_type)),
+        "data_format": info.data_format,
+        "writable": info.writable,
+        "max_dim_x": int(info.max_dim_x),
+        "max_dim_y": int(info.max_dim_y),
+        "enum_labels": tuple(getattr(info, "enum_labels", ()) or ()),
+        "unit": _spec(info.unit),
+        "label": _spec(info.label),
+        "description": _spec(info.description),
+        "format": _spec(info.format),
+        "min_value": _number(info.min_value),
+        "max_value": _number(info.max_value),
+        "min_alarm": _number(alarms.min_alarm if alarms else info.min_alarm),
+        "max_alarm": _number(alarms.max_alarm if alarms else info.max_alarm),
+        "min_warning": _number(alarms.min_warning) if alarms else None,
+        "max_warning": _number(alarms.max_warning) if alarms else None,
+        "extra": {},
+    }
+    # Filled directly: the frozen dataclass __init__ costs more than reading the fields, and a
+    # device with hundreds of attributes builds hundreds of these at connection.
+    atype = object.__new__(AttributeType)
+    atype.__dict__.update(fields)
+    return atype
 
 
 def numpy_dtype(info: Any) -> np.dtype:
