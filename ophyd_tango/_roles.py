@@ -161,6 +161,8 @@ def conventional_roles(dev_class: str, attributes: Mapping[str, AttributeType], 
             values.update(exposure=attr["integrationtime"], configuration=[attr["integrationtime"]])
         if "stop" in cmd:
             values["stop"] = cmd["stop"]
+    elif dev_class == "PseudoCounter" and "value" in attr:
+        values = {"kind": "counter", "readback": attr["value"], "hinted": [attr["value"]]}
     elif dev_class == "LimaCCDs" or ({"prepareacq", "startacq"} <= set(cmd) and has("acq_status")):
         values = {
             "kind": "detector",
