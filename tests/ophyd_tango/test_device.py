@@ -181,3 +181,10 @@ def test_image_metadata_and_units(zoo):
     assert zoo.limited.limits == (-10.0, 10.0)
     assert zoo.limited.metadata["tango_attribute"] == "limited"
     assert zoo.proxy.state() == tango.DevState.ON
+
+
+def test_built_from_a_configuration_dictionary(zoo_trl):
+    config = {"trl": zoo_trl, "name": "from_yaml", "timeout": 2.0, "events": False, "hinted": "ticks"}
+    dev = TangoDevice(**config)
+    assert dev.name == "from_yaml" and dev.timeout == 2.0
+    assert dev.hints == {"fields": ["from_yaml_ticks"]}
