@@ -53,9 +53,12 @@ def test_change_events_initial_value_and_updates(zoo_trl, subscriber):
     values = [u.value for u in rec.of("ticks")]
     assert values == sorted(values)
     assert all(u.timestamp > 1e9 for u in rec.of("ticks"))
+    witness = Recorder()
+    subscriber.subscribe(zoo_trl, ["ticks"], witness)
     sub.close()
     proxy.Tick()
-    time.sleep(0)  # nothing to wait for: a closed subscription gets nothing more
+    # The witness proves the tick's event reached this process; the closed subscription got none of it.
+    wait_until(lambda: witness.last("ticks").value == start + 3, 5, message="the third tick")
     assert [u.value for u in rec.of("ticks")] == values
 
 
@@ -72,8 +75,10 @@ def test_client_polling_fallback_warns_once(zoo_trl, subscriber):
         sub = subscriber.subscribe(zoo_trl, ["quiet"], rec)
     assert sub.modes() == {"quiet": "polling"}
     assert rec.last("quiet").value == 42.0
-    # Polling delivers changes only: the constant value is reported once.
-    time.sleep(0.3)
+    # Polling delivers changes only: the constant value is reported once, however often it is polled.
+    proxy = subscriber.proxy(zoo_trl)
+    reads = proxy.quiet_reads
+    wait_until(lambda: proxy.quiet_reads >= reads + 3, 5, message="three more polls of quiet")
     assert len(rec.of("quiet")) == 1
     import warnings
 

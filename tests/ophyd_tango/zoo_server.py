@@ -65,6 +65,7 @@ class TypeZooBase(Device):
     def init_device(self):
         super().init_device()
         self._values = {}
+        self._quiet_reads = 0
         for kind in SCALAR_TYPES:
             for fmt in ("scalar", "spectrum", "image"):
                 self._values[f"{kind}_{fmt}"] = _initial(kind, fmt)
@@ -89,7 +90,12 @@ class TypeZooBase(Device):
 
     @attribute(dtype=float)
     def quiet(self):
+        self._quiet_reads += 1
         return 42.0
+
+    @attribute(dtype=int, doc="how often `quiet` was read: lets tests wait for polling cycles")
+    def quiet_reads(self):
+        return self._quiet_reads
 
     @attribute(dtype=float, polling_period=100)
     def polled(self):
