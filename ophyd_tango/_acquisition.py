@@ -17,6 +17,7 @@ import logging
 import os
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -97,7 +98,22 @@ class AcquisitionLogic:
             sigs[self.device.signal(self.trigger_mode)] = self.step_trigger_mode
         if self.nb_frames:
             sigs[self.device.signal(self.nb_frames)] = 0  # open-ended: as many frames as points
+        sigs.update(self._file_naming_sigs())
         return sigs
+
+    def _file_naming_sigs(self) -> dict[Any, Any]:
+        """A fresh file prefix, numbered from 0, for each staging.
+
+        Another client (Sardana, a previous session) may have left its own prefix and number on
+        the detector: inheriting them would mix our files with theirs or collide with files that
+        exist already. unstage() restores what was there.
+        """
+        saving = {name.lower(): name for name in self.roles.names("saving")}
+        prefix, number = saving.get("saving_prefix"), saving.get("saving_next_number")
+        if not (prefix and number):
+            return {}
+        stamp = f"{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
+        return {self.device.signal(prefix): f"{self.device.name}_{stamp}_", self.device.signal(number): 0}
 
     def after_stage(self) -> None:
         """Prepare and arm an acquisition (acquisition-status style)."""

@@ -204,6 +204,7 @@ class TangoDevice(Device):
             self.signal(self._move.readback).name = self.name  # data key "x", as ophyd motors do
         framed = self._roles.triggered or "frame_counter" in self._roles
         self._acquisition = AcquisitionLogic(self, self._link, self._roles) if framed else None
+        self._automatic_stage_sigs: set[Any] = set()
         self._stream = None
         if self._acquisition is not None and self._roles.writes_files:
             self._stream = self._acquisition.stream = FileStream(self, self._link, self._roles, self._acquisition)
@@ -273,8 +274,11 @@ class TangoDevice(Device):
     # ---- triggering and staging ----------------------------------------------------------------
     def stage(self) -> list[Any]:
         if self._acquisition is not None:
+            # The detector's own settings for this staging; values the user put in stage_sigs win.
             for signal, value in self._acquisition.stage_sigs().items():
-                self.stage_sigs.setdefault(signal, value)
+                if signal not in self.stage_sigs or signal in self._automatic_stage_sigs:
+                    self.stage_sigs[signal] = value
+                    self._automatic_stage_sigs.add(signal)
         staged = super().stage()
         if self._acquisition is not None:
             try:

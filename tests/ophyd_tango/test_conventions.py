@@ -1,6 +1,8 @@
 """Devices we did not write, through the Tango database: a Sardana-style motor, a plain stage, a
 LimaCCDs detector; roles from conventions, device properties and overrides; connect() names."""
 
+import os
+import re
 import threading
 
 import h5py
@@ -135,6 +137,8 @@ def test_lima_count_writes_stream_documents(devices, tmp_path, validate_document
     lima.signal("saving_directory").put(str(tmp_path))
     lima.signal("acq_trigger_mode").put("INTERNAL_TRIGGER")
     lima.signal("acq_nb_frames").put(5)
+    lima.signal("saving_prefix").put("left_by_another_client_")
+    lima.signal("saving_next_number").put(7)
     documents = []
     RE = RunEngine({})
     RE(count([lima], 3), lambda name, doc: documents.append((name, doc)))
@@ -143,6 +147,8 @@ def test_lima_count_writes_stream_documents(devices, tmp_path, validate_document
     assert names.count("stream_resource") == 1 and names.count("stream_datum") == 3
     resource = next(doc for name, doc in documents if name == "stream_resource")
     path = resource["uri"].removeprefix("file://localhost")
+    # The run names its own file instead of continuing another client's series.
+    assert re.fullmatch(r"lima_\d{8}-\d{6}-[0-9a-f]{6}_0000\.h5", os.path.basename(path))
     with h5py.File(path, "r") as f:
         data = f[resource["parameters"]["dataset"]]
         assert data.shape == (3, 6, 8)
@@ -155,6 +161,8 @@ def test_lima_count_writes_stream_documents(devices, tmp_path, validate_document
     # unstage restored what stage changed
     assert lima.signal("acq_trigger_mode").get() == "INTERNAL_TRIGGER"
     assert lima.signal("acq_nb_frames").get() == 5
+    assert lima.signal("saving_prefix").get() == "left_by_another_client_"
+    assert lima.signal("saving_next_number").get() == 7
     assert lima.signal("acq_status").get() == "Ready"
 
 
