@@ -138,10 +138,7 @@ def cmd_up(args: argparse.Namespace) -> int:
     )
     if options.sardana and not sardana_available():
         raise UsageError("--sardana needs Sardana in this environment: pip install -e '.[sardana]'")
-    full_config = load_config(options.config_path, options.extra_servers)
-    for server in sorted(full_config.missing_servers()):
-        print(f"tango-suite: {server} is configured but not installed yet; skipping it")
-    config = runnable(full_config, options)
+    config = runnable(load_config(options.config_path, options.extra_servers), options)
     port = int(tango_host.rsplit(":", 1)[1])
     if port_in_use(port):
         raise UsageError(

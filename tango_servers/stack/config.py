@@ -61,11 +61,6 @@ class SuiteConfig:
                         return devices[device].setdefault("properties", {})
         raise KeyError(device)
 
-    def missing_servers(self) -> set[str]:
-        """Configured servers whose package is not installed yet (started once they land)."""
-        known = server_entry_points()
-        return {s.server for s in self.servers if s.server in known and not is_installed(known[s.server])}
-
     def without_servers(self, names: set[str]) -> "SuiteConfig":
         """A copy with the given server executables (e.g. {"RedisBridge"}) left out."""
         servers = {k: v for k, v in self.document.get("servers", {}).items() if k not in names}
@@ -78,7 +73,7 @@ def server_entry_points() -> dict[str, EntryPoint]:
 
 
 def is_installed(entry_point: EntryPoint) -> bool:
-    """True when the server's module can be imported (its package has landed)."""
+    """True when the server's module can be found (a stale entry point may outlive its package)."""
     module = entry_point.value.split(":")[0]
     try:
         return importlib.util.find_spec(module) is not None
@@ -147,23 +142,21 @@ def _check_known_servers(config: SuiteConfig, path: Path, extra: dict[str, str])
         if spec.server in extra:
             target = extra[spec.server]
         elif spec.server in known:
-            if not is_installed(known[spec.server]):
-                continue
             target = known[spec.server].value
+            if not is_installed(known[spec.server]):
+                raise ConfigError(
+                    f"{path}: server '{spec.server}' at servers/{spec.server} is registered but its module "
+                    f"({target}) cannot be imported; reinstall the package that provides it"
+                )
         else:
             raise ConfigError(
                 f"{path}: unknown server '{spec.server}' at servers/{spec.server}; "
                 f"this install provides: {', '.join(sorted(known))}"
             )
         module = inspect.getmodule(load_target(target))
-        for cls, devices in spec.devices_by_class.items():
+        for cls in spec.devices_by_class:
             if not hasattr(module, cls):
                 raise ConfigError(
                     f"{path}: unknown device class '{cls}' at servers/{spec.name}/{cls}; "
                     f"server {spec.server} ({target}) has no such class"
                 )
-            for device in devices:
-                if device.count("/") != 2:
-                    raise ConfigError(
-                        f"{path}: device name '{device}' at servers/{spec.name}/{cls} is not domain/family/member"
-                    )

@@ -63,11 +63,8 @@ class StackOptions:
 
 
 def runnable(config: SuiteConfig, options: StackOptions) -> SuiteConfig:
-    """The configuration the stack runs: the file, less what the options or the install leave out."""
-    left_out = config.missing_servers()
-    if not options.bridges:
-        left_out |= {"PvaBridge", "RedisBridge"}
-    return config.without_servers(left_out)
+    """The configuration the stack runs: the file, less the bridges with --no-bridges."""
+    return config if options.bridges else config.without_servers({"PvaBridge", "RedisBridge"})
 
 
 @dataclass
