@@ -109,6 +109,8 @@ class _Route:
     last_image: float = 0.0
     images_seen: int = 0
 
+    value_only: bool = False  # only the value key is written (set by `RedisBridgeCore._route`)
+
 
 class RedisBridgeCore:
     """Follows Tango devices and mirrors them into Redis; `start()`, `close()`, `status()`."""
@@ -128,6 +130,8 @@ class RedisBridgeCore:
         self.layout = layout or KeyLayout()
         self._list_devices = list_devices or _database_devices
         self._routes: dict[tuple[str, str], _Route] = {}
+        # (device, attribute as the engine spells it) -> route, filled on first use: no lower() per update
+        self._routes_seen: dict[tuple[str, str], _Route | None] = {}
         self._followed: dict[str, Any] = {}  # device -> Subscription
         self._conf_events: dict[str, list[int]] = {}
         self._counters: dict[str, int] = {}  # device -> last frame counter value
@@ -227,6 +231,7 @@ class RedisBridgeCore:
             route = self._route(device, info)
             self._routes[(device, info.name.lower())] = route
             self._write_meta(route, info)
+        self._routes_seen.clear()
         names = [info.name for info in wanted]
         self._followed[device] = self.subscriber.subscribe(device, names, self._on_update)
         self._conf_events[device] = self._subscribe_config(proxy, device, names)
@@ -245,6 +250,13 @@ class RedisBridgeCore:
         if route.is_progress_value or matches(options.progress_done_attributes, device, name):
             route.progress_key = layout.progress(device)
         route.is_frame_counter = matches(options.frame_counter_attributes, device, name)
+        route.value_only = not (
+            route.stream_key
+            or route.preview_key
+            or route.file_event_key
+            or route.progress_key
+            or route.is_frame_counter
+        )
         return route
 
     def _subscribe_config(self, proxy: Any, device: str, names: list[str]) -> list[int]:
@@ -289,12 +301,21 @@ class RedisBridgeCore:
                 log.exception("bridge listener failed")
 
     def _publish(self, update: Any) -> None:
-        route = self._routes.get((update.device, update.attribute.lower()))
+        device, attribute, value, quality, timestamp, error = update
+        try:
+            route = self._routes_seen[(device, attribute)]
+        except KeyError:
+            route = self._routes_seen[(device, attribute)] = self._routes.get((device, attribute.lower()))
         if route is None:
             return
-        value = update.value
         if isinstance(value, tango.DevState):
             value = str(value)
+        if route.value_only:
+            # Most updates: one scalar to SET and PUBLISH.
+            self.publisher.set_and_publish(
+                route.value_key, pack(value_message(value, timestamp, str(quality), error=error))
+            )
+            return
         extra: dict[str, Any] = {}
         if route.preview_key is not None and update.error is None:
             route.images_seen += 1

@@ -124,6 +124,7 @@ class RedisPublisher:
 
         self._cond = threading.Condition()
         self._queue: deque[tuple] = deque()
+        self._writer_waiting = False  # the writer sleeps on `_cond` until something is queued
         self._connected = False
         self._values: dict[str, bytes] = {}
         self._hashes: dict[str, Mapping[str, Any]] = {}
@@ -226,7 +227,8 @@ class RedisPublisher:
                 self._completed += 1
             self._queue.append(op)
             self._submitted += 1
-            if len(self._queue) == 1:
+            if self._writer_waiting:  # wake the writer once per burst, not per update
+                self._writer_waiting = False
                 self._cond.notify_all()
             return True
 
@@ -246,10 +248,12 @@ class RedisPublisher:
                 self._write(batch)
                 self._last_write = time.monotonic()
 
-    def _take_batch(self) -> list[tuple]:
+    def _take_batch(self) -> list[tuple] | deque[tuple]:
         with self._cond:
             if not self._queue:
+                self._writer_waiting = True
                 self._cond.wait(0.5)
+                self._writer_waiting = False
                 if not self._queue:
                     return []
         # Updates arriving one by one would each cost a round trip (syscalls and thread wake-ups
@@ -259,10 +263,13 @@ class RedisPublisher:
         if linger > 0:
             time.sleep(linger)
         with self._cond:
-            count = min(len(self._queue), self._max_batch)
-            return [self._queue.popleft() for _ in range(count)]
+            queue = self._queue
+            if len(queue) <= self._max_batch:  # the usual case: take the whole queue at once
+                self._queue = deque()
+                return queue
+            return [queue.popleft() for _ in range(self._max_batch)]
 
-    def _write(self, batch: list[tuple]) -> None:
+    def _write(self, batch: list[tuple] | deque[tuple]) -> None:
         buffers, replies = _encode(batch)
         connection = self._connection
         failed: list[Exception] = []
@@ -293,7 +300,7 @@ class RedisPublisher:
                 log.warning("%s", text)
             self._last_error = text
 
-    def _lost_connection(self, exc: BaseException, batch: list[tuple]) -> None:
+    def _lost_connection(self, exc: BaseException, batch: list[tuple] | deque[tuple]) -> None:
         with self._cond:
             self._connected = False
             pending = [*batch, *self._queue]
@@ -440,7 +447,7 @@ def _command(*args: bytes | str | int | float) -> bytes:
     return b"*%d\r\n" % len(args) + b"".join(_bulk(a) for a in args)
 
 
-def _encode(batch: list[tuple]) -> tuple[list[bytes], int]:
+def _encode(batch: list[tuple] | deque[tuple]) -> tuple[list[bytes], int]:
     """RESP bytes of a batch of ops (big payloads as separate buffers) and the number of replies."""
     buffers: list[bytes] = []
     small: list[bytes] = []
