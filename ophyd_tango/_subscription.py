@@ -179,25 +179,37 @@ def _call(sub: Subscription, update: AttributeUpdate) -> None:
         logger.exception("subscription callback %r failed on %s/%s", sub.callback, update.device, update.attribute)
 
 
-def _call_directly(proxy: tango.DeviceProxy, event_id: int, callback: Callable[[tango.EventData], None]) -> None:
+def _call_directly(proxy: tango.DeviceProxy, event_id: int, callback: Callable[[tango.EventData], None]) -> bool:
     """Let PyTango call `callback` itself for each event instead of through its per-event wrapper.
 
     For a synchronous proxy PyTango wraps every event callback in a green-mode executor and a
     tracing wrapper that it builds again for each event (10 to 25 us of the event thread each); the
     callback is a plain function that is neither a coroutine nor a device method, so the wrapper
     adds nothing. Done only when the proxy is synchronous and PyTango's event map looks as
-    expected (PyTango 10); otherwise events go through PyTango's usual path.
+    expected (PyTango 10); otherwise events go through PyTango's usual path, and a warning says so
+    once (tests/ophyd_tango/test_subscription.py checks the direct path on the installed PyTango).
+    Returns True when PyTango now calls `callback` directly.
     """
+    global _direct_path_warned
     if proxy.get_green_mode() != tango.GreenMode.Synchronous:
-        return
+        return False
     try:
         with getattr(proxy, "__get_event_map_lock")():
             entry = getattr(proxy, "__get_event_map")().get(event_id)
             holder = entry[0] if isinstance(entry, tuple) else None
             if holder is not None and callable(getattr(holder, "push_event", None)):
                 holder.push_event = callback
+                return True
+            reason = f"unexpected event map entry {type(entry).__name__}"
     except Exception as exc:  # another PyTango version: keep its path
-        logger.debug("events of subscription %s go through PyTango's wrapper: %s", event_id, exc)
+        reason = str(exc)
+    if not _direct_path_warned:
+        _direct_path_warned = True
+        logger.warning("PyTango %s: events go through its per-event wrapper (%s)", tango.__version__, reason)
+    return False
+
+
+_direct_path_warned = False
 
 
 class _DeviceChannel:

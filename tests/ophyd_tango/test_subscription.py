@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import tango
 
+from ophyd_tango._subscription import _call_directly
 from ophyd_tango.subscription import AttributeUpdate, TangoEventWarning, TangoSubscriber
 from tango_servers.stack.processes import free_port
 from tango_servers.stack.waiting import wait_until
@@ -143,3 +144,20 @@ def test_server_restart_resumes_updates(subscriber, nodb_server):
     wait_until(lambda: sub.modes()["ticks"] == "change", 5, message="events again")
     subscriber.proxy(server.trl).Tick()
     wait_until(lambda: rec.last("ticks").value == 1, 5, message="a tick after the restart")
+
+
+def test_events_reach_the_callback_directly_on_this_pytango(zoo_trl):
+    """The engine skips PyTango's per-event wrapper through its event map; a PyTango upgrade that
+    changes those internals fails here instead of silently costing ~25 us per event."""
+    proxy = tango.DeviceProxy(zoo_trl)
+    proxy.set_timeout_millis(3000)
+    received = []
+    callback = lambda event: received.append(event.attr_value.value if not event.err else None)  # noqa: E731
+    event_id = proxy.subscribe_event("ticks", tango.EventType.CHANGE_EVENT, callback)
+    try:
+        assert _call_directly(proxy, event_id, callback)
+        start = proxy.ticks
+        proxy.Tick()
+        wait_until(lambda: start + 1 in received, 5, message="the tick through the direct path")
+    finally:
+        proxy.unsubscribe_event(event_id)
