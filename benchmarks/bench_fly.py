@@ -14,7 +14,6 @@ start) against the time the motion itself takes.
 """
 
 import argparse
-import copy
 import json
 import tempfile
 import time
@@ -27,30 +26,21 @@ from bluesky.utils import FailedStatus
 
 from ophyd_tango import TangoDevice
 from ophyd_tango.plans import fly_scan
-from tango_servers.stack.config import load_config
-from tango_servers.stack.testing import start_stack
+from tango_servers.stack.testing import shipped_servers, small_pilatus, start_stack
 
 BASELINE_RATE = 200.0
-SMALL_PILATUS = {
-    "backend": ["sim"],
-    "detector_size": ["125", "67"],
-    "module_size": ["60", "30"],
-    "module_gap": ["5", "7"],
-    "noise_bank_size": ["2"],
-}
 
 
 def bench_config() -> dict:
-    automation1 = copy.deepcopy(load_config().document["servers"]["Automation1"])
-    controller = automation1["sim"]["Automation1Controller"]["sim/aerotech/ctrl"]
+    servers = shipped_servers("Automation1")
+    controller = servers["Automation1"]["sim"]["Automation1Controller"]["sim/aerotech/ctrl"]
     controller["properties"]["axes"] = [
         "X mm max_velocity=10000 max_acceleration=1000000 acceleration=1000000",
         "Y mm",
         "Z mm",
         "OMEGA deg",
     ]
-    pilatus = {"Pilatus": {"sim/pilatus/1": {"alias": "pilatus", "properties": copy.deepcopy(SMALL_PILATUS)}}}
-    return {"servers": {"Automation1": automation1, "Pilatus": {"bench": pilatus}}}
+    return {"servers": {**servers, **small_pilatus("bench")}}
 
 
 def fly_once(x: TangoDevice, pilatus: TangoDevice, points: int, rate: float) -> dict:

@@ -7,6 +7,7 @@ running.proxy("sim/aerotech/x").read_attribute("position")
 running.down()
 """
 
+import copy
 import json
 import os
 import signal
@@ -17,12 +18,34 @@ from typing import Any
 import tango
 
 from .cli import stop_stack, wait_until_up
+from .config import load_config
 from .processes import LOOPBACK, free_port, started_by
 from .state import StackState
 from .supervisor import StackOptions, spawn_supervisor
 from .waiting import wait_until
 
 PROXY_TIMEOUT = 3.0
+# A Pilatus small enough for fast tests: 2 x 2 modules of 60 x 30 pixels with gaps of 5 and 7,
+# so module gaps are in the picture while frames stay tiny.
+SMALL_PILATUS = {
+    "backend": ["sim"],
+    "detector_size": ["125", "67"],
+    "module_size": ["60", "30"],
+    "module_gap": ["5", "7"],
+    "noise_bank_size": ["2"],
+}
+
+
+def shipped_servers(*servers: str) -> dict:
+    """The named servers' blocks of the shipped configuration, copied for a test's own config."""
+    shipped = load_config().document["servers"]
+    return {server: copy.deepcopy(shipped[server]) for server in servers}
+
+
+def small_pilatus(instance: str, **properties: list[str]) -> dict:
+    """A `Pilatus/<instance>` server block with a small `sim/pilatus/1` (alias pilatus)."""
+    device = {"alias": "pilatus", "properties": {**copy.deepcopy(SMALL_PILATUS), **properties}}
+    return {"Pilatus": {instance: {"Pilatus": {"sim/pilatus/1": device}}}}
 
 
 @dataclass

@@ -4,7 +4,6 @@ One stack per module (Automation1 as shipped, a small-geometry Pilatus following
 counter); every document is validated against event-model's schemas."""
 
 import contextlib
-import copy
 import threading
 import time
 
@@ -17,23 +16,12 @@ from bluesky.utils import FailedStatus, ProgressBarManager, RunEngineInterrupted
 
 from ophyd_tango import TangoDevice
 from ophyd_tango.plans import fly_scan, flyer_for
-from tango_servers.stack.config import load_config
-from tango_servers.stack.testing import start_stack
+from tango_servers.stack.testing import shipped_servers, small_pilatus, start_stack
 from tango_servers.stack.waiting import wait_until
-
-SMALL_PILATUS = {
-    "backend": ["sim"],
-    "detector_size": ["125", "67"],
-    "module_size": ["60", "30"],
-    "module_gap": ["5", "7"],
-    "noise_bank_size": ["2"],
-}
 
 
 def fly_config() -> dict:
-    shipped = load_config().document["servers"]
-    pilatus = {"Pilatus": {"sim/pilatus/1": {"alias": "pilatus", "properties": copy.deepcopy(SMALL_PILATUS)}}}
-    return {"servers": {"Automation1": copy.deepcopy(shipped["Automation1"]), "Pilatus": {"fly": pilatus}}}
+    return {"servers": {**shipped_servers("Automation1"), **small_pilatus("fly")}}
 
 
 @pytest.fixture(scope="module")

@@ -1,6 +1,5 @@
 """Fixtures for the Pilatus tests: a small-geometry Pilatus on its own stack, shared by a module."""
 
-import copy
 import importlib.util
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -9,25 +8,15 @@ from typing import Any
 import pytest
 import tango
 
-from tango_servers.stack.testing import RunningStack, start_stack
+from tango_servers.stack.testing import RunningStack, shipped_servers, small_pilatus, start_stack
 from tango_servers.stack.waiting import wait_until
 
 DEVICE = "sim/pilatus/1"
-# 2 x 2 modules of 60 x 30 pixels with gaps of 5 and 7: gaps are in the picture, frames stay tiny.
-SMALL = {
-    "backend": ["sim"],
-    "detector_size": ["125", "67"],
-    "module_size": ["60", "30"],
-    "module_gap": ["5", "7"],
-    "threshold_time": ["0.6"],
-    "noise_bank_size": ["2"],
-}
 
 
 def pilatus_config(**properties: list[str]) -> dict[str, Any]:
     """A dsconfig document with one small Pilatus; `properties` override or add device properties."""
-    props = {**copy.deepcopy(SMALL), **properties}
-    return {"servers": {"Pilatus": {"test": {"Pilatus": {DEVICE: {"properties": props}}}}}}
+    return {"servers": small_pilatus("test", **{"threshold_time": ["0.6"], **properties})}
 
 
 def aerotech_available() -> bool:
@@ -36,10 +25,7 @@ def aerotech_available() -> bool:
 
 def with_aerotech(config: dict[str, Any]) -> dict[str, Any]:
     """`config` plus the shipped Automation1 server (controller and axes), started first."""
-    from tango_servers.stack.config import load_config
-
-    shipped = load_config().document["servers"]
-    return {"servers": {"Automation1": copy.deepcopy(shipped["Automation1"]), **config["servers"]}}
+    return {"servers": {**shipped_servers("Automation1"), **config["servers"]}}
 
 
 FAKE_MOTION = f"{Path(__file__).with_name('fake_motion_server.py')}:main"
