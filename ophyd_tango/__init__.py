@@ -18,21 +18,27 @@ Roles, ROLE_KEYS      the role vocabulary (docs/ophyd_tango.md: the `bluesky_rol
 MoveStatus, MoveFailed, AcquisitionFailed, TangoDeviceError, TangoTimeoutError
 PsoFlyer, DetectorFlyer, FlyStatus, FlyFailed   fly scans (docs/fly_scans.md); plan: ophyd_tango.plans.fly_scan
 
-Shared with the bridges, importable without ophyd:
-    from ophyd_tango.subscription import TangoSubscriber, AttributeUpdate, Subscription
-    from ophyd_tango.types import attribute_type, AttributeType
+The one Tango layer, shared with the servers and bridges and importable without ophyd (ophyd_tango.core):
+    from ophyd_tango.core.subscription import TangoSubscriber, AttributeUpdate, Subscription
+    from ophyd_tango.core.types import attribute_type, AttributeType
 """
 
 from importlib import import_module
 from typing import Any
 
-from ._link import TangoDeviceError, TangoTimeoutError
-from ._roles import ROLE_KEYS, Roles
-from ._subscription import AttributeUpdate, Subscription, TangoEventWarning, TangoSubscriber
-from ._types import AttributeType, attribute_type
-
-# The ophyd-based API loads on first use, so `ophyd_tango.subscription` stays light for servers.
+# Everything loads on first use, so importing `ophyd_tango.core` (servers, bridges) loads neither
+# ophyd nor the client's thread pool.
 _LAZY = {
+    "TangoDeviceError": ".core.errors",
+    "TangoTimeoutError": ".core.errors",
+    "AttributeUpdate": ".core.subscription",
+    "Subscription": ".core.subscription",
+    "TangoEventWarning": ".core.subscription",
+    "TangoSubscriber": ".core.subscription",
+    "AttributeType": ".core.types",
+    "attribute_type": ".core.types",
+    "ROLE_KEYS": "._roles",
+    "Roles": "._roles",
     "TangoDevice": "._device",
     "TangoCommand": "._device",
     "TangoCommands": "._device",

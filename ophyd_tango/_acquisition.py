@@ -25,10 +25,11 @@ import tango
 from event_model import compose_stream_resource
 from ophyd.status import DeviceStatus
 
-from ._link import AttributeValue, DeviceLink, TangoDeviceError, TangoTimeoutError
+from ._link import AttributeValue, DeviceLink
 from ._motion import _command, _spelled, _state
 from ._roles import Roles
-from ._subscription import AttributeUpdate
+from .core.errors import TangoDeviceError, TangoTimeoutError
+from .core.subscription import AttributeUpdate
 
 if TYPE_CHECKING:
     from ._device import TangoDevice

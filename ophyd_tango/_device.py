@@ -16,11 +16,12 @@ from ophyd.status import DeviceStatus, Status
 from tango import CmdArgType
 
 from ._acquisition import AcquisitionLogic, FileStream
-from ._link import DeviceLink, identifier
+from ._link import DeviceLink
 from ._motion import MoveLogic, MoveStatus
 from ._roles import ROLE_KEYS, Roles, choose_roles
 from ._signal import TangoSignal
-from ._types import AttributeType
+from .core.names import identifier
+from .core.types import AttributeType
 
 __all__ = ["DEFAULT_TIMEOUT", "TangoCommand", "TangoCommands", "TangoDevice"]
 

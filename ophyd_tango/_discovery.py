@@ -12,46 +12,12 @@ from typing import Any
 
 import tango
 
-from ._link import TangoDeviceError, identifier
+from .core.discovery import database, database_host, exported_devices, unknown_device_error
+from .core.names import identifier
 
 __all__ = ["connect", "database", "unknown_device_error"]
 
 logger = logging.getLogger(__name__)
-
-_ADMIN_FAMILIES = ("dserver/", "sys/database/", "sys/access_control/")
-
-
-def database(tango_host: str | None = None, timeout: float = 3.0) -> tango.Database:
-    """The Tango database at `tango_host` ("host:port"), else at $TANGO_HOST."""
-    if tango_host:
-        host, _, port = tango_host.rpartition(":")
-        db = tango.Database(host, int(port))
-    else:
-        db = tango.Database()
-    db.set_timeout_millis(int(timeout * 1000))
-    return db
-
-
-def _host_of(db: tango.Database) -> str:
-    return f"{db.get_db_host()}:{db.get_db_port()}"
-
-
-def _exported(db: tango.Database, pattern: str) -> list[str]:
-    names = db.get_device_exported(pattern)
-    return [n for n in names if not n.lower().startswith(_ADMIN_FAMILIES)]
-
-
-def unknown_device_error(name: str, tango_host: str | None = None) -> TangoDeviceError:
-    """'no device X in the Tango database at H; did you mean ...' (close matches by difflib)."""
-    try:
-        db = database(tango_host)
-        candidates = _exported(db, "*") + list(db.get_device_alias_list("*"))
-        where = f" in the Tango database at {_host_of(db)}"
-    except tango.DevFailed:
-        candidates, where = [], ""
-    close = difflib.get_close_matches(name.lower(), [c.lower() for c in candidates], n=5, cutoff=0.7)
-    hint = f"; did you mean {', '.join(close)}?" if close else "; no similar name is exported"
-    return TangoDeviceError(f"no device {name!r}{where}{hint}", "API_DeviceNotDefined")
 
 
 def _python_names(devices: list[str], aliases: dict[str, str]) -> dict[str, str]:
@@ -92,13 +58,13 @@ def connect(
 
     host = tango_host or os.environ.get("TANGO_HOST")
     db = database(tango_host, timeout)
-    devices = _exported(db, pattern)
+    devices = exported_devices(db, [pattern])
     if not devices:
-        every = _exported(db, "*")
+        every = exported_devices(db)
         aliases = list(db.get_device_alias_list("*"))
         close = difflib.get_close_matches(pattern.lower(), [d.lower() for d in every + aliases], n=5, cutoff=0.4)
         hint = f"; close names: {', '.join(close)}" if close else f"; exported: {', '.join(sorted(every)[:20])}"
-        raise LookupError(f"no exported device matches {pattern!r} in the Tango database at {_host_of(db)}{hint}")
+        raise LookupError(f"no exported device matches {pattern!r} in the Tango database at {database_host(db)}{hint}")
     aliases = {}
     for device in devices:
         with contextlib.suppress(tango.DevFailed):

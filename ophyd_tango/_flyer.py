@@ -31,8 +31,8 @@ import numpy as np
 from ophyd import Device
 from ophyd.status import DeviceStatus
 
-from ._link import TangoDeviceError, TangoTimeoutError
 from ._motion import _command, _spelled
+from .core.errors import TangoDeviceError, TangoTimeoutError
 
 __all__ = ["DetectorFlyer", "FlyFailed", "FlyPoints", "FlyStatus", "PsoFlyer"]
 

@@ -19,36 +19,17 @@ from typing import Any
 
 import tango
 
-from ._subscription import TangoSubscriber, device_key, error_text
-from ._types import AttributeType
+from .core.errors import TangoDeviceError, TangoTimeoutError, error_text, is_unreachable, translate
+from .core.names import device_key
+from .core.subscription import TangoSubscriber
+from .core.types import AttributeType
 
 __all__ = ["AttributeValue", "DeviceLink", "TangoDeviceError", "TangoTimeoutError", "shared_subscriber"]
 
-_CONNECTION_REASONS = {
-    "API_CantConnectToDevice",
-    "API_DeviceNotExported",
-    "API_CorbaException",
-    "API_CommunicationFailed",
-    "API_ServerNotRunning",
-    "API_DeviceNotDefined",
-}
-_TIMEOUT_REASONS = {"API_DeviceTimedOut", "API_CommandTimedOut"}
 _subscribers: dict[float, TangoSubscriber] = {}
 # Connection look-ups are independent round trips: run them side by side.
 _pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="ophyd_tango-connect")
 _subscribers_lock = threading.Lock()
-
-
-class TangoDeviceError(RuntimeError):
-    """A Tango call failed; `reason` is Tango's reason (e.g. 'API_WAttrOutsideLimit')."""
-
-    def __init__(self, message: str, reason: str = ""):
-        super().__init__(message)
-        self.reason = reason
-
-
-class TangoTimeoutError(TangoDeviceError, TimeoutError):
-    """A Tango call or a wait on a device took longer than its timeout."""
 
 
 def _close_shared() -> None:
@@ -70,14 +51,6 @@ def shared_subscriber(timeout: float) -> TangoSubscriber:
         if subscriber is None:
             subscriber = _subscribers[timeout] = TangoSubscriber(timeout=timeout)
         return subscriber
-
-
-def identifier(name: str) -> str:
-    """A python identifier for a Tango attribute or command name (lower case)."""
-    if name.isidentifier() and name.isascii():
-        return name.lower() if not name[:1].isdigit() else f"_{name.lower()}"
-    ident = re.sub(r"\W", "_", name).lower()
-    return f"_{ident}" if ident[:1].isdigit() else ident
 
 
 @dataclass(frozen=True)
@@ -132,12 +105,12 @@ class DeviceLink:
             types = types.result()
         except tango.DevFailed as exc:
             if any("NotDefined" in e.reason for e in exc.args):
-                from ._discovery import unknown_device_error
+                from .core.discovery import unknown_device_error
 
                 match = re.match(r"^tango://([^/]+)/(.*)$", trl.split("#")[0])
                 host, name = (match.group(1), match.group(2)) if match else (None, trl)
                 raise unknown_device_error(name, host) from exc
-            raise _translate(exc, f"cannot connect to Tango device {trl}") from exc
+            raise translate(exc, f"cannot connect to Tango device {trl}") from exc
         results = {key: future.result() for key, future in lookups.items()}
         declared = results.get("device") or results.get("class") or results.get("admin") or []
         return cls(trl, subscriber, proxy, types, commands, dev_class, declared, results.get("alias"))
@@ -217,23 +190,11 @@ class DeviceLink:
             try:
                 return function(*args)
             except tango.DevFailed as exc:
-                reason = exc.args[0].reason if exc.args else ""
-                connection = reason in _CONNECTION_REASONS or any(e.reason in _CONNECTION_REASONS for e in exc.args)
                 # The proxy refuses to reconnect for 1 s after a failed attempt ("delayed").
-                if connection and "delayed" in str(exc) and time.monotonic() < deadline:
+                if is_unreachable(exc) and "delayed" in str(exc) and time.monotonic() < deadline:
                     time.sleep(0.1)
                     continue
-                raise _translate(exc, f"{self.key}: {what} failed") from exc
-
-
-def _translate(exc: tango.DevFailed, context: str) -> TangoDeviceError:
-    reasons = [e.reason for e in exc.args]
-    text = error_text(exc)
-    # The most specific sentence is the first error; Tango's generic wrappers come after it.
-    message = f"{context}: {text}"
-    if any(r in _TIMEOUT_REASONS for r in reasons):
-        return TangoTimeoutError(message, reasons[0])
-    return TangoDeviceError(message, reasons[0] if reasons else "")
+                raise translate(exc, f"{self.key}: {what} failed") from exc
 
 
 def _role_lookups(proxy: tango.DeviceProxy, dev_class: str, need_alias: bool) -> dict[str, Future]:

@@ -19,9 +19,10 @@ from typing import TYPE_CHECKING, Any
 import tango
 from ophyd.status import DeviceStatus
 
-from ._link import AttributeValue, DeviceLink, TangoDeviceError, TangoTimeoutError
+from ._link import AttributeValue, DeviceLink
 from ._roles import Roles
-from ._subscription import AttributeUpdate
+from .core.errors import TangoDeviceError, TangoTimeoutError
+from .core.subscription import AttributeUpdate
 
 if TYPE_CHECKING:
     from ._device import TangoDevice

@@ -13,7 +13,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from ._types import AttributeType
+from .core.types import AttributeType
 
 __all__ = ["ROLE_KEYS", "Roles", "choose_roles", "parse_roles"]
 

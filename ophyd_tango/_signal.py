@@ -10,9 +10,10 @@ from ophyd.signal import ReadOnlyError
 from ophyd.status import Status
 from ophyd.utils.errors import ReadOnlyError as _ReadOnly  # noqa: F401  (same class; re-export path)
 
-from ._link import AttributeValue, DeviceLink, TangoDeviceError
-from ._subscription import AttributeUpdate, Subscription
-from ._types import AttributeType
+from ._link import AttributeValue, DeviceLink
+from .core.errors import TangoDeviceError
+from .core.subscription import AttributeUpdate, Subscription
+from .core.types import AttributeType
 
 __all__ = ["TangoSignal"]
 

@@ -5,7 +5,7 @@ tests and benchmarks can also run it inside a plain process.
 
 Devices matching the configured globs are found in the Tango database; each one reachable is
 exported once (one PV per matching attribute, opened INVALID until Tango's first value), then
-followed by `ophyd_tango.subscription.TangoSubscriber`, whose callbacks post straight to the PVs.
+followed by `ophyd_tango.core.subscription.TangoSubscriber`, whose callbacks post straight to the PVs.
 Devices not reachable yet are retried every `retry_period`; every `rescan_period` (or on
 `rescan()`) the database is scanned again for new devices and exported devices are checked for
 new attributes and configuration changes. Puts run on a small pool of worker threads so one slow
@@ -26,7 +26,8 @@ from p4p.server import Server, StaticProvider
 from p4p.server.thread import SharedPV
 from p4p.util import ThreadedWorkQueue
 
-from ophyd_tango.subscription import AttributeUpdate, Subscription, TangoSubscriber, error_text
+from ophyd_tango.core.errors import error_text
+from ophyd_tango.core.subscription import AttributeUpdate, Subscription, TangoSubscriber
 
 from .config import BridgeConfig
 from .mapping import AttributeMapping, attribute_mapping

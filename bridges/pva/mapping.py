@@ -1,6 +1,6 @@
 """Tango attribute -> PVAccess normative type: the PVA half of the suite's type mapping.
 
-`ophyd_tango.types` knows what a Tango attribute is (kind, numpy dtype, limits, labels, write
+`ophyd_tango.core.types` knows what a Tango attribute is (kind, numpy dtype, limits, labels, write
 checks); this module only decides how that looks on PVAccess:
 
 - numeric and boolean scalars -> NTScalar with display (units, limits, precision), control and
@@ -31,8 +31,8 @@ from p4p import Value
 from p4p.nt import NTEnum, NTNDArray, NTScalar
 from tango import AttrQuality
 
-from ophyd_tango.subscription import AttributeUpdate
-from ophyd_tango.types import AttributeType, attribute_type
+from ophyd_tango.core.subscription import AttributeUpdate
+from ophyd_tango.core.types import AttributeType, attribute_type
 
 __all__ = [
     "AlarmSeverity",

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import tango
 
-from ophyd_tango.types import AttributeType, attribute_type
+from ophyd_tango.core.types import AttributeType, attribute_type
 
 from ._layout import KeyLayout
 from ._publisher import RedisPublisher

@@ -6,7 +6,7 @@ import threading
 import tango
 from tango.server import Device, attribute, class_property, command, device_property, run
 
-from ophyd_tango.subscription import TangoSubscriber
+from ophyd_tango.core.subscription import TangoSubscriber
 
 from ._bridge import BridgeOptions, RedisBridgeCore
 from ._forwarder import OavForwarder

@@ -7,8 +7,7 @@ import numpy as np
 import pytest
 import tango
 
-from ophyd_tango._subscription import _call_directly
-from ophyd_tango.subscription import AttributeUpdate, TangoEventWarning, TangoSubscriber
+from ophyd_tango.core.subscription import AttributeUpdate, TangoEventWarning, TangoSubscriber, _call_directly
 from tango_servers.stack.processes import free_port
 from tango_servers.stack.waiting import wait_until
 

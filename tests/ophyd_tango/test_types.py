@@ -5,7 +5,7 @@ import pytest
 import tango
 from tango import AttrDataFormat, AttrWriteType, CmdArgType
 
-from ophyd_tango.types import STATE_LABELS, AttributeType, attribute_type
+from ophyd_tango.core.types import STATE_LABELS, AttributeType, attribute_type
 
 INT_WIDTHS = {
     "uint8": "|u1",

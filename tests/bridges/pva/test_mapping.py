@@ -11,8 +11,8 @@ from PIL import Image
 from tango import AttrDataFormat, AttrQuality, AttrWriteType, CmdArgType
 
 from bridges.pva.mapping import AlarmSeverity, attribute_mapping, decode_encoded_image, severity_of
-from ophyd_tango.subscription import AttributeUpdate
-from ophyd_tango.types import STATE_LABELS, AttributeType
+from ophyd_tango.core.subscription import AttributeUpdate
+from ophyd_tango.core.types import STATE_LABELS, AttributeType
 
 DEVICE = "test/target/1"
 STAMP = 1_700_000_000.123456

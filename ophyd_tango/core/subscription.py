@@ -10,31 +10,29 @@ Updates for one attribute are delivered in order, never older than the last one 
 from __future__ import annotations
 
 import logging
-import re
 import threading
 import time
 import warnings
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import numpy as np
 import tango
 
-from ._types import AttributeType, attribute_type
+from .errors import error_text, first_reason
+from .names import device_key
+from .types import AttributeType, attribute_type
 
 __all__ = [
     "AttributeUpdate",
     "Subscription",
     "TangoEventWarning",
     "TangoSubscriber",
-    "device_key",
-    "error_text",
 ]
 
 logger = logging.getLogger(__name__)
 
 _EVENT_TYPES = {"change": tango.EventType.CHANGE_EVENT, "periodic": tango.EventType.PERIODIC_EVENT}
-_HOST_PREFIX = re.compile(r"^(tango://)?[^/]+:\d+/", re.IGNORECASE)
 
 
 class TangoEventWarning(UserWarning):
@@ -50,28 +48,6 @@ class AttributeUpdate(NamedTuple):
     quality: tango.AttrQuality
     timestamp: float  # from Tango; for errors, when the error was seen
     error: str | None  # set (and value None) when the device is unreachable or the read failed
-
-
-def device_key(trl: str) -> str:
-    """'tango://host:10000/Sim/Aerotech/X#dbase=no' -> 'sim/aerotech/x'."""
-    return _HOST_PREFIX.sub("", trl.split("#")[0]).lower()
-
-
-def error_text(exc: BaseException | Iterable[Any]) -> str:
-    """A one-line description of a DevFailed (or an error stack), most specific reason first."""
-    errors = exc.args if isinstance(exc, tango.DevFailed) else exc
-    if isinstance(exc, BaseException) and not isinstance(exc, tango.DevFailed):
-        return f"{type(exc).__name__}: {exc}"
-    parts = []
-    for err in errors:
-        desc = " ".join(str(getattr(err, "desc", err)).split())
-        reason = getattr(err, "reason", "")
-        parts.append(f"{reason}: {desc}" if reason else desc)
-    return parts[0] if parts else "unknown Tango error"
-
-
-def _reason(exc: tango.DevFailed) -> str:
-    return exc.args[0].reason if exc.args else ""
 
 
 def _same_value(a: Any, b: Any) -> bool:
@@ -374,7 +350,7 @@ class _DeviceChannel:
                 event_id = proxy.subscribe_event(feed.name, _EVENT_TYPES[kind], callback, stateless=False)
             except tango.DevFailed as exc:
                 feed.why_no_events = error_text(exc)
-                if _reason(exc) in ("API_CantConnectToDevice", "API_DeviceNotExported", "API_CorbaException"):
+                if first_reason(exc) in ("API_CantConnectToDevice", "API_DeviceNotExported", "API_CorbaException"):
                     break
                 continue
             _call_directly(proxy, event_id, callback)
