@@ -537,13 +537,15 @@ class TangoSubscriber:
         callback: Callable[[AttributeUpdate], None],
         *,
         kinds: tuple[str, ...] = ("change", "periodic"),
+        wait: bool = True,
     ) -> Subscription:
         """Call `callback(update)` for every new value or error of `attributes` of `device`.
 
         Each attribute follows the first of `kinds` its server offers, else client polling (warned
         once per attribute). An initial update per attribute is delivered promptly (usually before
         this returns); errors arrive as updates with `error` set; after a server restart updates
-        resume by themselves. Blocks at most `timeout` seconds. Callbacks run on Tango's event
+        resume by themselves. Blocks at most `timeout` seconds (`wait=False`: not at all, the
+        set-up goes on in the device's worker thread). Callbacks run on Tango's event
         thread or this device's worker thread: keep them short and do not close subscriptions
         from inside them.
         """
@@ -553,7 +555,8 @@ class TangoSubscriber:
         channel = self._channel(device)
         sub = Subscription(channel, list(attributes), callback, tuple(kinds))
         new = channel.add(sub, tuple(kinds))
-        channel.wait_setup(new, self.timeout)
+        if wait:
+            channel.wait_setup(new, self.timeout)
         return sub
 
     def close(self) -> None:

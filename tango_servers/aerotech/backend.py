@@ -12,6 +12,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Protocol, runtime_checkable
 
 import numpy as np
@@ -264,3 +265,18 @@ class Automation1Backend(Protocol):
     def run_program(self, text: str) -> TaskStatus: ...
 
     def abort_program(self) -> TaskStatus: ...
+
+
+BACKENDS = ("sim",)
+
+
+def make_backend(
+    kind: str, axes: Sequence[AxisConfig], *, state_file: Path, time_scale: float, capture_capacity: int
+) -> Automation1Backend:
+    """The backend named by the controller's `backend` property. Raises ValueError for an unknown
+    kind (naming the ones this server provides) or bad simulator settings."""
+    if kind != "sim":
+        raise ValueError(f"unknown backend '{kind}'; this server provides: {', '.join(BACKENDS)}")
+    from .sim import Automation1Sim, SimClock  # the simulator implements this module's Protocol
+
+    return Automation1Sim(axes, state_file=state_file, clock=SimClock(time_scale), capture_capacity=capture_capacity)

@@ -3,7 +3,8 @@
 
 One backend (one worker thread) per controller device; the axis devices of the same server
 find it through their `controller` property. Changes reach clients as change events pushed from
-the backend's thread.
+one publisher thread per controller (`tango_servers.common.EventPublisher`), in the order the
+backend reported them.
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ import logging
 import os
 import tempfile
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +22,9 @@ import tango
 from tango import AttrQuality, AttrWriteType, DevState
 from tango.server import Device, attribute, class_property, command, device_property, run
 
+from ..common import EventPublisher, publish_roles, refusals, refuse
 from .backend import (
+    BACKENDS,
     Automation1Backend,
     AxisConfig,
     AxisEvent,
@@ -34,8 +36,9 @@ from .backend import (
     PulseEvent,
     TaskEvent,
     TaskState,
+    make_backend,
 )
-from .sim import DEFAULT_AXES, Automation1Sim, SimClock
+from .sim import DEFAULT_AXES
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +52,8 @@ _AXIS_STATES = {
 }
 
 _backends: dict[str, Automation1Backend] = {}
+# One per backend, shared by its devices: events leave in the order the backend reported them.
+_publishers: dict[str, EventPublisher[tuple[_BackendDevice, BackendEvent]]] = {}
 _backends_lock = threading.Lock()
 
 
@@ -82,30 +87,14 @@ def _backend(controller: str) -> Automation1Backend | None:
         return _backends.get(controller.lower())
 
 
-@contextlib.contextmanager
-def _as_devfailed(origin: str) -> Iterator[None]:
-    """Turn a backend rejection into a DevFailed carrying its reason and sentence."""
-    try:
-        yield
-    except MotionError as exc:
-        tango.Except.throw_exception(exc.reason, str(exc), origin)
+def _push(item: tuple[_BackendDevice, BackendEvent]) -> None:
+    device, event = item
+    device.push_event(event)
 
 
-def _publish_roles(device: Device) -> None:
-    """Store the class's `bluesky_roles` in the database (once per class) so clients find it there."""
-    cls = type(device).__name__
-    if cls in _published_roles:
-        return
-    roles = list(device.bluesky_roles)
-    with contextlib.suppress(tango.DevFailed):
-        db = tango.Util.instance().get_database()
-        stored = db.get_class_property(cls, ["bluesky_roles"])["bluesky_roles"]
-        if list(stored) != roles:
-            db.put_class_property(cls, {"bluesky_roles": roles})
-        _published_roles.add(cls)
-
-
-_published_roles: set[str] = set()
+def _as_devfailed(origin: str) -> contextlib.AbstractContextManager[None]:
+    """A backend rejection as a DevFailed carrying its reason and sentence."""
+    return refusals(origin, MotionError)
 
 
 class _BackendDevice(Device):
@@ -118,10 +107,12 @@ class _BackendDevice(Device):
     @property
     def _backend(self) -> Automation1Backend:
         if self._backend_or_none is None:
-            tango.Except.throw_exception("NotConfigured", self._problem or "device not initialised", self.get_name())
-        return self._backend_or_none  # type: ignore[return-value]
+            refuse("NotConfigured", self._problem or "device not initialised", self.get_name())
+        return self._backend_or_none
 
-    def _attach(self, backend: Automation1Backend) -> None:
+    def _attach(self, controller: str) -> None:
+        with _backends_lock:
+            backend, self._publisher = _backends[controller.lower()], _publishers[controller.lower()]
         self._backend_or_none, self._problem, self._alive = backend, None, True
         backend.add_listener(self._deliver)
 
@@ -132,6 +123,11 @@ class _BackendDevice(Device):
         self.set_status(problem)
 
     def _deliver(self, event: BackendEvent) -> None:
+        """Listener on the backend's worker thread: hand the event to the publisher thread."""
+        self._publisher.offer((self, event))
+
+    def push_event(self, event: BackendEvent) -> None:
+        """Push the change events of one backend event (the publisher thread)."""
         if self._alive:  # no pushes once delete_device ran (Init, server shutdown)
             self._on_event(event)
 
@@ -202,7 +198,7 @@ class Automation1Controller(_BackendDevice):
         self._pushed_state: DevState | None = None
         self._pushed_pso = None
         try:
-            backend = self._create_backend()
+            self._ensure_backend()
         except (ValueError, OSError) as exc:
             self._fail(f"cannot start the controller: {exc}")
             return
@@ -223,24 +219,22 @@ class Automation1Controller(_BackendDevice):
             "task_message",
         ):
             self.set_change_event(name, True, False)
-        self._attach(backend)
-        _publish_roles(self)
+        self._attach(self._name)
+        publish_roles(self)
 
-    def _create_backend(self) -> Automation1Backend:
-        if self.backend != "sim":
-            raise ValueError(f"unknown backend '{self.backend}'; this server provides: sim")
+    def _ensure_backend(self) -> None:
         with _backends_lock:
-            existing = _backends.get(self._name)
-            if existing is not None:  # Init command: keep the running simulation
-                return existing
-            sim = Automation1Sim(
+            if self._name in _backends and self.backend in BACKENDS:  # Init command: keep the running simulation
+                return
+            backend = make_backend(
+                self.backend,
                 [AxisConfig.from_spec(spec) for spec in self.axes],
                 state_file=_state_file(self._name, self.state_dir),
-                clock=SimClock(self.time_scale),
+                time_scale=self.time_scale,
                 capture_capacity=self.capture_capacity,
             )
-            _backends[self._name] = sim
-            return sim
+            _backends[self._name] = backend
+            _publishers[self._name] = EventPublisher(f"automation1-events:{self._name}", _push)
 
     def initialize_dynamic_attributes(self) -> None:
         if self._backend_or_none is None:
@@ -544,8 +538,8 @@ class Automation1Axis(_BackendDevice):
             self.set_change_event(name, True, False)
         self._declare_units(config)
         self._update_position_limits(backend.axis_status(self._axis))
-        self._attach(backend)
-        _publish_roles(self)
+        self._attach(self.controller)
+        publish_roles(self)
 
     _EVENT_ATTRIBUTES = (
         "position",

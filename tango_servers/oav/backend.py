@@ -114,3 +114,23 @@ class SampleScene(Protocol):
         self, microns_per_pixel_x: float, microns_per_pixel_y: float, centre_x: float, centre_y: float
     ) -> None:
         """Scale and the sensor pixel where the rotation axis crosses the beam."""
+
+
+BACKENDS = ("sim", "mjpeg")
+
+
+def make_camera(kind: str, mode: ImageMode, *, width: int, height: int, seed: int, mjpeg_url: str) -> CameraBackend:
+    """The camera named by the device property `backend` (`width`, `height`, `seed`: the
+    simulator's; `mjpeg_url`: the stream's). Raises ValueError saying what to set or choose."""
+    kind = kind.strip().lower()
+    if kind == "sim":
+        from .sim import SimCamera  # the implementations import this module's types
+
+        return SimCamera(width, height, mode, seed=seed)
+    if kind == "mjpeg":
+        if not mjpeg_url:
+            raise ValueError("set the device property 'mjpeg_url' to the camera's MJPEG stream URL")
+        from .mjpeg import MjpegCamera
+
+        return MjpegCamera(mjpeg_url, mode)
+    raise ValueError(f"unknown backend {kind!r}; use {' or '.join(repr(k) for k in BACKENDS)}")

@@ -4,10 +4,8 @@ Thin: frames come from a `CameraBackend` (`sim` or `mjpeg`), calibration from `c
 and the simulator follows the goniometer axes through Tango change events.
 """
 
-import contextlib
 import logging
 import struct
-import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,7 +16,8 @@ from PIL import Image
 from tango import AttrQuality, AttrWriteType, DevState, EventType
 from tango.server import Device, attribute, class_property, command, device_property, run
 
-from .backend import CameraBackend, Frame, ImageMode, SampleScene, UnsupportedSetting
+from ..common import AttributeFollower, EventPublisher
+from .backend import CameraBackend, Frame, ImageMode, SampleScene, UnsupportedSetting, make_camera
 from .config import (
     ConfigFileError,
     Crop,
@@ -30,8 +29,7 @@ from .config import (
     load_display_config,
     load_zoom_levels,
 )
-from .mjpeg import MjpegCamera, encode_jpeg
-from .sim import SimCamera
+from .mjpeg import encode_jpeg
 
 log = logging.getLogger(__name__)
 
@@ -103,8 +101,8 @@ class OAV(Device):
         self.set_state(DevState.INIT)
         self._camera: CameraBackend | None = None
         self._camera_error = ""
-        self._publisher: FramePublisher | None = None
-        self._followers: list[AxisFollower] = []
+        self._publisher: EventPublisher[Frame] | None = None
+        self._followers: dict[str, AttributeFollower] = {}
         self._read_frame: Frame | None = None
         self._jpeg_cache: tuple[int, bytes] | None = None
         self._acquire_started = time.time()
@@ -135,7 +133,9 @@ class OAV(Device):
             self.error_stream(self._camera_error)
             self.set_state(DevState.FAULT)
             return
-        self._publisher = FramePublisher(self)
+        # Pushing takes the device monitor: a slow client request (a Snapshot, say) must not hold up
+        # the camera thread, so frames go through a publisher that keeps only the newest waiting.
+        self._publisher = EventPublisher("oav-events", self.publish, latest_only=True)
         self._camera.add_frame_listener(self._publisher.offer)
         if isinstance(self._camera, SampleScene):
             self._follow_axes(self._camera)
@@ -150,33 +150,34 @@ class OAV(Device):
         self._add_zoom_attribute()
 
     def delete_device(self) -> None:
-        for follower in self._followers:
+        for follower in self._followers.values():
             follower.close()
-        self._followers = []
+        self._followers = {}
         if self._publisher is not None:
             # Not joined: it may be waiting for this device's monitor, which we hold now.
-            self._publisher.close()
+            self._publisher.close(discard=True)
         if self._camera is not None:
             self._camera.close()
         self._camera = None
         super().delete_device()
 
     def _make_camera(self) -> CameraBackend:
-        mode = ImageMode.parse(self.image_mode)
-        kind = self.backend.strip().lower()
-        if kind == "sim":
-            return SimCamera(self.sensor_width, self.sensor_height, mode, seed=self.seed)
-        if kind == "mjpeg":
-            if not self.mjpeg_url:
-                raise ValueError("set the device property 'mjpeg_url' to the camera's MJPEG stream URL")
-            return MjpegCamera(self.mjpeg_url, mode)
-        raise ValueError(f"unknown backend {self.backend!r}; use 'sim' or 'mjpeg'")
+        return make_camera(
+            self.backend,
+            ImageMode.parse(self.image_mode),
+            width=self.sensor_width,
+            height=self.sensor_height,
+            seed=self.seed,
+            mjpeg_url=self.mjpeg_url,
+        )
 
     def _follow_axes(self, scene: SampleScene) -> None:
         for axis in AXES:
             device = getattr(self, f"axis_{axis}").strip()
             if device:
-                self._followers.append(AxisFollower(device, self.axis_attribute, axis, scene))
+                self._followers[axis] = AttributeFollower(
+                    device, self.axis_attribute, lambda value, axis=axis: scene.set_axis_position(axis, float(value))
+                )
 
     # -- state and status ------------------------------------------------------------------------
     def dev_state(self) -> DevState:
@@ -202,8 +203,8 @@ class OAV(Device):
             f"Zoom {level.label}: {level.microns_per_pixel_x:g} x {level.microns_per_pixel_y:g} um/pixel, "
             f"beam centre ({centre.x:g}, {centre.y:g}) pixels."
         )
-        for follower in self._followers:
-            lines.append(follower.status())
+        for axis, follower in self._followers.items():
+            lines.append(_following_text(axis, follower))
         if self._config_error:
             when = time.strftime("%H:%M:%S", time.localtime(self._calibration.loaded_at))
             lines.append(
@@ -599,118 +600,10 @@ class OAV(Device):
         self._apply_zoom(push=True)
 
 
-class FramePublisher:
-    """Pushes per-frame events from its own thread: the camera thread never waits on the device.
-
-    Pushing an event takes the device monitor; handing frames over here keeps a slow client
-    request (a Snapshot, say) from holding up frame production. Only the newest frame waits.
-    """
-
-    def __init__(self, device: OAV) -> None:
-        self._device = device
-        self._cond = threading.Condition()
-        self._frame: Frame | None = None
-        self._published = 0
-        self._closed = False
-        self._thread = threading.Thread(target=self._run, name="oav-events", daemon=True)
-        self._thread.start()
-
-    def offer(self, frame: Frame) -> None:
-        with self._cond:
-            self._frame = frame
-            self._cond.notify()
-
-    def close(self) -> None:
-        with self._cond:
-            self._closed = True
-            self._cond.notify()
-
-    def _ready(self) -> bool:
-        return self._closed or (self._frame is not None and self._frame.counter != self._published)
-
-    def _run(self) -> None:
-        while True:
-            with self._cond:
-                self._cond.wait_for(self._ready)
-                if self._closed:
-                    return
-                frame = self._frame
-            assert frame is not None
-            self._published = frame.counter
-            try:
-                self._device.publish(frame)
-            except Exception:
-                log.exception("pushing OAV frame events failed")
-
-
-class AxisFollower:
-    """Feeds one goniometer axis into the simulator through change events.
-
-    Subscribes from a timer thread, so the device starts without waiting for the axis server;
-    the subscription is stateless, so the axis server may start later or restart.
-    """
-
-    RETRY_PERIOD = 2.0
-
-    def __init__(self, device: str, attribute_name: str, axis: str, scene: SampleScene) -> None:
-        self.device = device
-        self.attribute = attribute_name
-        self.axis = axis
-        self._scene = scene
-        self._lock = threading.Lock()
-        self._proxy: tango.DeviceProxy | None = None
-        self._event_id: int | None = None
-        self._error = "not connected yet"
-        self._value: float | None = None
-        self._closed = False
-        self._timer: threading.Timer | None = None
-        self._schedule(0.0)
-
-    def _schedule(self, delay: float) -> None:
-        self._timer = threading.Timer(delay, self._connect)
-        self._timer.daemon = True
-        self._timer.start()
-
-    def _connect(self) -> None:
-        with self._lock:
-            if self._closed:
-                return
-            try:
-                self._proxy = tango.DeviceProxy(self.device)
-                self._event_id = self._proxy.subscribe_event(
-                    self.attribute, EventType.CHANGE_EVENT, self._on_event, stateless=True
-                )
-            except tango.DevFailed as exc:
-                # E.g. a device the database does not know (yet): look again later.
-                self._error = exc.args[0].desc.strip() if exc.args else str(exc)
-                self._schedule(self.RETRY_PERIOD)
-
-    def _on_event(self, event: tango.EventData) -> None:
-        if event.err:
-            self._error = event.errors[0].desc.strip() if event.errors else "event error"
-            return
-        value = event.attr_value.value if event.attr_value is not None else None
-        if value is None:
-            return
-        self._value = float(value)
-        self._error = ""
-        self._scene.set_axis_position(self.axis, self._value)
-
-    def status(self) -> str:
-        where = f"{self.device}/{self.attribute}"
-        if self._error or self._value is None:
-            return f"Axis {self.axis}: waiting for {where} ({self._error or 'no value yet'})."
-        return f"Axis {self.axis}: following {where} = {self._value:g}."
-
-    def close(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-        with self._lock:
-            self._closed = True
-            if self._proxy is not None and self._event_id is not None:
-                with contextlib.suppress(tango.DevFailed):
-                    self._proxy.unsubscribe_event(self._event_id)
-            self._proxy = None
+def _following_text(axis: str, follower: AttributeFollower) -> str:
+    if follower.error or follower.value is None:
+        return f"Axis {axis}: waiting for {follower.where} ({follower.error or 'no value yet'})."
+    return f"Axis {axis}: following {follower.where} = {float(follower.value):g}."
 
 
 def main(args: list[str] | None = None) -> None:

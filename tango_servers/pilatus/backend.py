@@ -192,3 +192,22 @@ class SampleInput(Protocol):
 
 class BackendBusy(RuntimeError):
     """The request conflicts with what the detector is doing; the message says what to wait for."""
+
+
+BACKENDS = ("sim",)
+
+
+def make_backend(
+    kind: str, geometry: Geometry, *, peak: tuple[float, float, float], noise_bank_size: int, threshold_time: float
+) -> PilatusBackend:
+    """The backend named by the device property `backend`; `peak` is the sample model's
+    (position, width, counts). Raises ValueError naming the kinds this server provides."""
+    if kind != "sim":
+        raise ValueError(f"unknown backend '{kind}': this server provides {', '.join(repr(k) for k in BACKENDS)}")
+    from .sim import SampleModel, SimulatedPilatus  # the simulator implements this module's Protocol
+
+    position, width, counts = peak
+    model = SampleModel(
+        peak_position=position, peak_width=width, peak_counts=counts, noise_bank_size=max(1, noise_bank_size)
+    )
+    return SimulatedPilatus(geometry, model, threshold_time=threshold_time)

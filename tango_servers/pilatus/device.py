@@ -17,22 +17,18 @@ the PSO: every pulse on `trigger_source` makes one frame, and the acquisition en
 
 import contextlib
 import os
-import queue
 import tempfile
-import threading
 import time
-from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import tango
 from tango import AttrWriteType, DevState
 from tango.server import Device, attribute, class_property, command, device_property, run
 
-from .backend import CamState, Frame, Geometry, PilatusBackend, SampleInput, ThresholdGain, TriggerMode
+from ..common import AttributeFollower, EventPublisher, publish_roles, refusals, refuse
+from .backend import CamState, Frame, Geometry, SampleInput, ThresholdGain, TriggerMode, make_backend
 from .control import AcqStatus, AcquisitionControl, ControlRefused, PulseCounter, SavingMode, SavingSettings
-from .sim import SampleModel, SimulatedPilatus
 from .writer import OverwritePolicy, SavingFormat
 
 BLUESKY_ROLES = [
@@ -80,107 +76,9 @@ EVENT_ATTRIBUTES = (
 )
 
 
-@contextlib.contextmanager
-def _refusals(origin: str) -> Iterator[None]:
-    """Turn a refusal of the control layer into a DevFailed a user can read."""
-    try:
-        yield
-    except ControlRefused as exc:
-        tango.Except.throw_exception("Pilatus_Refused", str(exc), origin)
-
-
-def split_attribute_name(name: str, default_attribute: str) -> tuple[str | None, str, str]:
-    """(tango host or None, device, attribute) of `a/b/c`, `a/b/c/attr`, or either behind `tango://host:port/`.
-
-    A device name alone means its `default_attribute`.
-    """
-    host, rest = None, name
-    if name.startswith("tango://"):
-        host, _, rest = name.removeprefix("tango://").partition("/")
-    parts = rest.split("/")
-    if len(parts) == 3 and all(parts):
-        return host, rest, default_attribute
-    if len(parts) == 4 and all(parts):
-        return host, "/".join(parts[:3]), parts[3]
-    raise ValueError(f"'{name}' is neither a device (domain/family/member) nor one of its attributes")
-
-
-class AttributeFollower:
-    """Follows one attribute of another device through change events, whatever the start order.
-
-    A background thread subscribes, retrying every `RETRY` seconds until the device is there,
-    then watches the database every `RETRY` seconds: when the other server has restarted (its
-    pid changed) it subscribes afresh at once, instead of waiting for Tango's keep-alive thread
-    (10 to 30 s). `on_value(value)` gets each new value; `on_error(message)` each error, and is
-    also called just before a fresh subscription, whose first value is the current one.
-    """
-
-    RETRY = 1.0
-
-    def __init__(
-        self,
-        name: str,
-        default_attribute: str,
-        on_value: Callable[[Any], None],
-        on_error: Callable[[str], None],
-    ):
-        self.host, self.device, self.attribute = split_attribute_name(name, default_attribute)
-        self._on_value = on_value
-        self._on_error = on_error
-        self._proxy: tango.DeviceProxy | None = None
-        self._event_id: int | None = None
-        self._pid: int | None = None
-        self._closed = threading.Event()
-        self._lock = threading.Lock()
-        self._thread = threading.Thread(target=self._follow, name=f"follow {name}", daemon=True)
-        self._thread.start()
-
-    def _follow(self) -> None:
-        try:
-            database = tango.Database(*self.host.split(":")) if self.host else tango.Database()
-        except tango.DevFailed as exc:
-            self._on_error(exc.args[0].desc.strip())
-            return
-        while not self._closed.is_set():
-            try:
-                pid = database.get_device_info(self.device).pid
-            except tango.DevFailed as exc:
-                self._on_error(exc.args[0].desc.strip())
-                pid = None
-            if self._event_id is None or (pid is not None and pid != self._pid):
-                self._subscribe(pid)
-            self._closed.wait(self.RETRY)
-
-    def _subscribe(self, pid: int | None) -> None:
-        with self._lock:
-            if self._closed.is_set():
-                return
-            self._unsubscribe()
-            self._on_error(f"subscribing to {self.device}/{self.attribute}")
-            try:
-                proxy = tango.DeviceProxy(f"tango://{self.host}/{self.device}" if self.host else self.device)
-                self._event_id = proxy.subscribe_event(self.attribute, tango.EventType.CHANGE_EVENT, self._event)
-            except tango.DevFailed as exc:
-                self._on_error(exc.args[0].desc.strip())
-                return
-            self._proxy, self._pid = proxy, pid
-
-    def _unsubscribe(self) -> None:
-        proxy, event_id, self._event_id = self._proxy, self._event_id, None
-        if proxy is not None and event_id is not None:
-            with contextlib.suppress(tango.DevFailed):
-                proxy.unsubscribe_event(event_id)
-
-    def _event(self, event: tango.EventData) -> None:
-        if event.err:
-            self._on_error(event.errors[0].desc.strip() if event.errors else "event error")
-        elif event.attr_value is not None:
-            self._on_value(event.attr_value.value)
-
-    def close(self) -> None:
-        self._closed.set()
-        with self._lock:
-            self._unsubscribe()
+def _refusals(origin: str) -> contextlib.AbstractContextManager[None]:
+    """A refusal of the control layer as a DevFailed a user can read."""
+    return refusals(origin, ControlRefused, reason="Pilatus_Refused")
 
 
 def default_saving_directory(device_name: str) -> str:
@@ -258,9 +156,7 @@ class Pilatus(Device):
         self._preview_time = 0.0
         self._roi = (0, 0, 0, 0)
         self._roi_cache: tuple[Frame, tuple[int, ...], float] | None = None
-        self._events: queue.SimpleQueue = queue.SimpleQueue()
-        self._publisher = threading.Thread(target=self._publish, name="pilatus-events", daemon=True)
-        self._publisher.start()
+        self._publisher: EventPublisher[tuple[str, Any]] = EventPublisher("pilatus-events", self._publish)
         for name in (*EVENT_ATTRIBUTES, "last_image", "State", "Status"):
             self.set_change_event(name, True, False)
         try:
@@ -271,7 +167,7 @@ class Pilatus(Device):
             self.set_state(DevState.FAULT)
             self.set_status(self._config_error)
             return
-        self._publish_roles()
+        publish_roles(self)
         self._notify("acq_status", int(self._ctl.acq_status))
 
     def _setup(self) -> None:
@@ -280,7 +176,13 @@ class Pilatus(Device):
                 raise ValueError(f"device property {name} needs two numbers (x, y), got {list(getattr(self, name))}")
         width, height = self.detector_size
         geometry = Geometry(width, height, *self.module_size, *self.module_gap)
-        self._backend = self._make_backend(geometry)
+        self._backend = make_backend(
+            self.backend,
+            geometry,
+            peak=(self.peak_position, self.peak_width, self.peak_counts),
+            noise_bank_size=self.noise_bank_size,
+            threshold_time=self.threshold_time,
+        )
         directory = self.default_directory or default_saving_directory(self.get_name())
         if not self.default_directory:
             Path(directory).mkdir(parents=True, exist_ok=True)
@@ -298,26 +200,8 @@ class Pilatus(Device):
     @property
     def _control(self) -> AcquisitionControl:
         if self._ctl is None:
-            tango.Except.throw_exception("Pilatus_Config", self._config_error, "Pilatus")
+            refuse("Pilatus_Config", self._config_error, "Pilatus")
         return self._ctl
-
-    def _publish_roles(self) -> None:
-        """Write the default roles into the database so clients can read them (unless configured)."""
-        db = tango.Util.instance().get_database()
-        cls = type(self).__name__
-        if not db.get_class_property(cls, ["bluesky_roles"])["bluesky_roles"]:
-            db.put_class_property(cls, {"bluesky_roles": list(self.bluesky_roles)})
-
-    def _make_backend(self, geometry: Geometry) -> PilatusBackend:
-        if self.backend != "sim":
-            raise ValueError(f"unknown backend '{self.backend}': this server provides 'sim'")
-        model = SampleModel(
-            peak_position=self.peak_position,
-            peak_width=self.peak_width,
-            peak_counts=self.peak_counts,
-            noise_bank_size=max(1, self.noise_bank_size),
-        )
-        return SimulatedPilatus(geometry, model, threshold_time=self.threshold_time)
 
     def _follow(self) -> None:
         if self.sample_axis and isinstance(self._backend, SampleInput):
@@ -333,8 +217,7 @@ class Pilatus(Device):
         if getattr(self, "_ctl", None) is not None:
             self._ctl.close()
         if hasattr(self, "_publisher"):
-            self._events.put(None)
-            self._publisher.join(timeout=5.0)
+            self._publisher.close(wait=5.0)
         super().delete_device()
 
     # -- followed attributes (event threads) --------------------------------------------------
@@ -356,31 +239,21 @@ class Pilatus(Device):
 
     # -- control reports (any thread) ---------------------------------------------------------
     def _notify(self, name: str, value: Any) -> None:
-        """Queue a change event; the publisher thread pushes it.
+        """Queue a change event for the publisher thread (the control layer reports under its lock)."""
+        self._publisher.offer((name, value))
 
-        The control layer reports while holding its lock, and PyTango's push takes the device
-        monitor, which a command thread holds while it waits for that lock: pushing here could
-        deadlock. One publisher thread keeps the events in the order they were reported.
-        """
-        self._events.put((name, value))
-
-    def _publish(self) -> None:
-        while (item := self._events.get()) is not None:
-            name, value = item
-            # A failed push (e.g. while the device is being deleted) must not stop the others.
-            try:
-                self.push_change_event(name, value)
-                if name == "acq_status":
-                    self.set_state(_STATE[AcqStatus(value)])
-                    self.set_status(self._status_text(AcqStatus(value)))
-                    self.push_change_event("State")
-                    self.push_change_event("Status")
-                    if value != AcqStatus.Running:
-                        self._push_preview(final=True)
-                elif name == "last_image_ready" and value >= 0:
-                    self._push_preview(final=False)
-            except Exception as exc:
-                self.warn_stream(f"cannot push a change event for {name}: {exc}")
+    def _publish(self, item: tuple[str, Any]) -> None:
+        name, value = item
+        self.push_change_event(name, value)
+        if name == "acq_status":
+            self.set_state(_STATE[AcqStatus(value)])
+            self.set_status(self._status_text(AcqStatus(value)))
+            self.push_change_event("State")
+            self.push_change_event("Status")
+            if value != AcqStatus.Running:
+                self._push_preview(final=True)
+        elif name == "last_image_ready" and value >= 0:
+            self._push_preview(final=False)
 
     def _push_preview(self, *, final: bool) -> None:
         """`last_image` change events: at most every `preview_period` s, and the last frame at the end."""
@@ -639,9 +512,8 @@ class Pilatus(Device):
     @roi.write
     def roi(self, value: np.ndarray) -> None:
         if len(value) != 4 or min(value) < 0:
-            tango.Except.throw_exception(
-                "Pilatus_BadRoi", f"roi must be 4 non-negative integers x, y, width, height; got {list(value)}", "roi"
-            )
+            text = f"roi must be 4 non-negative integers x, y, width, height; got {list(value)}"
+            refuse("Pilatus_BadRoi", text, "roi")
         self._roi = tuple(int(v) for v in value)
 
     @attribute(

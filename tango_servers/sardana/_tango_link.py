@@ -1,16 +1,21 @@
 """What every controller here needs to talk to our Tango servers: lazy proxies and state mapping.
 
+The proxies come from the shared subscription engine (`ophyd_tango.core`): one per device for
+the whole Pool, with one timeout.
+
 The controller modules are loaded by the Pool from its PoolPath as top-level modules, so the
 code they share lives here, in an ordinary package module, and is imported by absolute name.
 """
 
-import threading
-
 import tango
 from sardana import State
 
+from ophyd_tango.core.subscription import TangoSubscriber
+
 # Generous: a loaded machine (or a real detector opening a file) can take seconds to answer.
-PROXY_TIMEOUT_MS = 10000
+PROXY_TIMEOUT = 10.0
+
+_subscriber = TangoSubscriber(timeout=PROXY_TIMEOUT)
 
 _STATES = {
     tango.DevState.ON: State.On,
@@ -32,26 +37,18 @@ def sardana_state(state: tango.DevState) -> int:
 
 
 class DeviceLink:
-    """One DeviceProxy to one of our devices, created on first use and re-created after errors.
+    """One of our devices, its proxy created on first use.
 
     The Pool may start before the device server answers, and the server may restart while the
     Pool runs: a link never raises at construction, only when it is used.
     """
 
-    def __init__(self, name: str, timeout_ms: int = PROXY_TIMEOUT_MS) -> None:
+    def __init__(self, name: str) -> None:
         self.name = name
-        self._timeout_ms = timeout_ms
-        self._proxy: tango.DeviceProxy | None = None
-        self._lock = threading.Lock()
 
     @property
     def proxy(self) -> tango.DeviceProxy:
-        with self._lock:
-            if self._proxy is None:
-                proxy = tango.DeviceProxy(self.name)
-                proxy.set_timeout_millis(self._timeout_ms)
-                self._proxy = proxy
-            return self._proxy
+        return _subscriber.proxy(self.name)
 
     def state(self) -> tango.DevState:
         return self.proxy.state()
@@ -64,10 +61,3 @@ class DeviceLink:
 
     def command(self, name: str, *args):
         return self.proxy.command_inout(name, *args)
-
-
-def describe_error(exc: Exception) -> str:
-    """The first line a user can act on from a DevFailed (or any exception)."""
-    if isinstance(exc, tango.DevFailed) and exc.args:
-        return exc.args[0].desc.strip()
-    return str(exc)

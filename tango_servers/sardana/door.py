@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 
 import tango
 
+from ophyd_tango.core.errors import error_description
 from tango_servers.stack.waiting import wait_until
 
 ENDED = ("finish", "stop", "abort", "exception")
@@ -125,7 +126,7 @@ class Door:
             try:
                 reply = self.proxy.command_inout("RunMacro", words)
             except tango.DevFailed as exc:
-                raise MacroError(f"{self.name} refused {' '.join(words)}: {exc.args[0].desc.strip()}") from exc
+                raise MacroError(f"{self.name} refused {' '.join(words)}: {error_description(exc)}") from exc
             match = re.search(r'\bid="([^"]+)"', reply[0] if reply else "")
             run.id = match.group(1) if match else ""
             self._current = run

@@ -11,7 +11,8 @@ import tango
 from sardana import State
 from sardana.pool.controller import DefaultValue, Description, MotorController, Type
 
-from tango_servers.sardana._tango_link import DeviceLink, describe_error, sardana_state
+from ophyd_tango.core.errors import error_description
+from tango_servers.sardana._tango_link import DeviceLink, sardana_state
 
 # After `position` is written the server may take a moment to show MOVING; until then an axis
 # that is not yet at its target still counts as moving, so the Pool does not end the motion early.
@@ -58,7 +59,7 @@ class Automation1MotorController(MotorController):
         try:
             tango_state = link.state()
         except Exception as exc:
-            return State.Fault, f"{link.name} does not answer: {describe_error(exc)}", self.NoLimitSwitch
+            return State.Fault, f"{link.name} does not answer: {error_description(exc)}", self.NoLimitSwitch
         state = sardana_state(tango_state)
         if tango_state == tango.DevState.MOVING:
             self._started.pop(axis, None)

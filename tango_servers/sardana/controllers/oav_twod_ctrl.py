@@ -12,7 +12,8 @@ from sardana import State
 from sardana.pool import AcqSynch
 from sardana.pool.controller import DefaultValue, Description, TwoDController, Type
 
-from tango_servers.sardana._tango_link import DeviceLink, describe_error
+from ophyd_tango.core.errors import error_description
+from tango_servers.sardana._tango_link import DeviceLink
 
 
 class OAVTwoDController(TwoDController):
@@ -65,7 +66,7 @@ class OAVTwoDController(TwoDController):
                 self._link.command("Start")
             self._counter_at_start = int(self._link.read("image_counter"))
         except Exception as exc:
-            raise RuntimeError(f"{self._link.name} cannot start: {describe_error(exc)}") from exc
+            raise RuntimeError(f"{self._link.name} cannot start: {error_description(exc)}") from exc
         self._image = None
         self._started_at = time.monotonic()
 
@@ -75,7 +76,7 @@ class OAVTwoDController(TwoDController):
         try:
             counter = int(self._link.read("image_counter"))
         except Exception as exc:
-            return State.Fault, f"{self._link.name} does not answer: {describe_error(exc)}"
+            return State.Fault, f"{self._link.name} does not answer: {error_description(exc)}"
         elapsed = time.monotonic() - self._started_at
         if elapsed < self._integ_time or counter <= self._counter_at_start:
             return State.Moving, f"{self._link.name}: waiting for a frame ({elapsed:.2f} s)"

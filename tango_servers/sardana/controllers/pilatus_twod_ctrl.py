@@ -25,7 +25,8 @@ from sardana import State
 from sardana.pool import AcqSynch
 from sardana.pool.controller import DefaultValue, Description, Referable, TwoDController, Type
 
-from tango_servers.sardana._tango_link import DeviceLink, describe_error
+from ophyd_tango.core.errors import error_description
+from tango_servers.sardana._tango_link import DeviceLink
 from tango_servers.stack.waiting import wait_until
 
 DATA_PATH = "/entry/instrument/detector/data"
@@ -145,7 +146,7 @@ class PilatusTwoDController(TwoDController, Referable):
             proxy.command_inout("prepareAcq")
             directory, suffix = (v.value for v in proxy.read_attributes(["saving_directory", "saving_suffix"]))
         except Exception as exc:
-            raise RuntimeError(f"{self.Device} refused the acquisition: {describe_error(exc)}") from exc
+            raise RuntimeError(f"{self.Device} refused the acquisition: {error_description(exc)}") from exc
         self._files = (Path(directory), prefix, suffix)
         self._error = ""
         self._expo_time = expo_time
@@ -208,7 +209,7 @@ class PilatusTwoDController(TwoDController, Referable):
                 proxy.command_inout("startAcq")
             proxy.command_inout("softTrigger")
         except Exception as exc:
-            self._error = f"{self.Device} did not take frame {self._triggers}: {describe_error(exc)}"
+            self._error = f"{self.Device} did not take frame {self._triggers}: {error_description(exc)}"
 
     def StateOne(self, axis):
         if self._error:
@@ -216,7 +217,7 @@ class PilatusTwoDController(TwoDController, Referable):
         try:
             status_attr, saved_attr = self._link.proxy.read_attributes(["acq_status", "last_image_saved"])
         except Exception as exc:
-            return State.Fault, f"{self.Device} does not answer: {describe_error(exc)}"
+            return State.Fault, f"{self.Device} does not answer: {error_description(exc)}"
         self._acq_status()  # caches the labels
         status = self._status_labels[status_attr.value]
         if status == "Fault":

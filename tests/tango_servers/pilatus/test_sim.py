@@ -5,6 +5,7 @@ import threading
 import numpy as np
 import pytest
 
+from tango_servers.common import split_attribute_name
 from tango_servers.pilatus.backend import (
     AcquisitionSettings,
     BackendBusy,
@@ -14,7 +15,6 @@ from tango_servers.pilatus.backend import (
     TriggerMode,
 )
 from tango_servers.pilatus.control import PulseCounter, SavingSettings
-from tango_servers.pilatus.device import split_attribute_name
 from tango_servers.pilatus.sim import FramePattern, SampleModel, SimulatedPilatus
 from tango_servers.stack.waiting import wait_until
 
