@@ -119,7 +119,7 @@ class SampleScene(Protocol):
 BACKENDS = ("sim", "mjpeg")
 
 
-def make_camera(kind: str, mode: ImageMode, *, width: int, height: int, seed: int, mjpeg_url: str) -> CameraBackend:
+def make_backend(kind: str, mode: ImageMode, *, width: int, height: int, seed: int, mjpeg_url: str) -> CameraBackend:
     """The camera named by the device property `backend` (`width`, `height`, `seed`: the
     simulator's; `mjpeg_url`: the stream's). Raises ValueError saying what to set or choose."""
     kind = kind.strip().lower()

@@ -1,13 +1,11 @@
 """The `OAV` Tango device: an on-axis viewer camera with zoom calibration from files.
 
-Thin: frames come from a `CameraBackend` (`sim` or `mjpeg`), calibration from `config.py`,
-and the simulator follows the goniometer axes through Tango change events.
+Thin: frames come from a `CameraBackend` (`backend.make_backend`: `sim` or `mjpeg`), the zoom
+and calibration logic from `control.py`; the simulator follows the goniometer axes through
+`tango_servers.common.AttributeFollower`, and frame events leave from an `EventPublisher`.
 """
 
-import logging
-import struct
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -16,52 +14,19 @@ from PIL import Image
 from tango import AttrQuality, AttrWriteType, DevState, EventType
 from tango.server import Device, attribute, class_property, command, device_property, run
 
-from ..common import AttributeFollower, EventPublisher
-from .backend import CameraBackend, Frame, ImageMode, SampleScene, UnsupportedSetting, make_camera
+from ..common import AttributeFollower, EventPublisher, refuse
+from .backend import CameraBackend, Frame, ImageMode, SampleScene, UnsupportedSetting, make_backend
 from .config import (
     ConfigFileError,
-    Crop,
-    DisplayConfig,
-    ZoomLevel,
-    ZoomLevels,
     default_display_config_path,
     default_zoom_levels_path,
-    load_display_config,
-    load_zoom_levels,
 )
+from .control import LIMA_MODE_NAMES, VIDEO_MODES, ZoomControl, stalled, video_image
 from .mjpeg import encode_jpeg
 
-log = logging.getLogger(__name__)
-
-# Lima's VIDEO_IMAGE layout: a big-endian header, then the pixels row by row.
-VIDEO_IMAGE_FORMAT = "VIDEO_IMAGE"
-VIDEO_HEADER = struct.Struct("!IHHqiiHHHH")  # magic, version, mode, frame, width, height, endian, size, pad, pad
-VIDEO_MAGIC = 0x5644454F  # "VDEO"
-VIDEO_MODES = {ImageMode.MONO8: (0, "Y8"), ImageMode.RGB: (6, "RGB24")}  # Lima VideoMode Y8, RGB24
-LIMA_MODE_NAMES = {name: mode for mode, (_, name) in VIDEO_MODES.items()}
 MAX_WIDTH, MAX_HEIGHT = 4096, 4096
 FRAME_RATE_MAX = 60.0
-STALL_PERIODS = 5  # frames missed (and at least 2 s) before an acquiring camera counts as stalled
 AXES = ("x", "y", "z", "omega")
-
-
-@dataclass(frozen=True)
-class Calibration:
-    """A consistent pair of calibration files, as loaded."""
-
-    zoom_levels: ZoomLevels
-    display: DisplayConfig
-    loaded_at: float
-
-    @classmethod
-    def load(cls, zoom_path: Path, display_path: Path) -> "Calibration":
-        zoom_levels = load_zoom_levels(zoom_path)
-        display = load_display_config(display_path)
-        display.check_covers(zoom_levels)
-        return cls(zoom_levels, display, time.time())
-
-    def describe(self) -> str:
-        return f"{self.zoom_levels.source} and {self.display.source}"
 
 
 class OAV(Device):
@@ -106,8 +71,10 @@ class OAV(Device):
         self._read_frame: Frame | None = None
         self._jpeg_cache: tuple[int, bytes] | None = None
         self._acquire_started = time.time()
-        self._zoom_index = getattr(self, "_zoom_index", 0)
-        self._load_calibration_at_init()
+        self._zoom: ZoomControl = getattr(self, "_zoom", None) or ZoomControl()  # Init keeps the zoom
+        self._zoom.load(*self._config_paths())
+        if self._zoom.error:
+            self.error_stream(f"calibration not loaded: {self._zoom.error}")
         for name in (
             "image",
             "image_counter",
@@ -162,7 +129,7 @@ class OAV(Device):
         super().delete_device()
 
     def _make_camera(self) -> CameraBackend:
-        return make_camera(
+        return make_backend(
             self.backend,
             ImageMode.parse(self.image_mode),
             width=self.sensor_width,
@@ -186,7 +153,7 @@ class OAV(Device):
             return DevState.FAULT if self._camera_error else self.get_state()
         if not camera.acquiring:
             return DevState.STANDBY
-        return DevState.FAULT if self._stalled(camera) else DevState.RUNNING
+        return DevState.FAULT if stalled(camera, self._acquire_started, time.time()) else DevState.RUNNING
 
     def dev_status(self) -> str:
         camera = self._camera
@@ -195,29 +162,14 @@ class OAV(Device):
             lines.append(self._camera_error or "no camera")
         else:
             lines.append(camera.status())
-            if camera.acquiring and self._stalled(camera):
+            if camera.acquiring and stalled(camera, self._acquire_started, time.time()):
                 lines.append("No new frame for a while: check the camera or its stream.")
-        level = self._zoom_level()
-        centre = self._calibration.display.beam_centre(level.label)
-        lines.append(
-            f"Zoom {level.label}: {level.microns_per_pixel_x:g} x {level.microns_per_pixel_y:g} um/pixel, "
-            f"beam centre ({centre.x:g}, {centre.y:g}) pixels."
-        )
+        lines.append(self._zoom.level_line())
         for axis, follower in self._followers.items():
             lines.append(_following_text(axis, follower))
-        if self._config_error:
-            when = time.strftime("%H:%M:%S", time.localtime(self._calibration.loaded_at))
-            lines.append(
-                f"Calibration error: {self._config_error}. Still using the last good calibration "
-                f"({self._calibration.describe()}, loaded at {when})."
-            )
+        if self._zoom.error:
+            lines.append(self._zoom.error_line())
         return "\n".join(lines)
-
-    def _stalled(self, camera: CameraBackend) -> bool:
-        frame = camera.last_frame()
-        allowed = max(2.0, STALL_PERIODS / max(camera.frame_rate, 0.1))
-        since = frame.timestamp if frame is not None else self._acquire_started
-        return time.time() - since > allowed
 
     # -- frames ------------------------------------------------------------------------------------
     def read_attr_hardware(self, attr_list) -> None:
@@ -227,7 +179,7 @@ class OAV(Device):
     def _frame(self) -> Frame:
         frame = self._read_frame
         if frame is None:
-            tango.Except.throw_exception(
+            refuse(
                 "OAV_NoFrame",
                 "No frame yet: start the camera with the Start command (or check Status).",
                 "OAV.read",
@@ -235,22 +187,14 @@ class OAV(Device):
         return frame
 
     def _cropped(self, frame: Frame) -> np.ndarray:
-        crop = self._zoom_level().crop
-        if crop is None:
-            return frame.image
-        return frame.image[crop.y : crop.y + crop.height, crop.x : crop.x + crop.width]
+        return self._zoom.cropped(frame.image)
 
     def _image_2d(self, frame: Frame) -> np.ndarray:
         image = self._cropped(frame)
         return image.reshape(image.shape[0], -1)  # rgb: (h, w * 3), channels interleaved
 
     def _video_image(self, frame: Frame) -> tuple[str, bytes]:
-        image = np.ascontiguousarray(self._cropped(frame))
-        mode_number = VIDEO_MODES[frame.mode][0]
-        header = VIDEO_HEADER.pack(
-            VIDEO_MAGIC, 1, mode_number, frame.counter, image.shape[1], image.shape[0], 0, VIDEO_HEADER.size, 0, 0
-        )
-        return VIDEO_IMAGE_FORMAT, header + image.tobytes()
+        return video_image(frame, self._cropped(frame))
 
     def _jpeg(self, frame: Frame) -> bytes:
         cached = self._jpeg_cache
@@ -334,9 +278,7 @@ class OAV(Device):
     def write_video_mode(self, value: str) -> None:
         mode = LIMA_MODE_NAMES.get(value.strip().upper())
         if mode is None:
-            tango.Except.throw_exception(
-                "OAV_BadVideoMode", f"video_mode {value!r} is not supported; use Y8 or RGB24", "OAV.video_mode"
-            )
+            refuse("OAV_BadVideoMode", f"video_mode {value!r} is not supported; use Y8 or RGB24", "OAV.video_mode")
         self._require_camera().set_mode(mode)
 
     # -- acquisition -------------------------------------------------------------------------------
@@ -431,16 +373,14 @@ class OAV(Device):
         try:
             change(camera)
         except UnsupportedSetting as exc:
-            tango.Except.throw_exception("OAV_Unsupported", f"{exc}.", f"OAV.write_{name}")
+            refuse("OAV_Unsupported", f"{exc}.", f"OAV.write_{name}")
         except ValueError as exc:
-            tango.Except.throw_exception("OAV_OutOfRange", f"{exc}.", f"OAV.write_{name}")
+            refuse("OAV_OutOfRange", f"{exc}.", f"OAV.write_{name}")
         self.push_change_event(name, getattr(camera, name))
 
     def _require_camera(self) -> CameraBackend:
         if self._camera is None:
-            tango.Except.throw_exception(
-                "OAV_NoCamera", f"{self._camera_error or 'No camera'}; fix the properties and run Init.", "OAV"
-            )
+            refuse("OAV_NoCamera", f"{self._camera_error or 'No camera'}; fix the properties and run Init.", "OAV")
         return self._camera
 
     def _camera_mode(self) -> ImageMode:
@@ -455,15 +395,13 @@ class OAV(Device):
     def Snapshot(self, path: str) -> str:
         frame = self._require_camera().last_frame()
         if frame is None:
-            tango.Except.throw_exception("OAV_NoFrame", "No frame to save yet: start the camera first.", "OAV.Snapshot")
+            refuse("OAV_NoFrame", "No frame to save yet: start the camera first.", "OAV.Snapshot")
         target = Path(path.strip() or f"oav_snapshot_{frame.counter:06d}.png").expanduser()
         if not target.is_absolute():
             target = Path(self.snapshot_directory or ".").expanduser().resolve() / target
         kind = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG"}.get(target.suffix.lower())
         if kind is None:
-            tango.Except.throw_exception(
-                "OAV_BadSnapshotPath", f"{target}: use a .png, .jpg or .jpeg file name.", "OAV.Snapshot"
-            )
+            refuse("OAV_BadSnapshotPath", f"{target}: use a .png, .jpg or .jpeg file name.", "OAV.Snapshot")
         try:
             target.parent.mkdir(parents=True, exist_ok=True)
             partial = target.with_name(f".{target.name}.partial")
@@ -471,25 +409,10 @@ class OAV(Device):
             Image.fromarray(np.ascontiguousarray(self._cropped(frame))).save(partial, format=kind, **options)
             partial.replace(target)  # readers never see half a file
         except OSError as exc:
-            tango.Except.throw_exception(
-                "OAV_SnapshotFailed", f"cannot write {target}: {exc.strerror or exc}", "OAV.Snapshot"
-            )
+            refuse("OAV_SnapshotFailed", f"cannot write {target}: {exc.strerror or exc}", "OAV.Snapshot")
         return str(target)
 
     # -- zoom and calibration ---------------------------------------------------------------------
-    def _load_calibration_at_init(self) -> None:
-        zoom_path, display_path = self._config_paths()
-        self._config_error = ""
-        try:
-            self._calibration = Calibration.load(zoom_path, display_path)
-        except ConfigFileError as exc:
-            self._config_error = str(exc)
-            self.error_stream(f"calibration not loaded: {exc}")
-            if not hasattr(self, "_calibration"):
-                # No earlier good calibration in this process: start from the packaged one.
-                self._calibration = Calibration.load(default_zoom_levels_path(), default_display_config_path())
-        self._zoom_index = min(self._zoom_index, len(self._calibration.zoom_levels.levels) - 1)
-
     def _config_paths(self) -> tuple[Path, Path]:
         zoom = Path(self.zoom_levels_file).expanduser() if self.zoom_levels_file else default_zoom_levels_path()
         display = (
@@ -497,14 +420,11 @@ class OAV(Device):
         )
         return zoom, display
 
-    def _zoom_level(self) -> ZoomLevel:
-        return self._calibration.zoom_levels.levels[self._zoom_index]
-
     def _add_zoom_attribute(self) -> None:
         zoom = attribute(
             name="zoom",
             dtype=tango.DevEnum,
-            enum_labels=list(self._calibration.zoom_levels.labels),
+            enum_labels=list(self._zoom.labels),
             access=AttrWriteType.READ_WRITE,
             memorized=True,
             hw_memorized=True,
@@ -515,39 +435,31 @@ class OAV(Device):
         self.add_attribute(zoom)
         self.set_change_event("zoom", True, False)
         # A re-created attribute starts with set point 0, which Init would write back as memorized.
-        self.get_device_attr().get_w_attr_by_name("zoom").set_write_value(self._zoom_index)
-        self._zoom_labels = self._calibration.zoom_levels.labels
+        self.get_device_attr().get_w_attr_by_name("zoom").set_write_value(self._zoom.index)
+        self._zoom_labels = self._zoom.labels
 
     def _sync_zoom_attribute(self) -> None:
         # Enum labels are fixed per attribute: re-create it so clients see the new list.
-        if self._calibration.zoom_levels.labels != self._zoom_labels:
+        if self._zoom.labels != self._zoom_labels:
             self.remove_attribute("zoom", False, False)  # keep the memorized value in the database
             self._add_zoom_attribute()
 
     def read_zoom(self, attr) -> int:
-        return self._zoom_index
+        return self._zoom.index
 
     def write_zoom(self, attr) -> None:
-        index = int(attr.get_write_value())
-        if not 0 <= index < len(self._calibration.zoom_levels.levels):
-            tango.Except.throw_exception(
-                "OAV_BadZoom",
-                f"zoom index {index} is not one of 0..{len(self._calibration.zoom_levels.levels) - 1}",
-                "OAV.write_zoom",
-            )
-        self._zoom_index = index
+        try:
+            self._zoom.select(int(attr.get_write_value()))
+        except ValueError as exc:
+            refuse("OAV_BadZoom", str(exc), "OAV.write_zoom")
         self._apply_zoom(push=True)
 
     def _apply_zoom(self, push: bool) -> None:
-        level = self._zoom_level()
-        centre = self._calibration.display.beam_centre(level.label)
         if isinstance(self._camera, SampleScene):
-            crop = level.crop or Crop(0, 0, 0, 0)
-            self._camera.set_optics(
-                level.microns_per_pixel_x, level.microns_per_pixel_y, crop.x + centre.x, crop.y + centre.y
-            )
+            self._camera.set_optics(*self._zoom.optics())
         if push:
-            self.push_change_event("zoom", self._zoom_index)
+            level, centre = self._zoom.level, self._zoom.beam_centre
+            self.push_change_event("zoom", self._zoom.index)
             self.push_change_event("microns_per_pixel_x", level.microns_per_pixel_x)
             self.push_change_event("microns_per_pixel_y", level.microns_per_pixel_y)
             self.push_change_event("beam_centre_x", centre.x)
@@ -555,47 +467,40 @@ class OAV(Device):
 
     @attribute(dtype=float, unit="um", format="%.4f", doc="Size of one image pixel on the sample, horizontally")
     def microns_per_pixel_x(self) -> float:
-        return self._zoom_level().microns_per_pixel_x
+        return self._zoom.level.microns_per_pixel_x
 
     @attribute(dtype=float, unit="um", format="%.4f", doc="Size of one image pixel on the sample, vertically")
     def microns_per_pixel_y(self) -> float:
-        return self._zoom_level().microns_per_pixel_y
+        return self._zoom.level.microns_per_pixel_y
 
     @attribute(dtype=float, unit="px", format="%.1f", doc="Image column where the X-ray beam is")
     def beam_centre_x(self) -> float:
-        return self._calibration.display.beam_centre(self._zoom_level().label).x
+        return self._zoom.beam_centre.x
 
     @attribute(dtype=float, unit="px", format="%.1f", doc="Image row where the X-ray beam is")
     def beam_centre_y(self) -> float:
-        return self._calibration.display.beam_centre(self._zoom_level().label).y
+        return self._zoom.beam_centre.y
 
     @attribute(dtype=str, doc="Why the last ReloadConfig failed ('' when the calibration files are fine)")
     def config_error(self) -> str:
-        return self._config_error
+        return self._zoom.error
 
     @attribute(dtype=str, doc="The calibration files in use")
     def config_files(self) -> str:
-        return self._calibration.describe()
+        return self._zoom.calibration.describe()
 
     @command(doc_in="Re-read the zoom levels and display files; on error keep the current calibration")
     def ReloadConfig(self) -> None:
-        zoom_path, display_path = self._config_paths()
         try:
-            calibration = Calibration.load(zoom_path, display_path)
+            self._zoom.reload(*self._config_paths())
         except ConfigFileError as exc:
-            self._config_error = str(exc)
-            self.push_change_event("config_error", self._config_error)
-            tango.Except.throw_exception(
+            self.push_change_event("config_error", self._zoom.error)
+            refuse(
                 "OAV_BadConfigFile",
                 f"{exc}. The device keeps its previous calibration; fix the file and run ReloadConfig again.",
                 "OAV.ReloadConfig",
             )
-        label = self._zoom_level().label
-        self._calibration = calibration
-        self._config_error = ""
         self.push_change_event("config_error", "")
-        labels = calibration.zoom_levels.labels
-        self._zoom_index = labels.index(label) if label in labels else 0
         self._sync_zoom_attribute()
         self._apply_zoom(push=True)
 
