@@ -15,6 +15,7 @@ import logging
 import os
 import tempfile
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -197,6 +198,7 @@ class Automation1Controller(_BackendDevice):
         self._axis_states: dict[str, AxisState] = {}
         self._pushed_state: DevState | None = None
         self._pushed_pso = None
+        self._backend_time: float | None = None  # newest backend timestamp seen (the simulated clock)
         try:
             self._ensure_backend()
         except (ValueError, OSError) as exc:
@@ -293,6 +295,7 @@ class Automation1Controller(_BackendDevice):
     # Events from the backend thread
 
     def _on_event(self, event: BackendEvent) -> None:
+        self._note_time(event)
         if isinstance(event, PulseEvent):
             push = self.push_change_event
             for i, stamp in enumerate(event.timestamps):
@@ -309,6 +312,16 @@ class Automation1Controller(_BackendDevice):
         elif isinstance(event, AxisEvent):
             self._axis_states[event.status.axis] = event.status.state
             self._push_state(None)
+
+    def _note_time(self, event: BackendEvent) -> None:
+        if isinstance(event, PulseEvent):
+            stamp = event.timestamps[-1] if event.timestamps else None
+        elif isinstance(event, TaskEvent | AxisEvent):
+            stamp = event.status.timestamp
+        else:
+            stamp = None
+        if stamp is not None and (self._backend_time is None or stamp > self._backend_time):
+            self._backend_time = stamp
 
     def _push_state(self, task: TaskState | None) -> None:
         task = task if task is not None else self._backend.task_status().state
@@ -335,7 +348,12 @@ class Automation1Controller(_BackendDevice):
             if changed or name == "captured_count":
                 self.push_change_event(name, value)
         if s.pulse_count == 0 and (previous is None or previous.pulse_count or previous.armed != s.armed):
-            self.push_change_event("pso_pulse_count", 0)  # PsoArm reset the counter
+            # PsoArm reset the counter. Stamped on the backend's clock, as the pulses are: a follower
+            # that drops updates older than the last one must not drop the pulses after the reset.
+            if self._backend_time is None:
+                self.push_change_event("pso_pulse_count", 0)
+            else:
+                self.push_change_event("pso_pulse_count", 0, self._backend_time, AttrQuality.ATTR_VALID)
         if event.capture_changed:
             data = self._backend.captured()
             self.push_change_event("captured_timestamps", data.timestamps)
@@ -409,8 +427,11 @@ class Automation1Controller(_BackendDevice):
         return self._backend.pso_status().armed
 
     @attribute(dtype=tango.DevLong, doc="Pulses since PsoArm; one change event per pulse (the simulated TTL line)")
-    def pso_pulse_count(self) -> int:
-        return self._backend.pso_status().pulse_count
+    def pso_pulse_count(self) -> tuple[int, float, AttrQuality]:
+        # On the backend's clock, as the pulse events are, so that a reading never looks newer than
+        # the pulses that follow it (time_scale != 1: that clock is not the wall clock).
+        stamp = self._backend_time if self._backend_time is not None else time.time()
+        return self._backend.pso_status().pulse_count, stamp, AttrQuality.ATTR_VALID
 
     @command(doc_in="Arm PSO at the current position of pso_axis; resets pso_pulse_count and the captured data")
     def PsoArm(self) -> None:

@@ -11,6 +11,7 @@ import pytest
 import tango
 from tango import AttrQuality, DevState
 
+from ophyd_tango.core.subscription import TangoSubscriber
 from tango_servers.aerotech.profile import plan_move
 from tango_servers.stack.waiting import wait_until
 
@@ -325,3 +326,29 @@ def test_misconfigured_devices_are_in_fault_with_a_reason_and_init_keeps_the_sim
     x.write_attribute("position", 3.0)
     wait_at_rest(x)
     assert x.position == 3.0 and ctrl.state() == DevState.ON
+
+
+def test_pulses_after_psoarm_reach_a_follower_on_a_slowed_clock(make_stack):
+    """The reset to 0 is stamped on the simulated clock, as the pulses are: a follower that drops
+    updates older than the last one (the subscription engine) still sees every pulse."""
+    config = automation1_only()
+    controller = config["servers"]["Automation1"]["sim"]["Automation1Controller"][CTRL]
+    controller.setdefault("properties", {})["time_scale"] = ["0.5"]  # simulated time lags the wall clock
+    running = make_stack(config, redis=False, bridges=False)
+    x, ctrl = running.proxy(X), running.proxy(CTRL)
+    move_to(x, 0.0)
+    ctrl.pso_axis, ctrl.pso_distance = "X", 0.01
+    ctrl.pso_window_low, ctrl.pso_window_high = -1e9, 1e9
+    seen: list[int] = []
+    with TangoSubscriber(timeout=5.0) as subscriber:
+        subscriber.subscribe(
+            running.trl(CTRL),
+            ["pso_pulse_count"],
+            lambda update: seen.append(update.value) if update.error is None else None,
+        )
+        wait_until(lambda: seen, 5, message="the initial pulse count")
+        ctrl.PsoArm()
+        x.write_attribute("position", 1.0)
+        wait_at_rest(x)
+        wait_until(lambda: seen[-1:] == [100], 5, message=lambda: f"100 pulses followed, got {seen[-3:]}")
+    assert seen[len(seen) - 1 - seen[::-1].index(0) + 1 :] == list(range(1, 101))
