@@ -13,5 +13,6 @@ def test_databaseds_runs_on_mariadb_with_the_packaged_schema(facility) -> None:
 
 def test_starter_answers_for_this_host(facility) -> None:
     starter = facility.proxy(facility.starter_device)
-    assert starter.state() == tango.DevState.ON
+    # ON, or ALARM once a server it controls is stopped; MOVING while one starts or stops.
+    assert starter.state() in (tango.DevState.ON, tango.DevState.ALARM, tango.DevState.MOVING)
     assert starter.info().dev_class == "Starter"
