@@ -191,6 +191,27 @@ class Facility:
         proxy.set_timeout_millis(int(timeout * 1000))
         return proxy
 
+    def starter_proxy(self) -> tango.DeviceProxy:
+        # DevStart returns before the server is up; Starter commands get Astor's long timeout.
+        return self.proxy(self.starter_device, timeout=10.0)
+
+    def running_servers(self) -> list[str]:
+        """The controlled servers Starter reports running (DevGetRunningServers, as Astor asks)."""
+        return list(self.starter_proxy().command_inout("DevGetRunningServers", True))
+
+    def start_server(self, server: str, timeout: float = 60.0) -> None:
+        """DevStart `server` (e.g. "Pilatus/sim") as Astor does, and wait until Starter sees it run."""
+        if server not in self.running_servers():
+            self.starter_proxy().command_inout("DevStart", server)
+        wait_until(lambda: server in self.running_servers(), timeout, interval=0.2, message=f"Starter to run {server}")
+
+    def stop_server(self, server: str, timeout: float = 60.0) -> None:
+        """DevStop `server` as Astor does, and wait until Starter sees it stopped."""
+        self.starter_proxy().command_inout("DevStop", server)
+        wait_until(
+            lambda: server not in self.running_servers(), timeout, interval=0.2, message=f"Starter to stop {server}"
+        )
+
     def our_processes(self) -> list[int]:
         """PIDs of processes carrying this facility's marker (Starter and the servers it started)."""
         pids = [int(p.name) for p in Path("/proc").iterdir() if p.name.isdigit()]
