@@ -134,14 +134,14 @@ def databaseds_env(mariadb: MariaDB, tango_host: str) -> dict[str, str]:
     }
 
 
-def start_databaseds(mariadb: MariaDB, port: int, log: Path, env: dict[str, str]) -> subprocess.Popen:
-    """Tango's C++ DataBaseds (instance 2) on 127.0.0.1:`port` against `mariadb`."""
+def start_databaseds(mariadb: MariaDB, tango_host: str, log: Path, env: dict[str, str]) -> subprocess.Popen:
+    """Tango's C++ DataBaseds (instance 2) listening on `tango_host` (ADDRESS:PORT) against `mariadb`."""
     binary = _require(DATABASEDS, "Tango's DataBaseds (tango-db)")
     with open(log, "ab") as out:
         return subprocess.Popen(
-            [binary, "2", "-ORBendPoint", f"giop:tcp:{LOOPBACK}:{port}"],
+            [binary, "2", "-ORBendPoint", f"giop:tcp:{tango_host}"],
             stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            env={**env, **databaseds_env(mariadb, f"{LOOPBACK}:{port}")},
+            env={**env, **databaseds_env(mariadb, tango_host)},
         )  # fmt: skip
 
 
@@ -174,8 +174,8 @@ class Facility:
     root: Path
     tango_host: str
     host: str
-    mariadb: MariaDB
-    databaseds: subprocess.Popen
+    mariadb: MariaDB | None = None
+    databaseds: subprocess.Popen | None = None
     starter: subprocess.Popen | None = None
     env: dict[str, str] = field(default_factory=dict)
 
@@ -222,40 +222,58 @@ class Facility:
             stop_child(self.starter)
         for pid in self.our_processes():
             stop_process(pid, self.root)
-        stop_child(self.databaseds)
-        self.mariadb.stop()
+        if self.databaseds is not None:
+            stop_child(self.databaseds)
+        if self.mariadb is not None:
+            self.mariadb.stop()
 
 
-def start_facility(root: Path, timeout: float = 60.0) -> Facility:
-    """MariaDB with the Tango schema, DataBaseds on a free port, and Starter for this host."""
+def start_facility(
+    root: Path, timeout: float = 60.0, *, address: str = LOOPBACK, port: int | None = None, starter: bool = True
+) -> Facility:
+    """MariaDB with the Tango schema, DataBaseds on `address`:`port` (free port by default), and
+    (with `starter`) a Starter for this host whose servers bind to `address`."""
     root.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, MARKER_ENV: str(root)}
     mariadb = start_mariadb(root / "mariadb", timeout=timeout)
+    tango_host = f"{address}:{port or free_port()}"
     try:
         create_tango_schema(mariadb)
-        tango_host = f"{LOOPBACK}:{free_port()}"
-        databaseds = start_databaseds(mariadb, int(tango_host.rsplit(":", 1)[1]), root / "databaseds.log", env)
+        databaseds = start_databaseds(mariadb, tango_host, root / "databaseds.log", env)
     except Exception:
         mariadb.stop()
         raise
-    # Servers Starter forks bind to loopback only, and find this database.
-    env = {**env, "TANGO_HOST": tango_host, "ORBendPoint": f"giop:tcp:{LOOPBACK}:"}
     facility = Facility(root, tango_host, starter_host_name(), mariadb, databaseds, env=env)
     try:
-        db = wait_until(
-            lambda: _database_answers(facility), timeout, interval=0.1, message=f"DataBaseds on {tango_host}"
-        )
-        log_home = root / "starter-logs"
-        log_home.mkdir(exist_ok=True)
-        register_starter(db, facility.host, log_home)
-        facility.starter = start_starter(facility.host, root / "starter.log", env)
-        wait_until(
-            lambda: _starter_answers(facility), timeout, interval=0.1, message=f"Starter {facility.starter_device}"
-        )
+        wait_until(lambda: _database_answers(facility), timeout, interval=0.1, message=f"DataBaseds on {tango_host}")
+        if starter:
+            _start_host_starter(facility, address, timeout)
     except Exception:
         facility.stop()
         raise
     return facility
+
+
+def start_host_starter(root: Path, tango_host: str, address: str, timeout: float = 60.0) -> Facility:
+    """A Starter for this host against an existing database; its servers bind to `address`."""
+    root.mkdir(parents=True, exist_ok=True)
+    facility = Facility(root, tango_host, starter_host_name(), env={**os.environ, MARKER_ENV: str(root)})
+    try:
+        _start_host_starter(facility, address, timeout)
+    except Exception:
+        facility.stop()
+        raise
+    return facility
+
+
+def _start_host_starter(facility: Facility, address: str, timeout: float) -> None:
+    # The servers Starter forks inherit this: they find the database and bind to this host's address.
+    facility.env = {**facility.env, "TANGO_HOST": facility.tango_host, "ORBendPoint": f"giop:tcp:{address}:"}
+    log_home = facility.root / "starter-logs"
+    log_home.mkdir(exist_ok=True)
+    register_starter(facility.database(), facility.host, log_home)
+    facility.starter = start_starter(facility.host, facility.root / "starter.log", facility.env)
+    wait_until(lambda: _starter_answers(facility), timeout, interval=0.1, message=f"Starter {facility.starter_device}")
 
 
 def _database_answers(facility: Facility) -> tango.Database:
@@ -270,3 +288,31 @@ def _starter_answers(facility: Facility) -> bool:
     if facility.starter.poll() is not None:
         raise RuntimeError(f"Starter exited with code {facility.starter.returncode}; see {facility.root}")
     return facility.proxy(facility.starter_device).state() == tango.DevState.ON
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run one simulated host's part until SIGTERM (the multi-host tests start these in namespaces):
+
+    python -m tango_servers.stack.mariadb database ROOT ADDRESS PORT   # MariaDB + DataBaseds
+    python -m tango_servers.stack.mariadb starter ROOT ADDRESS TANGO_HOST   # Starter for this host
+    """
+    import signal
+    import sys
+    import threading
+
+    role, root, address, where = argv or sys.argv[1:]
+    if role == "database":
+        facility = start_facility(Path(root), address=address, port=int(where), starter=False)
+    else:
+        facility = start_host_starter(Path(root), where, address)
+    stopped = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stopped.set())
+    print(f"ready {facility.tango_host}", flush=True)
+    try:
+        stopped.wait()
+    finally:
+        facility.stop()
+
+
+if __name__ == "__main__":
+    main()
