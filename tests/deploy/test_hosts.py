@@ -1,0 +1,157 @@
+"""Three simulated hosts in network namespaces joined by veth pairs on a bridge (198.18.0.0/24, a
+range reserved for such tests; no traffic leaves the namespaces):
+
+- database host 198.18.0.1: MariaDB and Tango's C++ DataBaseds on 198.18.0.1:10000;
+- hardware host 198.18.0.2: Starter, running Automation1 and Pilatus bound to (so publishing) 198.18.0.2;
+- client host 198.18.0.3: `tango-suite deploy`, ophyd_tango and bluesky (tests/deploy/cross_host_client.py).
+
+A fly scan crosses hosts; the hardware host's link is cut mid-fly and restored; times are reported.
+"""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tango_servers.stack.mariadb import starter_host_name
+from tango_servers.stack.processes import stop_child
+from tango_servers.stack.testing import shipped_servers, small_pilatus
+from tango_servers.stack.waiting import wait_until
+
+pytestmark = pytest.mark.slow
+
+HERE = Path(__file__).resolve().parent
+SUBNET = "198.18.0"
+TANGO_HOST = f"{SUBNET}.1:10000"
+ADDRESSES = {"db": f"{SUBNET}.1", "hw": f"{SUBNET}.2", "cl": f"{SUBNET}.3"}
+
+
+def ip(*args: str) -> None:
+    subprocess.run(["ip", *args], check=True, capture_output=True, timeout=10)
+
+
+class Hosts:
+    """The three namespaces, named after this process so parallel runs never meet."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.prefix = f"tsb{os.getpid()}"
+        self.namespaces = {role: f"{self.prefix}-{role}" for role in ADDRESSES}
+        self.processes: list[subprocess.Popen] = []
+
+    def link_of(self, role: str) -> str:
+        """The role's bridge port in the database host (cut it to cut the role off)."""
+        return f"{role}-port"
+
+    def create(self) -> None:
+        for namespace in self.namespaces.values():
+            ip("netns", "add", namespace)
+            ip("-n", namespace, "link", "set", "lo", "up")
+        db = self.namespaces["db"]
+        ip("-n", db, "link", "add", "br0", "type", "bridge")
+        ip("-n", db, "addr", "add", f"{ADDRESSES['db']}/24", "dev", "br0")
+        ip("-n", db, "link", "set", "br0", "up")
+        for role in ("hw", "cl"):
+            namespace = self.namespaces[role]
+            ip(
+                "link",
+                "add",
+                "eth0",
+                "netns",
+                namespace,
+                "type",
+                "veth",
+                "peer",
+                "name",
+                self.link_of(role),
+                "netns",
+                db,
+            )
+            ip("-n", db, "link", "set", self.link_of(role), "master", "br0")
+            ip("-n", db, "link", "set", self.link_of(role), "up")
+            ip("-n", namespace, "addr", "add", f"{ADDRESSES[role]}/24", "dev", "eth0")
+            ip("-n", namespace, "link", "set", "eth0", "up")
+
+    def command(self, role: str, *argv: str) -> list[str]:
+        return ["ip", "netns", "exec", self.namespaces[role], *argv]
+
+    def start(self, role: str, *argv: str) -> subprocess.Popen:
+        """Run a long-lived part on a host; it prints "ready" once up."""
+        log = self.root / f"{role}.log"
+        with open(log, "wb") as out:
+            process = subprocess.Popen(self.command(role, *argv), stdout=out, stderr=subprocess.STDOUT)
+        self.processes.append(process)
+
+        def ready() -> bool:
+            if process.poll() is not None:
+                raise RuntimeError(f"{role} host exited: {log.read_text()[-500:]}")
+            return "ready" in log.read_text()
+
+        wait_until(ready, 120, interval=0.1, message=f"the {role} host ({log})")
+        return process
+
+    def remove(self) -> None:
+        for process in reversed(self.processes):
+            stop_child(process, grace=30)
+        for namespace in self.namespaces.values():
+            subprocess.run(["ip", "netns", "del", namespace], capture_output=True, timeout=10)
+
+
+@pytest.fixture(scope="module")
+def hosts(tmp_path_factory) -> Iterator[Hosts]:
+    if os.geteuid() != 0:
+        pytest.skip("network namespaces need root (CI runs as root)")
+    if not shutil.which("ip"):
+        pytest.skip("the 'ip' command (iproute2) is missing")
+    if not Path("/usr/lib/tango/Starter").exists():
+        pytest.skip("Tango's Starter is missing: run 'make debian-packages' as root")
+    hosts = Hosts(tmp_path_factory.mktemp("hosts"))
+    try:
+        hosts.create()
+        python = sys.executable
+        hosts.start("db", python, "-m", "tango_servers.stack.mariadb", "database", str(hosts.root / "db"),
+                    ADDRESSES["db"], TANGO_HOST.rsplit(":", 1)[1])  # fmt: skip
+        hosts.start("hw", python, "-m", "tango_servers.stack.mariadb", "starter", str(hosts.root / "hw"),
+                    ADDRESSES["hw"], TANGO_HOST)  # fmt: skip
+        yield hosts
+    finally:
+        hosts.remove()
+
+
+def test_fly_scan_across_hosts_with_the_hardware_link_cut_and_restored(hosts, record_property) -> None:
+    config = hosts.root / "beamline.json"
+    config.write_text(json.dumps({"servers": {**shipped_servers("Automation1"), **small_pilatus("hw")}}))
+    deploy = subprocess.run(
+        hosts.command("cl", sys.executable, "-m", "tango_servers.stack.cli", "deploy", "--tango-host", TANGO_HOST,
+                      "--config", str(config), "--host", starter_host_name(), "--write"),
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert deploy.returncode == 0, deploy.stderr
+    client = subprocess.run(
+        hosts.command("cl", sys.executable, str(HERE / "cross_host_client.py"), TANGO_HOST,
+                      f"tango/admin/{starter_host_name()}", hosts.namespaces["db"], hosts.link_of("hw")),
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert client.returncode == 0, client.stderr[-3000:]
+    result = json.loads(client.stdout.strip().splitlines()[-1])
+
+    assert result["server_host"] != "" and result["fly"]["exit_status"] == "success"
+    assert result["fly"]["events"] == 100
+    cut = result["cut"]
+    assert cut["exit_status"] == "fail"
+    assert "sim/pilatus/1" in cut["reason"] or "sim/aerotech" in cut["reason"], cut["reason"]
+    assert result["fly_again"]["exit_status"] == "success" and result["fly_again"]["events"] == 100
+    times = {
+        "fly_100_points_s": result["fly"]["stopped"] - result["fly"]["started"],
+        "cut_to_failed_run_s": cut["stopped"] - cut["cut_at"],
+        "restore_to_first_read_s": result["reads_again_after"],
+        "fly_again_100_points_s": result["fly_again"]["stopped"] - result["fly_again"]["started"],
+    }
+    for name, value in times.items():
+        record_property(name, round(value, 3))
+    print(f"\ncross-host timings: {json.dumps({k: round(v, 3) for k, v in times.items()})}")
