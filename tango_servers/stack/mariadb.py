@@ -77,18 +77,20 @@ class MariaDB:
 
 
 def start_mariadb(root: Path, port: int | None = None, timeout: float = 60.0) -> MariaDB:
-    """Initialise a data directory in `root` and start mariadbd on 127.0.0.1 only."""
+    """Start mariadbd on 127.0.0.1 only with its data in `root` (initialised on first use)."""
     install = _require(shutil.which("mariadb-install-db"), "mariadb-install-db")
     server = _require(shutil.which("mariadbd") or "/usr/sbin/mariadbd", "mariadbd")
     root.mkdir(parents=True, exist_ok=True)
     data = root / "data"
     # Running as root, MariaDB insists on being told to stay root.
     user = ["--user=root"] if os.geteuid() == 0 else []
-    subprocess.run(
-        [install, "--no-defaults", f"--datadir={data}", *user, "--auth-root-authentication-method=socket",
-         "--skip-test-db", "--skip-name-resolve"],
-        check=True, capture_output=True, timeout=CLIENT_TIMEOUT,
-    )  # fmt: skip
+    fresh = not data.exists()
+    if fresh:
+        subprocess.run(
+            [install, "--no-defaults", f"--datadir={data}", *user, "--auth-root-authentication-method=socket",
+             "--skip-test-db", "--skip-name-resolve"],
+            check=True, capture_output=True, timeout=CLIENT_TIMEOUT,
+        )  # fmt: skip
     port = port or free_port()
     with open(root / "mariadb.log", "ab") as out:
         process = subprocess.Popen(
@@ -232,13 +234,16 @@ def start_facility(
     root: Path, timeout: float = 60.0, *, address: str = LOOPBACK, port: int | None = None, starter: bool = True
 ) -> Facility:
     """MariaDB with the Tango schema, DataBaseds on `address`:`port` (free port by default), and
-    (with `starter`) a Starter for this host whose servers bind to `address`."""
+    (with `starter`) a Starter for this host whose servers bind to `address`. A `root` used before
+    keeps its database: that is a restart of the database host."""
     root.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, MARKER_ENV: str(root)}
+    restart = (root / "mariadb" / "data").exists()
     mariadb = start_mariadb(root / "mariadb", timeout=timeout)
     tango_host = f"{address}:{port or free_port()}"
     try:
-        create_tango_schema(mariadb)
+        if not restart:
+            create_tango_schema(mariadb)
         databaseds = start_databaseds(mariadb, tango_host, root / "databaseds.log", env)
     except Exception:
         mariadb.stop()

@@ -1,10 +1,12 @@
 """The client host's part of the multi-host test, run inside its network namespace.
 
-    python cross_host_client.py TANGO_HOST STARTER_DEVICE DB_NAMESPACE HARDWARE_LINK
+    python cross_host_client.py TANGO_HOST STARTER_DEVICE DB_NAMESPACE HARDWARE_LINK FLAG_DIR
 
 Starts Automation1 and Pilatus through the hardware host's Starter, flies, cuts the hardware
 host's link (HARDWARE_LINK, its bridge port in DB_NAMESPACE) mid-fly, restores it, flies again with
-the same ophyd objects, and prints one JSON line of outcomes and times (wall clock, seconds).
+the same ophyd objects; then, while the test restarts the database host (flag files in FLAG_DIR:
+it touches "db-down" and "db-up", this script "ready-for-db-restart" and "read-while-db-down"),
+reads and flies with the same objects. Prints one JSON line of outcomes and times (wall clock, s).
 """
 
 import contextlib
@@ -13,6 +15,7 @@ import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 
 import tango
 from bluesky import RunEngine
@@ -49,7 +52,8 @@ def fly(devices: dict, stop: float, num: int, during=None) -> dict:
 
 
 def main() -> None:
-    tango_host, starter_device, db_namespace, link = sys.argv[1:]
+    tango_host, starter_device, db_namespace, link, flag_dir = sys.argv[1:]
+    flags = Path(flag_dir)
     starter = tango.DeviceProxy(f"tango://{tango_host}/{starter_device}")
     starter.set_timeout_millis(10000)
     result: dict = {}
@@ -87,6 +91,17 @@ def main() -> None:
     wait_until(lambda: acq_status.get() == "Ready", 30, interval=0.05, message="the Pilatus to be Ready")
     wait_until(lambda: str(devices["x"].proxy.state()) != "MOVING", 60, interval=0.05)
     result["fly_again"] = fly(devices, 1.0, 100)
+
+    (flags / "ready-for-db-restart").touch()
+    wait_until(lambda: (flags / "db-down").exists(), 120, interval=0.05, message="the database host to stop")
+    result["while_db_down"] = {
+        "x": devices["x"].signal("position").get(),
+        "acq_status": acq_status.get(),
+        "moved": devices["x"].set(0.5).wait(30) is None and devices["x"].set(0.0).wait(30) is None,
+    }
+    (flags / "read-while-db-down").touch()
+    wait_until(lambda: (flags / "db-up").exists(), 120, interval=0.05, message="the database host to restart")
+    result["fly_after_db_restart"] = fly(devices, 1.0, 100)
     for server in reversed(SERVERS):
         starter.command_inout("DevStop", server)
     print(json.dumps(result), flush=True)

@@ -5,7 +5,8 @@ range reserved for such tests; no traffic leaves the namespaces):
 - hardware host 198.18.0.2: Starter, running Automation1 and Pilatus bound to (so publishing) 198.18.0.2;
 - client host 198.18.0.3: `tango-suite deploy`, ophyd_tango and bluesky (tests/deploy/cross_host_client.py).
 
-A fly scan crosses hosts; the hardware host's link is cut mid-fly and restored; times are reported.
+A fly scan crosses hosts; the hardware host's link is cut mid-fly and restored; the database host
+is restarted under a connected client; times are reported.
 """
 
 import json
@@ -13,6 +14,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -80,6 +82,10 @@ class Hosts:
     def command(self, role: str, *argv: str) -> list[str]:
         return ["ip", "netns", "exec", self.namespaces[role], *argv]
 
+    def stop(self, process: subprocess.Popen) -> None:
+        stop_child(process, grace=30)
+        self.processes.remove(process)
+
     def start(self, role: str, *argv: str) -> subprocess.Popen:
         """Run a long-lived part on a host; it prints "ready" once up."""
         log = self.root / f"{role}.log"
@@ -94,6 +100,14 @@ class Hosts:
 
         wait_until(ready, 120, interval=0.1, message=f"the {role} host ({log})")
         return process
+
+    def start_database(self) -> subprocess.Popen:
+        """MariaDB and DataBaseds on the database host; again after a stop, with the same data."""
+        self.database = self.start(
+            "db", sys.executable, "-m", "tango_servers.stack.mariadb", "database", str(self.root / "db"),
+            ADDRESSES["db"], TANGO_HOST.rsplit(":", 1)[1],
+        )  # fmt: skip
+        return self.database
 
     def remove(self) -> None:
         for process in reversed(self.processes):
@@ -114,8 +128,7 @@ def hosts(tmp_path_factory) -> Iterator[Hosts]:
     try:
         hosts.create()
         python = sys.executable
-        hosts.start("db", python, "-m", "tango_servers.stack.mariadb", "database", str(hosts.root / "db"),
-                    ADDRESSES["db"], TANGO_HOST.rsplit(":", 1)[1])  # fmt: skip
+        hosts.start_database()
         hosts.start("hw", python, "-m", "tango_servers.stack.mariadb", "starter", str(hosts.root / "hw"),
                     ADDRESSES["hw"], TANGO_HOST)  # fmt: skip
         yield hosts
@@ -132,13 +145,31 @@ def test_fly_scan_across_hosts_with_the_hardware_link_cut_and_restored(hosts, re
         capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert deploy.returncode == 0, deploy.stderr
-    client = subprocess.run(
-        hosts.command("cl", sys.executable, str(HERE / "cross_host_client.py"), TANGO_HOST,
-                      f"tango/admin/{starter_host_name()}", hosts.namespaces["db"], hosts.link_of("hw")),
-        capture_output=True, text=True, timeout=600,
-    )  # fmt: skip
-    assert client.returncode == 0, client.stderr[-3000:]
-    result = json.loads(client.stdout.strip().splitlines()[-1])
+    flags = hosts.root / "flags"
+    flags.mkdir()
+    log = hosts.root / "client.log"
+    with open(log, "wb") as out:
+        client = subprocess.Popen(
+            hosts.command("cl", sys.executable, str(HERE / "cross_host_client.py"), TANGO_HOST,
+                          f"tango/admin/{starter_host_name()}", hosts.namespaces["db"], hosts.link_of("hw"),
+                          str(flags)),
+            stdout=subprocess.PIPE, stderr=out, text=True,
+        )  # fmt: skip
+    try:
+        client_alive = lambda flag: client.poll() is None or pytest.fail(log.read_text()[-3000:])  # noqa: E731
+        wait_until(lambda: client_alive(0) and (flags / "ready-for-db-restart").exists(), 600, interval=0.1)
+        db_stopped = time.time()
+        hosts.stop(hosts.database)
+        (flags / "db-down").touch()
+        wait_until(lambda: client_alive(0) and (flags / "read-while-db-down").exists(), 120, interval=0.05)
+        hosts.start_database()
+        db_back = time.time()
+        (flags / "db-up").touch()
+        stdout, _ = client.communicate(timeout=300)
+    finally:
+        stop_child(client)
+    assert client.returncode == 0, log.read_text()[-3000:]
+    result = json.loads(stdout.strip().splitlines()[-1])
 
     assert result["server_host"] != "" and result["fly"]["exit_status"] == "success"
     assert result["fly"]["events"] == 100
@@ -146,11 +177,17 @@ def test_fly_scan_across_hosts_with_the_hardware_link_cut_and_restored(hosts, re
     assert cut["exit_status"] == "fail"
     assert "sim/pilatus/1" in cut["reason"] or "sim/aerotech" in cut["reason"], cut["reason"]
     assert result["fly_again"]["exit_status"] == "success" and result["fly_again"]["events"] == 100
+    # The database host restarted: running servers kept serving the connected client.
+    assert result["while_db_down"]["moved"] and result["while_db_down"]["acq_status"] == "Ready"
+    after = result["fly_after_db_restart"]
+    assert after["exit_status"] == "success" and after["events"] == 100, after["reason"]
     times = {
         "fly_100_points_s": result["fly"]["stopped"] - result["fly"]["started"],
         "cut_to_failed_run_s": cut["stopped"] - cut["cut_at"],
         "restore_to_first_read_s": result["reads_again_after"],
         "fly_again_100_points_s": result["fly_again"]["stopped"] - result["fly_again"]["started"],
+        "database_host_down_s": db_back - db_stopped,
+        "fly_after_database_restart_s": after["stopped"] - after["started"],
     }
     for name, value in times.items():
         record_property(name, round(value, 3))
