@@ -3,10 +3,11 @@
     python cross_host_client.py TANGO_HOST STARTER_DEVICE DB_NAMESPACE HARDWARE_LINK FLAG_DIR
 
 Starts Automation1 and Pilatus through the hardware host's Starter, flies, cuts the hardware
-host's link (HARDWARE_LINK, its bridge port in DB_NAMESPACE) mid-fly, restores it, flies again with
-the same ophyd objects; then, while the test restarts the database host (flag files in FLAG_DIR:
-it touches "db-down" and "db-up", this script "ready-for-db-restart" and "read-while-db-down"),
-reads and flies with the same objects. Prints one JSON line of outcomes and times (wall clock, s).
+host's link (HARDWARE_LINK, its bridge port in DB_NAMESPACE) mid-fly and mid step scan, restores
+it, and scans again with the same ophyd objects; then, while the test restarts the database host
+(flag files in FLAG_DIR: it touches "db-down" and "db-up", this script "ready-for-db-restart" and
+"read-while-db-down"), reads and flies with the same objects.
+Prints one JSON line of outcomes and times (wall clock, s).
 """
 
 import contextlib
@@ -19,6 +20,7 @@ from pathlib import Path
 
 import tango
 from bluesky import RunEngine
+from bluesky.plans import scan
 
 from ophyd_tango import connect
 from ophyd_tango.plans import fly_scan
@@ -48,6 +50,33 @@ def fly(devices: dict, stop: float, num: int, during=None) -> dict:
         "events": sum(name == "event" for name, _ in documents),
         "started": started,
         "stopped": stop_doc["time"],
+    }
+
+
+def step_scan(devices: dict, num: int, cut_after: int | None = None, cut=None) -> dict:
+    """A step scan of x; `cut()` runs once event `cut_after` is in (on the RunEngine's thread)."""
+    documents = []
+    cut_at = {}
+
+    def collect(name: str, doc: dict) -> None:
+        documents.append((name, doc))
+        if name == "event" and doc["seq_num"] == cut_after and not cut_at:
+            cut()
+            cut_at["at"] = time.time()
+
+    started = time.time()
+    with contextlib.suppress(Exception):  # the stop document says why
+        RunEngine({}, context_managers=[])(scan([devices["x"]], devices["x"], 0.0, 2.0, num), collect)
+    stop_doc = next(doc for name, doc in documents if name == "stop")
+    return {
+        "exit_status": stop_doc["exit_status"],
+        "reason": stop_doc["reason"],
+        "events": sum(name == "event" for name, _ in documents),
+        "started": started,
+        "stopped": stop_doc["time"],
+        "cut_at": cut_at.get("at"),
+        "event_times": [doc["time"] for name, doc in documents if name == "event"],
+        "x": [doc["data"]["x"] for name, doc in documents if name == "event"],
     }
 
 
@@ -91,6 +120,14 @@ def main() -> None:
     wait_until(lambda: acq_status.get() == "Ready", 30, interval=0.05, message="the Pilatus to be Ready")
     wait_until(lambda: str(devices["x"].proxy.state()) != "MOVING", 60, interval=0.05)
     result["fly_again"] = fly(devices, 1.0, 100)
+
+    result["step_cut"] = step_scan(devices, 40, cut_after=5, cut=lambda: set_link(db_namespace, link, "down"))
+    set_link(db_namespace, link, "up")
+    restored = time.time()
+    wait_until(lambda: devices["x"].signal("position").get() is not None, 60, interval=0.05)
+    wait_until(lambda: str(devices["x"].proxy.state()) != "MOVING", 60, interval=0.05)
+    result["step_reads_again_after"] = time.time() - restored
+    result["step_again"] = step_scan(devices, 5)
 
     (flags / "ready-for-db-restart").touch()
     wait_until(lambda: (flags / "db-down").exists(), 120, interval=0.05, message="the database host to stop")

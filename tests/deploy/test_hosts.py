@@ -5,7 +5,7 @@ range reserved for such tests; no traffic leaves the namespaces):
 - hardware host 198.18.0.2: Starter, running Automation1 and Pilatus bound to (so publishing) 198.18.0.2;
 - client host 198.18.0.3: `tango-suite deploy`, ophyd_tango and bluesky (tests/deploy/cross_host_client.py).
 
-A fly scan crosses hosts; the hardware host's link is cut mid-fly and restored; the database host
+A fly scan crosses hosts; the hardware host's link is cut mid-fly and mid step scan, and restored; the database host
 is restarted under a connected client; times are reported.
 """
 
@@ -136,7 +136,10 @@ def hosts(tmp_path_factory) -> Iterator[Hosts]:
         hosts.remove()
 
 
-def test_fly_scan_across_hosts_with_the_hardware_link_cut_and_restored(hosts, record_property) -> None:
+@pytest.fixture(scope="module")
+def cross_host_run(hosts) -> dict:
+    """Deploy from the client host, then run cross_host_client.py there, restarting the database host
+    when it asks; its JSON result plus the database host's downtime."""
     config = hosts.root / "beamline.json"
     config.write_text(json.dumps({"servers": {**shipped_servers("Automation1"), **small_pilatus("hw")}}))
     deploy = subprocess.run(
@@ -155,13 +158,18 @@ def test_fly_scan_across_hosts_with_the_hardware_link_cut_and_restored(hosts, re
                           str(flags)),
             stdout=subprocess.PIPE, stderr=out, text=True,
         )  # fmt: skip
+
+    def client_reached(flag: str) -> bool:
+        if client.poll() is not None:
+            pytest.fail(f"the client host's script exited early: {log.read_text()[-3000:]}")
+        return (flags / flag).exists()
+
     try:
-        client_alive = lambda flag: client.poll() is None or pytest.fail(log.read_text()[-3000:])  # noqa: E731
-        wait_until(lambda: client_alive(0) and (flags / "ready-for-db-restart").exists(), 600, interval=0.1)
+        wait_until(lambda: client_reached("ready-for-db-restart"), 600, interval=0.1, message="the client")
         db_stopped = time.time()
         hosts.stop(hosts.database)
         (flags / "db-down").touch()
-        wait_until(lambda: client_alive(0) and (flags / "read-while-db-down").exists(), 120, interval=0.05)
+        wait_until(lambda: client_reached("read-while-db-down"), 120, interval=0.05, message="the client")
         hosts.start_database()
         db_back = time.time()
         (flags / "db-up").touch()
@@ -169,26 +177,43 @@ def test_fly_scan_across_hosts_with_the_hardware_link_cut_and_restored(hosts, re
     finally:
         stop_child(client)
     assert client.returncode == 0, log.read_text()[-3000:]
-    result = json.loads(stdout.strip().splitlines()[-1])
+    return {**json.loads(stdout.strip().splitlines()[-1]), "database_host_down_s": db_back - db_stopped}
 
+
+def test_fly_scan_across_hosts_link_cut_and_restore_and_database_restart(cross_host_run, record_property) -> None:
+    result = cross_host_run
     assert result["server_host"] != "" and result["fly"]["exit_status"] == "success"
     assert result["fly"]["events"] == 100
     cut = result["cut"]
     assert cut["exit_status"] == "fail"
     assert "sim/pilatus/1" in cut["reason"] or "sim/aerotech" in cut["reason"], cut["reason"]
     assert result["fly_again"]["exit_status"] == "success" and result["fly_again"]["events"] == 100
+    assert result["step_again"]["exit_status"] == "success" and result["step_again"]["events"] == 5
     # The database host restarted: running servers kept serving the connected client.
     assert result["while_db_down"]["moved"] and result["while_db_down"]["acq_status"] == "Ready"
     after = result["fly_after_db_restart"]
     assert after["exit_status"] == "success" and after["events"] == 100, after["reason"]
+    step_cut = result["step_cut"]
     times = {
         "fly_100_points_s": result["fly"]["stopped"] - result["fly"]["started"],
-        "cut_to_failed_run_s": cut["stopped"] - cut["cut_at"],
-        "restore_to_first_read_s": result["reads_again_after"],
+        "fly_cut_to_failed_run_s": cut["stopped"] - cut["cut_at"],
+        "fly_restore_to_first_read_s": result["reads_again_after"],
         "fly_again_100_points_s": result["fly_again"]["stopped"] - result["fly_again"]["started"],
-        "database_host_down_s": db_back - db_stopped,
+        "step_cut_to_end_of_run_s": step_cut["stopped"] - step_cut["cut_at"],
+        "step_restore_to_axis_at_rest_s": result["step_reads_again_after"],
+        "database_host_down_s": result["database_host_down_s"],
         "fly_after_database_restart_s": after["stopped"] - after["started"],
     }
     for name, value in times.items():
         record_property(name, round(value, 3))
     print(f"\ncross-host timings: {json.dumps({k: round(v, 3) for k, v in times.items()})}")
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="ophyd_tango: with the hardware host cut off, each step 'completes' after ~1 s and the run "
+    "ends in success with the set points as readings, instead of failing naming sim/aerotech/x",
+)
+def test_link_cut_mid_step_scan_fails_naming_the_axis(cross_host_run) -> None:
+    step_cut = cross_host_run["step_cut"]
+    assert step_cut["exit_status"] == "fail" and "sim/aerotech/x" in step_cut["reason"], step_cut["exit_status"]
