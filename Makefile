@@ -6,7 +6,7 @@ PIP := $(PY) -m pip
 STAMP := $(VENV)/.installed
 TEST_STAMP := $(VENV)/.installed-test
 
-.PHONY: demo test lint bench venv redis-server down clean
+.PHONY: demo test lint bench venv redis-server debian-packages down clean
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -20,22 +20,33 @@ $(TEST_STAMP): $(STAMP)
 
 venv: $(STAMP)
 
-# Debian's redis-server: installed with apt when missing and we are root, else say how.
-redis-server:
-	@if command -v redis-server >/dev/null 2>&1; then :; \
+# Debian packages the suite runs against: redis-server for the Redis bridge; MariaDB, Tango's
+# C++ DataBaseds (tango-db), Starter and TangoTest for the facility-deployment tests. Installed
+# with apt when missing and we are root, else say how. dbconfig-no-thanks keeps tango-db's
+# postinst from wanting a running system MariaDB: the tests create the schema themselves.
+DEBIAN_PACKAGES := redis-server mariadb-server tango-db tango-starter tango-test
+DEBIAN_EXTRA := dbconfig-no-thanks
+debian-packages:
+	@missing=""; for p in $(DEBIAN_PACKAGES); do \
+		dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'ok installed' || missing="$$missing $$p"; \
+	done; \
+	if [ -z "$$missing" ]; then :; \
 	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
-		echo "installing Debian's redis-server with apt"; \
-		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null; \
+		echo "installing Debian's$$missing with apt"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+			$(DEBIAN_EXTRA) $$missing >/dev/null; \
 	else \
-		echo "redis-server is missing: run 'sudo apt-get install redis-server' and try again"; exit 1; \
+		echo "missing Debian packages:$$missing: run 'sudo DEBIAN_FRONTEND=noninteractive apt-get install -y $(DEBIAN_EXTRA)$$missing' and try again"; exit 1; \
 	fi
+
+redis-server: debian-packages
 
 demo: $(STAMP) redis-server
 	$(VENV)/bin/tango-suite up --detach
 	$(VENV)/bin/tango-suite demo
 	@echo "The stack is still running: '$(VENV)/bin/tango-suite status' shows it, '$(VENV)/bin/tango-suite down' stops it."
 
-test: $(TEST_STAMP) redis-server
+test: $(TEST_STAMP) debian-packages
 	$(PY) -m pytest
 
 lint: $(STAMP)

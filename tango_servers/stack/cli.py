@@ -1,7 +1,8 @@
 """`tango-suite`: bring the local stack up, look at it, and take it down.
 
     tango-suite up [--config FILE] [--tango-host 127.0.0.1:PORT] [--detach] [--no-redis] [--no-bridges] [--sardana]
-    tango-suite status [--json]
+    tango-suite status [--json] [--tango-host HOST:PORT]
+    tango-suite deploy --tango-host HOST:PORT [--config FILE] [--host NAME] [--write]
     tango-suite env
     tango-suite demo
     tango-suite shell [-c CODE]
@@ -69,7 +70,17 @@ def _parser() -> argparse.ArgumentParser:
 
     status = sub.add_parser("status", parents=[common], help="servers, devices, states, pids")
     status.add_argument("--json", action="store_true", help="machine-readable list of objects")
+    status.add_argument("--tango-host", help="report the servers deployed in this database instead (HOST:PORT)")
     status.set_defaults(func=cmd_status)
+
+    deploy = sub.add_parser("deploy", help="put the servers into an existing Tango database, run by Starter")
+    deploy.add_argument("--tango-host", required=True, help="the facility's Tango database, HOST:PORT")
+    deploy.add_argument("--config", help="dsconfig JSON file (default: the configuration shipped with the suite)")
+    deploy.add_argument("--host", help="host whose Starter runs the servers (default: this host)")
+    deploy.add_argument("--ds-path", type=Path, help="directory of the server executables (default: this venv's bin)")
+    deploy.add_argument("--adopt", action="store_true", help="take over servers deploy did not create")
+    deploy.add_argument("--write", action="store_true", help="apply the changes (default: only show them)")
+    deploy.set_defaults(func=cmd_deploy)
 
     down = sub.add_parser("down", parents=[common], help="stop everything the stack started")
     down.set_defaults(func=cmd_down)
@@ -230,6 +241,8 @@ def cmd_down(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
+    if args.tango_host:
+        return cmd_deployed_status(args)
     state = _state(args)
     current = running_state(state)
     if not current:
@@ -241,6 +254,24 @@ def cmd_status(args: argparse.Namespace) -> int:
     rows = stack_status(current)
     print(json.dumps(rows, indent=2) if args.json else status_table(rows))
     return 0
+
+
+def cmd_deploy(args: argparse.Namespace) -> int:
+    from .deploy import DeployError, run_deploy
+
+    try:
+        return run_deploy(args.tango_host, args.config, args.host, args.ds_path, write=args.write, adopt=args.adopt)
+    except DeployError as exc:
+        raise UsageError(str(exc)) from exc
+
+
+def cmd_deployed_status(args: argparse.Namespace) -> int:
+    from .deploy import DeployError, run_status
+
+    try:
+        return run_status(args.tango_host, as_json=args.json)
+    except DeployError as exc:
+        raise UsageError(str(exc)) from exc
 
 
 def cmd_env(args: argparse.Namespace) -> int:

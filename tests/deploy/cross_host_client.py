@@ -1,0 +1,148 @@
+"""The client host's part of the multi-host test, run inside its network namespace.
+
+    python cross_host_client.py TANGO_HOST STARTER_DEVICE DB_NAMESPACE HARDWARE_LINK FLAG_DIR
+
+Starts Automation1 and Pilatus through the hardware host's Starter, flies, cuts the hardware
+host's link (HARDWARE_LINK, its bridge port in DB_NAMESPACE) mid-fly and mid step scan, restores
+it, and scans again with the same ophyd objects; then, while the test restarts the database host
+(flag files in FLAG_DIR: it touches "db-down" and "db-up", this script "ready-for-db-restart" and
+"read-while-db-down"), reads and flies with the same objects.
+Prints one JSON line of outcomes and times (wall clock, s).
+"""
+
+import contextlib
+import json
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import tango
+from bluesky import RunEngine
+from bluesky.plans import scan
+
+from ophyd_tango import connect
+from ophyd_tango.plans import fly_scan
+from tango_servers.stack.waiting import wait_until
+
+SERVERS = ("Automation1/sim", "Pilatus/hw")
+
+
+def set_link(namespace: str, link: str, state: str) -> None:
+    subprocess.run(["ip", "netns", "exec", namespace, "ip", "link", "set", link, state], check=True, timeout=10)
+
+
+def fly(devices: dict, stop: float, num: int, during=None) -> dict:
+    documents = []
+    started = time.time()
+    if during is not None:
+        threading.Thread(target=during, daemon=True).start()
+    with contextlib.suppress(Exception):  # the stop document says why
+        RunEngine({}, context_managers=[])(
+            fly_scan([devices["pilatus"]], devices["x"], 0.0, stop, num, 0.004),
+            lambda name, doc: documents.append((name, doc)),
+        )
+    stop_doc = next(doc for name, doc in documents if name == "stop")
+    return {
+        "exit_status": stop_doc["exit_status"],
+        "reason": stop_doc["reason"],
+        "events": sum(name == "event" for name, _ in documents),
+        "started": started,
+        "stopped": stop_doc["time"],
+    }
+
+
+def step_scan(devices: dict, num: int, cut_after: int | None = None, cut=None) -> dict:
+    """A step scan of x; `cut()` runs once event `cut_after` is in (on the RunEngine's thread)."""
+    documents = []
+    cut_at = {}
+
+    def collect(name: str, doc: dict) -> None:
+        documents.append((name, doc))
+        if name == "event" and doc["seq_num"] == cut_after and not cut_at:
+            cut()
+            cut_at["at"] = time.time()
+
+    started = time.time()
+    with contextlib.suppress(Exception):  # the stop document says why
+        RunEngine({}, context_managers=[])(scan([devices["x"]], devices["x"], 0.0, 2.0, num), collect)
+    stop_doc = next(doc for name, doc in documents if name == "stop")
+    return {
+        "exit_status": stop_doc["exit_status"],
+        "reason": stop_doc["reason"],
+        "events": sum(name == "event" for name, _ in documents),
+        "started": started,
+        "stopped": stop_doc["time"],
+        "cut_at": cut_at.get("at"),
+        "event_times": [doc["time"] for name, doc in documents if name == "event"],
+        "x": [doc["data"]["x"] for name, doc in documents if name == "event"],
+    }
+
+
+def main() -> None:
+    tango_host, starter_device, db_namespace, link, flag_dir = sys.argv[1:]
+    flags = Path(flag_dir)
+    starter = tango.DeviceProxy(f"tango://{tango_host}/{starter_device}")
+    starter.set_timeout_millis(10000)
+    result: dict = {}
+    for server in SERVERS:  # in startup-level order, as Starter's DevStartAll would
+        started = time.time()
+        if server not in starter.command_inout("DevGetRunningServers", True):
+            starter.command_inout("DevStart", server)
+        wait_until(lambda s=server: s in starter.command_inout("DevGetRunningServers", True), 60, interval=0.2)
+        result[f"start {server}"] = time.time() - started
+    devices = connect("sim/*/*", tango_host=tango_host)
+    ctrl = tango.DeviceProxy(f"tango://{tango_host}/sim/aerotech/ctrl")
+    ctrl.set_timeout_millis(3000)
+    result["server_host"] = devices["x"].proxy.info().server_host
+    result["fly"] = fly(devices, 1.0, 100)
+
+    devices["x"].set(0.0).wait(30)
+    cut: dict = {}
+
+    def cut_link() -> None:
+        wait_until(lambda: ctrl.pso_armed and ctrl.pso_pulse_count >= 100, 30, interval=0.01)
+        set_link(db_namespace, link, "down")
+        cut["at"] = time.time()
+
+    result["cut"] = fly(devices, 10.0, 1000, during=cut_link)
+    result["cut"]["cut_at"] = cut["at"]
+    set_link(db_namespace, link, "up")
+    restored = time.time()
+    wait_until(lambda: devices["x"].signal("position").get() is not None, 60, interval=0.05)
+    result["reads_again_after"] = time.time() - restored
+    # The interrupted acquisition is still running on the detector host: stop it, as an operator would.
+    acq_status = devices["pilatus"].signal("acq_status")
+    result["acq_status_after_restore"] = acq_status.get()
+    if result["acq_status_after_restore"] != "Ready":
+        devices["pilatus"].proxy.command_inout("stopAcq")
+    wait_until(lambda: acq_status.get() == "Ready", 30, interval=0.05, message="the Pilatus to be Ready")
+    wait_until(lambda: str(devices["x"].proxy.state()) != "MOVING", 60, interval=0.05)
+    result["fly_again"] = fly(devices, 1.0, 100)
+
+    result["step_cut"] = step_scan(devices, 40, cut_after=5, cut=lambda: set_link(db_namespace, link, "down"))
+    set_link(db_namespace, link, "up")
+    restored = time.time()
+    wait_until(lambda: devices["x"].signal("position").get() is not None, 60, interval=0.05)
+    wait_until(lambda: str(devices["x"].proxy.state()) != "MOVING", 60, interval=0.05)
+    result["step_reads_again_after"] = time.time() - restored
+    result["step_again"] = step_scan(devices, 5)
+
+    (flags / "ready-for-db-restart").touch()
+    wait_until(lambda: (flags / "db-down").exists(), 120, interval=0.05, message="the database host to stop")
+    result["while_db_down"] = {
+        "x": devices["x"].signal("position").get(),
+        "acq_status": acq_status.get(),
+        "moved": devices["x"].set(0.5).wait(30) is None and devices["x"].set(0.0).wait(30) is None,
+    }
+    (flags / "read-while-db-down").touch()
+    wait_until(lambda: (flags / "db-up").exists(), 120, interval=0.05, message="the database host to restart")
+    result["fly_after_db_restart"] = fly(devices, 1.0, 100)
+    for server in reversed(SERVERS):
+        starter.command_inout("DevStop", server)
+    print(json.dumps(result), flush=True)
+
+
+if __name__ == "__main__":
+    main()
