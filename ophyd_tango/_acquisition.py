@@ -240,9 +240,11 @@ class AcquisitionLogic:
 
     # ---- helpers -------------------------------------------------------------------------------
     def label(self, value: Any) -> str:
+        """An acq_status value as its label (Ready, Running, Fault, ...)."""
         return self.link.attribute_type(self.acq_status).to_bluesky(value) if self.acq_status else str(value)
 
     def acq_status_label(self, fresh: bool = False) -> str:
+        """The acquisition status label: the last event's, or read now when `fresh`."""
         if not self.acq_status:
             return self.ready_value
         cached = None if fresh else self._values.get(self.acq_status.lower())
@@ -250,6 +252,7 @@ class AcquisitionLogic:
         return self.label(value)
 
     def status_text(self) -> str:
+        """The device's Status text, for error messages (never raises)."""
         try:
             return str(self.link.read_one("Status").value).strip()
         except TangoDeviceError as exc:
