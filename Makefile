@@ -49,9 +49,12 @@ demo: $(STAMP) redis-server
 test: $(TEST_STAMP) debian-packages
 	$(PY) -m pytest
 
+# ruff, the layering contracts in pyproject.toml ([tool.importlinter]) and mypy over ophyd_tango.
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/lint-imports
+	$(VENV)/bin/mypy
 
 bench: $(TEST_STAMP) redis-server
 	@set -e; for b in benchmarks/bench_*.py; do echo "== $$b"; $(PY) $$b; done

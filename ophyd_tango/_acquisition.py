@@ -19,20 +19,18 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import tango
 from event_model import compose_stream_resource
 from ophyd.status import DeviceStatus
 
+from ._deadline import Deadline, wait_until
+from ._host import LogicHost
 from ._link import AttributeValue, DeviceLink
-from ._motion import _command, _spelled, _state
 from ._roles import Roles
 from .core.errors import TangoDeviceError, TangoTimeoutError
-from .core.subscription import AttributeUpdate
-
-if TYPE_CHECKING:
-    from ._device import TangoDevice
+from .core.subscription import AttributeUpdate, Subscription
 
 __all__ = ["AcquisitionFailed", "AcquisitionLogic", "FileStream"]
 
@@ -53,23 +51,23 @@ class AcquisitionFailed(TangoDeviceError):
 class AcquisitionLogic:
     """Triggering one detector by its roles."""
 
-    def __init__(self, device: TangoDevice, link: DeviceLink, roles: Roles):
+    def __init__(self, device: LogicHost, link: DeviceLink, roles: Roles):
         self.device = device
         self.link = link
         self.roles = roles
-        self.trigger_command = _command(link, roles.get("trigger"))
-        self.prepare_command = _command(link, roles.get("prepare"))
-        self.start_command = _command(link, roles.get("start"))
-        self.stop_command = _command(link, roles.get("stop"))
-        self.abort_command = _command(link, roles.get("abort"))
-        self.busy_states = {_state(s) for s in roles.names("busy_state")} or {tango.DevState.RUNNING}
-        self.acq_status = _spelled(link, roles.get("acq_status"))
+        self.trigger_command = link.command_named(roles.get("trigger"))
+        self.prepare_command = link.command_named(roles.get("prepare"))
+        self.start_command = link.command_named(roles.get("start"))
+        self.stop_command = link.command_named(roles.get("stop"))
+        self.abort_command = link.command_named(roles.get("abort"))
+        self.busy_states = roles.states("busy_state") or {tango.DevState.RUNNING}
+        self.acq_status = link.spelled(roles.get("acq_status"))
         self.ready_value = roles.get("ready_value", "Ready")
         self.fault_value = roles.get("fault_value", "Fault")
-        self.frame_counter = _spelled(link, roles.get("frame_counter"))
-        self.nb_frames = _spelled(link, roles.get("nb_frames"))
-        self.exposure = _spelled(link, roles.get("exposure"))
-        self.trigger_mode = _spelled(link, roles.get("trigger_mode"))
+        self.frame_counter = link.spelled(roles.get("frame_counter"))
+        self.nb_frames = link.spelled(roles.get("nb_frames"))
+        self.exposure = link.spelled(roles.get("exposure"))
+        self.trigger_mode = link.spelled(roles.get("trigger_mode"))
         self.step_trigger_mode = roles.get("step_trigger_mode")
         self.framed = self.frame_counter is not None  # acquisition-status style
         self.frames_triggered = 0
@@ -79,7 +77,7 @@ class AcquisitionLogic:
         self._values: dict[str, AttributeValue] = {}
         self.stream: FileStream | None = None
         followed = ["State"] + [n for n in (self.acq_status, self.frame_counter) if n]
-        self._subscription = link.subscriber.subscribe(link.trl, followed, self._on_update, kinds=device._event_kinds)
+        self._subscription = link.subscriber.subscribe(link.trl, followed, self._on_update, kinds=device.event_kinds)
 
     def _on_update(self, update: AttributeUpdate) -> None:
         if update.error is None:
@@ -137,9 +135,9 @@ class AcquisitionLogic:
             return
         self.armed = False
         try:
-            if self._acq_status_label() != self.ready_value and self.stop_command:
+            if self.acq_status_label() != self.ready_value and self.stop_command:
                 self.link.command(self.stop_command)
-            self._wait(lambda: self._acq_status_label(fresh=True) in (self.ready_value, self.fault_value), 30.0)
+            self.wait_until_ready(30.0)
         except (TangoDeviceError, TimeoutError) as exc:
             logger.warning("%s: stopping the acquisition at unstage: %s", self.device.name, exc)
 
@@ -189,7 +187,7 @@ class AcquisitionLogic:
     def _watch(self, status: DeviceStatus, index: int, started: float) -> None:
         name = self.device.name
         limit = self._trigger_timeout()
-        deadline = time.monotonic() + limit
+        deadline = Deadline(limit)
         next_check = 0.0
         while not status.done:
             now = time.monotonic()
@@ -198,78 +196,81 @@ class AcquisitionLogic:
                 try:
                     verdict = self._check(index)
                 except TangoDeviceError as exc:
-                    verdict = None if now < deadline else str(exc)
+                    verdict = str(exc) if deadline.expired else None
                 if verdict is True:
                     status.set_finished()
                     return
                 if isinstance(verdict, str):
                     status.set_exception(AcquisitionFailed(f"{name}: {verdict}"))
                     return
-            if now > deadline:
+            if deadline.expired:
                 try:
                     self.stop()
                 except TangoDeviceError as exc:
                     logger.warning("%s: stop after a trigger timeout failed: %s", name, exc)
                 status.set_exception(TangoTimeoutError(f"{name}: frame {index} not done after {limit:.1f} s; stopped"))
                 return
-            self._wake.wait(min(SAFETY_PERIOD, max(0.0, deadline - now)))
-            self._wake.clear()
+            deadline.pause(SAFETY_PERIOD, self._wake)
 
     def _looks_done(self, index: int) -> bool:
         """From events alone (no I/O): worth confirming with a read?"""
-        if self.framed:
+        if self.frame_counter is not None:
             counter = self._values.get(self.frame_counter.lower())
             status = self._values.get((self.acq_status or "").lower())
             return (counter is not None and counter.value >= index) or (
-                status is not None and self._label(status.value) == self.fault_value
+                status is not None and self.label(status.value) == self.fault_value
             )
         state = self._values.get("state")
         return state is not None and state.value not in self.busy_states
 
     def _check(self, index: int) -> bool | str | None:
         """True when frame `index` is done; a message when the acquisition failed."""
-        if self.framed:
+        if self.frame_counter is not None:
             names = [self.frame_counter] + ([self.acq_status] if self.acq_status else [])
             values = self.link.read(names)
-            if self.acq_status and self._label(values[self.acq_status].value) == self.fault_value:
-                return f"acquisition failed: {self._status_text()}"
+            if self.acq_status and self.label(values[self.acq_status].value) == self.fault_value:
+                return f"acquisition failed: {self.status_text()}"
             saved = int(values[self.frame_counter].value)
             self.frames_saved = max(self.frames_saved, saved + 1)
             return True if saved >= index else None
         state = self.link.read(["State"])["State"].value
         if state == tango.DevState.FAULT:
-            return f"FAULT during acquisition: {self._status_text()}"
+            return f"FAULT during acquisition: {self.status_text()}"
         return True if state not in self.busy_states else None
 
     # ---- helpers -------------------------------------------------------------------------------
-    def _label(self, value: Any) -> str:
+    def label(self, value: Any) -> str:
+        """An acq_status value as its label (Ready, Running, Fault, ...)."""
         return self.link.attribute_type(self.acq_status).to_bluesky(value) if self.acq_status else str(value)
 
-    def _acq_status_label(self, fresh: bool = False) -> str:
+    def acq_status_label(self, fresh: bool = False) -> str:
+        """The acquisition status label: the last event's, or read now when `fresh`."""
         if not self.acq_status:
             return self.ready_value
         cached = None if fresh else self._values.get(self.acq_status.lower())
         value = cached.value if cached is not None else self.link.read_one(self.acq_status).value
-        return self._label(value)
+        return self.label(value)
 
-    def _status_text(self) -> str:
+    def status_text(self) -> str:
+        """The device's Status text, for error messages (never raises)."""
         try:
             return str(self.link.read_one("Status").value).strip()
         except TangoDeviceError as exc:
             return f"(Status unreadable: {exc})"
 
-    def _wait(self, predicate: Any, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        while not predicate():
-            if time.monotonic() > deadline:
-                raise TangoTimeoutError(f"{self.device.name}: not ready after {timeout:.0f} s")
-            self._wake.wait(0.2)
-            self._wake.clear()
+    def wait_until_ready(self, timeout: float) -> None:
+        """Return once acq_status is Ready or Fault (files closed); TangoTimeoutError after `timeout`."""
+        wait_until(
+            lambda: self.acq_status_label(fresh=True) in (self.ready_value, self.fault_value),
+            timeout,
+            f"{self.device.name}: not ready",
+            wake=self._wake,
+        )
 
     def resync(self) -> None:
         """After a pause: count frames from what is on disk, and leave frames taken for points the
         RunEngine will redo out of the stream (they stay in the file, unreferenced)."""
-        if not self.framed or not self.armed:
+        if self.frame_counter is None or not self.armed:
             return
         saved = int(self.link.read_one(self.frame_counter).value)
         self.frames_saved = self.frames_triggered = saved + 1
@@ -278,7 +279,7 @@ class AcquisitionLogic:
 
     def stop(self) -> None:
         command = self.stop_command or self.abort_command
-        if command and (not self.framed or self._acq_status_label(fresh=True) != self.ready_value):
+        if command and (not self.framed or self.acq_status_label(fresh=True) != self.ready_value):
             self.link.command(command)
 
     def close(self) -> None:
@@ -293,24 +294,24 @@ class FileStream:
     F = `saving_frame_per_file`.
     """
 
-    def __init__(self, device: TangoDevice, link: DeviceLink, roles: Roles, acquisition: AcquisitionLogic):
+    def __init__(self, device: LogicHost, link: DeviceLink, roles: Roles, acquisition: AcquisitionLogic):
         self.device = device
         self.link = link
         self.acquisition = acquisition
-        self.file_event = _spelled(link, roles.get("file_event"))
+        self.file_event = link.spelled(roles.get("file_event"))
         self.dataset = roles.get("dataset", DEFAULT_DATASET)
-        self.frames_per_file_attr = _spelled(link, roles.get("frames_per_file") or "saving_frame_per_file")
+        self.frames_per_file_attr = link.spelled(roles.get("frames_per_file") or "saving_frame_per_file")
         self.data_key = f"{device.name}_image"
         self.files: list[tuple[str, str]] = []  # (path, dataset) in the order announced
         self.frames_per_file = 10**9
         self.emitted = 0
         self._resources: dict[int, Any] = {}
         self._lock = threading.Lock()
-        self._subscription = None
+        self._subscription: Subscription | None = None
         self._listening = False  # only files announced after our prepare belong to the acquisition
         if self.file_event:
             self._subscription = link.subscriber.subscribe(
-                link.trl, [self.file_event], self._on_file_event, kinds=device._event_kinds
+                link.trl, [self.file_event], self._on_file_event, kinds=device.event_kinds
             )
 
     def reset(self) -> None:
@@ -352,8 +353,8 @@ class FileStream:
 
     def _lima_path(self) -> str | None:
         names = ["saving_directory", "saving_prefix", "saving_next_number", "saving_suffix"]
-        spelled = [_spelled(self.link, n) for n in names]
-        if None in spelled:
+        spelled = [name for name in (self.link.spelled(n) for n in names) if name is not None]
+        if len(spelled) < len(names):
             return None
         values = self.link.read(spelled)
         directory, prefix, number, suffix = (values[n].value for n in spelled)

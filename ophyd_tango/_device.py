@@ -6,8 +6,7 @@ import contextlib
 import difflib
 import threading
 import weakref
-from collections import OrderedDict, namedtuple
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 from ophyd import Component, Device, Kind
@@ -20,6 +19,7 @@ from ._link import DeviceLink
 from ._motion import MoveLogic, MoveStatus
 from ._roles import ROLE_KEYS, Roles, choose_roles
 from ._signal import TangoSignal
+from .core._private import install_lazy_device_tuple
 from .core.names import identifier
 from .core.types import AttributeType
 
@@ -40,7 +40,7 @@ class TangoCommand:
         self.info = info
 
     @property
-    def __doc__(self) -> str:  # built on demand: reading CommandInfo fields is slow
+    def __doc__(self) -> str:  # type: ignore[override]  # built on demand: reading CommandInfo fields is slow
         info = self.info
         return (
             f"Tango command {info.cmd_name}({info.in_type.name}: {info.in_type_desc}) "
@@ -108,16 +108,6 @@ def _signal_kinds(types: Mapping[str, AttributeType], roles: Roles) -> dict[str,
     return kinds
 
 
-class _LazyDeviceTuple:
-    """`cls._device_tuple`, built when first asked for (ophyd's get_device_tuple/put)."""
-
-    def __get__(self, instance: Any, owner: type) -> type:
-        fields = [name for name in owner.component_names[:254] if not name.startswith("_")]
-        built = namedtuple(f"{owner.__name__}Tuple", fields)
-        owner._device_tuple = built
-        return built
-
-
 _class_cache: dict[Any, type] = {}
 _class_lock = threading.Lock()
 
@@ -135,27 +125,6 @@ class TangoDevice(Device):
 
     _link: DeviceLink
     _roles: Roles
-
-    @classmethod
-    def _initialize_device(cls) -> None:
-        """ophyd's class set-up, with the component namedtuple built on first use: for a class
-        generated from a 200-attribute device that namedtuple alone costs milliseconds."""
-        if "_attribute_components" not in cls.__dict__:
-            super()._initialize_device()
-            return
-        components = {attr: cpt for attr, cpt in cls.__dict__.items() if isinstance(cpt, Component)}
-        bad = set(components) & DEVICE_RESERVED_ATTRS | set(components) & DEVICE_INSTANCE_ATTRS
-        if bad:
-            raise TypeError(f"reserved component names {bad}")
-        inherited = [
-            (attr, cpt) for base in reversed(cls.__bases__) for attr, cpt in getattr(base, "_sig_attrs", {}).items()
-        ]
-        cls._sig_attrs = OrderedDict([*inherited, *components.items()])
-        cls._component_kinds = {attr: cpt.kind for attr, cpt in cls._sig_attrs.items()}
-        cls.component_names = tuple(cls._sig_attrs)
-        cls._device_tuple = _LazyDeviceTuple()
-        cls._sub_devices = [attr for attr, cpt in cls._sig_attrs.items() if cpt.is_device]
-        cls._required_for_connection = {}
 
     def __new__(cls, trl: str, *args: Any, timeout: float = DEFAULT_TIMEOUT, roles: Any = None, **kwargs: Any):
         link = DeviceLink.connect(trl, timeout=timeout, need_alias=kwargs.get("name") is None)
@@ -182,7 +151,7 @@ class TangoDevice(Device):
     ):
         self.trl = trl
         self.timeout = timeout
-        self._event_kinds: tuple[str, ...] = ("change", "periodic") if events else ()
+        self.event_kinds: tuple[str, ...] = ("change", "periodic") if events else ()
         ophyd_kind = kind if kind is None or (isinstance(kind, str) and kind in _OPHYD_KINDS) else None
         if isinstance(kind, Kind):
             ophyd_kind = kind
@@ -206,7 +175,7 @@ class TangoDevice(Device):
         framed = self._roles.triggered or "frame_counter" in self._roles
         self._acquisition = AcquisitionLogic(self, self._link, self._roles) if framed else None
         self._automatic_stage_sigs: set[Any] = set()
-        self._stream = None
+        self._stream: FileStream | None = None
         if self._acquisition is not None and self._roles.writes_files:
             self._stream = self._acquisition.stream = FileStream(self, self._link, self._roles, self._acquisition)
         self._read_names: dict[tuple[str, ...], list[str]] = {}
@@ -226,6 +195,30 @@ class TangoDevice(Device):
     @property
     def tango_class(self) -> str:
         return self._link.dev_class
+
+    @property
+    def link(self) -> DeviceLink:
+        """The device's connection: proxy, attribute types, batched reads, writes and commands."""
+        return self._link
+
+    @property
+    def move_logic(self) -> MoveLogic | None:
+        """How the device moves (None: not movable)."""
+        return self._move
+
+    @property
+    def acquisition(self) -> AcquisitionLogic | None:
+        """How the device acquires (None: not a detector)."""
+        return self._acquisition
+
+    @property
+    def stream(self) -> FileStream | None:
+        """The frames the device writes to files, as stream documents (None: writes none)."""
+        return self._stream
+
+    def notify(self, sub_type: str, **kwargs: Any) -> None:
+        """Run the device's `sub_type` subscriptions (readback, progress) with `kwargs`."""
+        self._run_subs(sub_type=sub_type, **kwargs)
 
     def signal(self, attribute: str) -> TangoSignal:
         """The signal of a Tango attribute, by its Tango name (any case)."""
@@ -317,6 +310,11 @@ class TangoDevice(Device):
         return f"TangoDevice({self.trl!r}, name={self.name!r})  # {self._link.dev_class}, roles: {self._roles.kind}"
 
 
+install_lazy_device_tuple(
+    TangoDevice, Component, DEVICE_RESERVED_ATTRS | DEVICE_INSTANCE_ATTRS, marker="_attribute_components"
+)
+
+
 class MovableTangoDevice(TangoDevice):
     """A TangoDevice with a setpoint: bluesky Movable, Locatable and Stoppable."""
 
@@ -351,10 +349,10 @@ class MovableTangoDevice(TangoDevice):
 
     def locate(self) -> dict[str, Any]:
         move = self._require_move()
-        names = [move.readback] + ([move.setpoint_readback] if move.setpoint_readback else [])
-        values = self._link.read(names)
+        target = move.setpoint_readback
+        values = self._link.read([move.readback] + ([target] if target else []))
         readback = move.readback_type.to_bluesky(values[move.readback].value)
-        setpoint = values[move.setpoint_readback].value if move.setpoint_readback else None
+        setpoint = values[target].value if target else None
         if setpoint is None:
             status = move.status
             setpoint = status.target if status is not None else readback
@@ -372,7 +370,9 @@ class MovableTangoDevice(TangoDevice):
 class StreamingTangoDevice(TangoDevice):
     """A TangoDevice writing frames to files: bluesky WritesStreamAssets."""
 
-    def collect_asset_docs(self, index: int | None = None):
+    _stream: FileStream
+
+    def collect_asset_docs(self, index: int | None = None) -> Iterator[tuple[str, dict[str, Any]]]:
         yield from self._stream.collect_asset_docs(index)
 
     def get_index(self) -> int:

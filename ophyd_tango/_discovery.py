@@ -12,6 +12,7 @@ from typing import Any
 
 import tango
 
+from ._device import TangoDevice
 from .core.discovery import database, database_host, exported_devices, unknown_device_error
 from .core.names import identifier
 
@@ -54,18 +55,16 @@ def connect(
     them in a namespace. A pattern matching nothing raises LookupError listing close names; a
     device that cannot be built is left out with a warning saying why.
     """
-    from ._device import TangoDevice
-
     host = tango_host or os.environ.get("TANGO_HOST")
     db = database(tango_host, timeout)
     devices = exported_devices(db, [pattern])
     if not devices:
         every = exported_devices(db)
-        aliases = list(db.get_device_alias_list("*"))
-        close = difflib.get_close_matches(pattern.lower(), [d.lower() for d in every + aliases], n=5, cutoff=0.4)
+        known_aliases = list(db.get_device_alias_list("*"))
+        close = difflib.get_close_matches(pattern.lower(), [d.lower() for d in every + known_aliases], n=5, cutoff=0.4)
         hint = f"; close names: {', '.join(close)}" if close else f"; exported: {', '.join(sorted(every)[:20])}"
         raise LookupError(f"no exported device matches {pattern!r} in the Tango database at {database_host(db)}{hint}")
-    aliases = {}
+    aliases: dict[str, str] = {}
     for device in devices:
         with contextlib.suppress(tango.DevFailed):
             aliases[device] = db.get_alias_from_device(device)

@@ -31,7 +31,11 @@ import numpy as np
 from ophyd import Device
 from ophyd.status import DeviceStatus
 
-from ._motion import _command, _spelled
+from ._acquisition import AcquisitionLogic
+from ._deadline import Deadline, wait_until
+from ._device import TangoDevice
+from ._link import DeviceLink
+from ._roles import ROLE_KEYS, Roles
 from .core.errors import TangoDeviceError, TangoTimeoutError
 
 __all__ = ["DetectorFlyer", "FlyFailed", "FlyPoints", "FlyStatus", "PsoFlyer"]
@@ -86,7 +90,7 @@ class FlyStatus(DeviceStatus):
             except Exception:
                 logger.exception("fly status watcher %r failed", watcher)
         with contextlib.suppress(Exception):
-            self.device._run_subs(sub_type="progress", value=current, max_value=self.target, done=self.done)
+            self.device.notify("progress", value=current, max_value=self.target, done=self.done)
 
     def __repr__(self) -> str:
         text = f"{type(self).__name__}(device={self.device.name}, done={self.done}, success={self.success}"
@@ -101,7 +105,7 @@ class FlyStatus(DeviceStatus):
 def _follow(status: FlyStatus, poll: Callable[[], tuple[int, bool | str | None]], limit: float, what: str) -> None:
     """Poll until `poll` says done (True) or failed (a message); a device that stops answering for
     UNREACHABLE_GRACE, or a fly outlasting `limit`, fails the status."""
-    deadline = time.monotonic() + limit
+    deadline = Deadline(limit)
     failing_since: float | None = None
     while not status.done:
         try:
@@ -124,10 +128,10 @@ def _follow(status: FlyStatus, poll: Callable[[], tuple[int, bool | str | None]]
             if isinstance(verdict, str):
                 status.set_exception(FlyFailed(verdict))
                 return
-        if time.monotonic() > deadline:
+        if deadline.expired:
             status.set_exception(TangoTimeoutError(f"{what} not finished after {limit:.1f} s"))
             return
-        time.sleep(POLL_PERIOD)
+        deadline.pause(POLL_PERIOD)
 
 
 def _device_trl(device: Any, name: str) -> str:
@@ -152,7 +156,84 @@ class FlyPlan:
     timeout: float | None = None
 
 
-class PsoFlyer(Device):
+@dataclass(frozen=True)
+class PsoNames:
+    """A PSO controller's attributes and commands, as its server spells them, from its roles."""
+
+    pulse_counter: str
+    capture_count: str
+    capture_times: str
+    capture_positions: str
+    armed: str
+    axis: str
+    distance: str
+    window_low: str
+    window_high: str
+    arm: str
+    disarm: str
+    # For controller programs (configure({"program": ...})); None where the server has none.
+    task_state: str | None
+    task_message: str | None
+    run_program: str | None
+    abort_program: str | None
+
+    @classmethod
+    def from_roles(cls, link: DeviceLink, roles: Roles, pso_axis: str) -> PsoNames:
+        """Raises ValueError naming the device and the role when a needed role is missing."""
+
+        def attribute(key: str, name: str | None = None) -> str:
+            spelled = link.spelled(name if name is not None else roles.get(key))
+            if spelled is None:
+                raise ValueError(_missing_role(link, roles, key, "attribute"))
+            return spelled
+
+        def command(key: str) -> str:
+            spelled = link.command_named(roles.get(key))
+            if spelled is None:
+                raise ValueError(_missing_role(link, roles, key, "command"))
+            return spelled
+
+        captures = [c.strip() for entry in roles.names("capture") for c in entry.split(",")]
+        times = next((c for c in captures if "*" not in c), None)
+        positions = next((c.replace("*", pso_axis.lower()) for c in captures if "*" in c), None)
+        if times is None or positions is None:
+            raise ValueError(_missing_role(link, roles, "capture", "attribute"))
+        return cls(
+            pulse_counter=attribute("pulse_counter"),
+            capture_count=attribute("capture_count"),
+            capture_times=attribute("capture", times),
+            capture_positions=attribute("capture", positions),
+            armed=attribute("pso_armed"),
+            axis=attribute("pso_axis"),
+            distance=attribute("pso_distance"),
+            window_low=attribute("pso_window_low"),
+            window_high=attribute("pso_window_high"),
+            arm=command("pso_arm"),
+            disarm=command("pso_disarm"),
+            task_state=link.spelled(roles.get("task_state")),
+            task_message=link.spelled(roles.get("task_message")),
+            run_program=link.command_named(roles.get("run_program")),
+            abort_program=link.command_named(roles.get("abort_program")),
+        )
+
+
+def _missing_role(link: DeviceLink, roles: Roles, key: str, what: str) -> str:
+    declared = roles.get(key)
+    found = f"{declared!r} is not a {what} of the device" if declared else "no such role"
+    return f"{link.key}: PSO role {key!r} ({ROLE_KEYS[key]}): {found}; declare it in the server's bluesky_roles"
+
+
+class _Flyer(Device):
+    """What both flyers share: "progress" subscriptions, run by their FlyStatus."""
+
+    SUB_PROGRESS = "progress"
+
+    def notify(self, sub_type: str, **kwargs: Any) -> None:
+        """Run the flyer's `sub_type` subscriptions with `kwargs`."""
+        self._run_subs(sub_type=sub_type, **kwargs)
+
+
+class PsoFlyer(_Flyer):
     """A PSO controller and one of its axes as a bluesky flyer (kickoff / complete).
 
     `configure({"start", "stop", "num", "exposure"})`: pulses at start + k * (stop - start) / num,
@@ -160,8 +241,6 @@ class PsoFlyer(Device):
     `configure({"program": text, "num": pulses, "timeout": s})` to run a controller program (which
     configures and arms PSO itself) instead of a move.
     """
-
-    SUB_PROGRESS = "progress"
 
     def __init__(
         self,
@@ -176,8 +255,6 @@ class PsoFlyer(Device):
         configuration_attrs: list[str] | None = None,
         parent: Any = None,
     ):
-        from ._device import TangoDevice
-
         if isinstance(axis, str):
             axis = TangoDevice(axis, timeout=timeout)
         properties = axis.proxy.get_property(["controller", "axis"])
@@ -199,16 +276,11 @@ class PsoFlyer(Device):
             configuration_attrs=configuration_attrs,
             parent=parent,
         )
-        roles, link = controller.roles, controller._link
-        self.pulse_counter = _spelled(link, roles.get("pulse_counter") or "pso_pulse_count")
-        self.capture_count = _spelled(link, roles.get("capture_count") or "captured_count")
-        captures = [c.strip() for c in str(roles.get("capture") or "captured_timestamps").split(",")]
-        self.capture_times = _spelled(link, next((c for c in captures if "*" not in c), "captured_timestamps"))
-        position_pattern = next((c for c in captures if "*" in c), "captured_positions_*")
-        self.capture_positions = _spelled(link, position_pattern.replace("*", self.pso_axis.lower()))
-        self.task_state = _spelled(link, roles.get("task_state") or "task_state")
-        self.task_progress = _spelled(link, roles.get("progress") or "task_progress")
-        self.velocity_attr = _spelled(axis._link, "velocity")
+        self.pso = PsoNames.from_roles(controller.link, controller.roles, self.pso_axis)
+        self.pulse_counter, self.capture_count = self.pso.pulse_counter, self.pso.capture_count
+        self.capture_times, self.capture_positions = self.pso.capture_times, self.pso.capture_positions
+        self.task_state = self.pso.task_state
+        self.velocity_attr = axis.move_logic.velocity if axis.move_logic is not None else None
         self.plan: FlyPlan | None = None
         self.status: FlyStatus | None = None
         self._move: Any = None
@@ -219,7 +291,7 @@ class PsoFlyer(Device):
     def stage(self) -> list[Any]:
         """Remember what a fly changes (the axis velocity); nothing moves or arms."""
         if self.velocity_attr and not self._saved:
-            self._saved["velocity"] = self.axis._link.read_one(self.velocity_attr).value
+            self._saved["velocity"] = self.axis.link.read_one(self.velocity_attr).value
         return [self]
 
     def configure(self, d: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -228,6 +300,9 @@ class PsoFlyer(Device):
         if num < 1:
             raise ValueError(f"{self.name}: num must be >= 1, got {num}")
         if d.get("program"):
+            if self.pso.run_program is None or self.pso.task_state is None:
+                missing = "run_program" if self.pso.run_program is None else "task_state"
+                raise ValueError(_missing_role(self.controller.link, self.controller.roles, missing, "program role"))
             timeout = float(d.get("timeout", 600.0))
             self.plan = FlyPlan(math.nan, math.nan, num, math.nan, math.nan, str(d["program"]), timeout)
         else:
@@ -250,7 +325,7 @@ class PsoFlyer(Device):
         }
 
     def describe_configuration(self) -> dict[str, Any]:
-        source = self.controller._link.source(self.pulse_counter or "State")
+        source = self.controller.link.source(self.pulse_counter)
         return {key: {"source": source, "dtype": "number", "shape": []} for key in self.read_configuration()}
 
     def kickoff(self) -> DeviceStatus:
@@ -265,28 +340,32 @@ class PsoFlyer(Device):
         return status
 
     def _kickoff(self, status: DeviceStatus) -> None:
-        plan, ctrl = self.plan, self.controller._link
+        plan, ctrl, pso = self.plan, self.controller.link, self.pso
+        if plan is None:
+            status.set_exception(FlyFailed(f"{self.name}: kickoff before configure"))
+            return
         try:
-            if ctrl.read_one("pso_armed").value:
-                ctrl.command("PsoDisarm")
+            if ctrl.read_one(pso.armed).value:
+                ctrl.command(pso.disarm)
             if plan.program is None:
                 self.axis.set(plan.start).wait()
                 if self._stopping:
                     raise FlyFailed(f"{self.name}: stopped before the fly started")
                 low, high = sorted((plan.start, plan.stop))
                 margin = plan.distance / 2  # pulse positions on the bounds must not be lost to rounding
-                ctrl.write("pso_axis", self.pso_axis)
-                ctrl.write("pso_distance", plan.distance)
-                ctrl.write("pso_window_low", low - margin)
-                ctrl.write("pso_window_high", high + margin)
-                self.axis._link.write(self.velocity_attr, plan.velocity)
-                ctrl.command("PsoArm")
+                ctrl.write(pso.axis, self.pso_axis)
+                ctrl.write(pso.distance, plan.distance)
+                ctrl.write(pso.window_low, low - margin)
+                ctrl.write(pso.window_high, high + margin)
+                if self.velocity_attr:
+                    self.axis.link.write(self.velocity_attr, plan.velocity)
+                ctrl.command(pso.arm)
                 self._move = self.axis.set(plan.stop)
                 if self._move.done and not self._move.success:
                     raise self._move.exception(timeout=0)
             else:
                 self._move = None
-                ctrl.command("RunProgram", plan.program)
+                ctrl.command(pso.run_program, plan.program)
         except Exception as exc:
             status.set_exception(exc)
             return
@@ -306,23 +385,23 @@ class PsoFlyer(Device):
             limit = abs(plan.stop - plan.start) / plan.velocity * 1.5 + 10.0
         else:
             limit = plan.timeout or 600.0
-        where = f"{self.name} ({self.controller._link.key}, {self.axis._link.key})"
+        where = f"{self.name} ({self.controller.link.key}, {self.axis.link.key})"
         threading.Thread(
             target=_follow, args=(status, self._poll(plan), limit, where), name=f"complete:{self.name}", daemon=True
         ).start()
         return status
 
     def _poll(self, plan: FlyPlan) -> Callable[[], tuple[int, bool | str | None]]:
-        ctrl, key = self.controller._link, self.controller._link.key
-        names = [self.pulse_counter, self.capture_count, "pso_armed"]
-        if plan.program is not None:
-            names.append(self.task_state)
+        ctrl, key, pso = self.controller.link, self.controller.link.key, self.pso
+        names = [pso.pulse_counter, pso.capture_count, pso.armed]
+        if plan.program is not None and pso.task_state is not None:
+            names.append(pso.task_state)
         last: dict[str, Any] = {"pulses": 0, "ended": None, "running": False, "since": time.monotonic()}
 
         def poll() -> tuple[int, bool | str | None]:
             values = ctrl.read(names)
             pulses, captured = int(values[self.pulse_counter].value), int(values[self.capture_count].value)
-            lost = pulses < last["pulses"] or not values["pso_armed"].value
+            lost = pulses < last["pulses"] or not values[pso.armed].value
             if plan.program is None and lost:
                 return pulses, f"{key}: PSO disarmed after {pulses} of {plan.num} pulses (controller restarted?)"
             last["pulses"] = pulses
@@ -333,11 +412,11 @@ class PsoFlyer(Device):
                 if not move.done:
                     return pulses, None
                 if not move.success:
-                    return pulses, f"{self.axis._link.key}: {move.exception(timeout=0)}"
-            else:
-                task = ctrl.attribute_type(self.task_state).to_bluesky(values[self.task_state].value)
+                    return pulses, f"{self.axis.link.key}: {move.exception(timeout=0)}"
+            elif pso.task_state is not None:
+                task = ctrl.attribute_type(pso.task_state).to_bluesky(values[pso.task_state].value)
                 if task == "Error":
-                    message = ctrl.read_one("task_message").value
+                    message = ctrl.read_one(pso.task_message).value if pso.task_message else "(no task_message role)"
                     return pulses, f"{key}: program failed after {pulses} pulses: {message}"
                 if task == "Running":
                     last["running"] = True
@@ -356,7 +435,7 @@ class PsoFlyer(Device):
 
     def captured(self) -> dict[str, np.ndarray]:
         """Positions and times of the pulses captured since the last arm (element i: pulse i + 1)."""
-        values = self.controller._link.read([self.capture_positions, self.capture_times])
+        values = self.controller.link.read([self.capture_positions, self.capture_times])
         return {
             "positions": np.asarray(values[self.capture_positions].value, dtype=float),
             "timestamps": np.asarray(values[self.capture_times].value, dtype=float),
@@ -365,10 +444,11 @@ class PsoFlyer(Device):
     def stop(self, *, success: bool = False) -> None:
         """Disarm PSO and stop the axis (or abort the program); each step even if another fails."""
         self._stopping = True
-        ctrl = self.controller._link
-        steps: list[tuple[str, Callable[[], Any]]] = [("PsoDisarm", lambda: ctrl.command("PsoDisarm"))]
-        if self.plan is not None and self.plan.program is not None:
-            steps.append(("AbortProgram", lambda: ctrl.command("AbortProgram")))
+        ctrl, pso = self.controller.link, self.pso
+        steps: list[tuple[str, Callable[[], Any]]] = [(pso.disarm, lambda: ctrl.command(pso.disarm))]
+        abort = pso.abort_program
+        if self.plan is not None and self.plan.program is not None and abort is not None:
+            steps.append((abort, lambda: ctrl.command(abort)))
         steps.append(("Stop", lambda: self.axis.stop(success=success)))
         steps.append(("waiting for the axis to stop", self._wait_at_rest))
         for what, step in steps:
@@ -379,12 +459,14 @@ class PsoFlyer(Device):
 
     def _wait_at_rest(self, timeout: float = 5.0) -> None:
         """Return once the axis has left its moving states (a stop decelerates first)."""
-        moving = self.axis._move.moving_states if self.axis._move is not None else set()
-        deadline = time.monotonic() + timeout
-        while self.axis._link.read(["State"])["State"].value in moving:
-            if time.monotonic() > deadline:
-                raise TangoTimeoutError(f"{self.axis._link.key} still moving {timeout:.0f} s after Stop")
-            time.sleep(0.02)
+        move, link = self.axis.move_logic, self.axis.link
+        moving = move.moving_states if move is not None else set()
+        wait_until(
+            lambda: link.read(["State"])["State"].value not in moving,
+            timeout,
+            f"{link.key} still moving since Stop",
+            period=0.02,
+        )
 
     def unstage(self) -> list[Any]:
         """Stop a fly still running, disarm, restore the axis velocity."""
@@ -393,12 +475,12 @@ class PsoFlyer(Device):
             self.stop()
         else:
             with contextlib.suppress(Exception):
-                if self.controller._link.read_one("pso_armed").value:
-                    self.controller._link.command("PsoDisarm")
+                if self.controller.link.read_one(self.pso.armed).value:
+                    self.controller.link.command(self.pso.disarm)
         velocity = self._saved.pop("velocity", None)
         if velocity is not None:
             try:
-                self.axis._link.write(self.velocity_attr, velocity)
+                self.axis.link.write(self.velocity_attr, velocity)
             except Exception as exc:  # a restarted server may not be back yet: never hide the run's error
                 # Kept: the next unstage restores the user's velocity, not the fly's (it is memorized).
                 self._saved["velocity"] = velocity
@@ -407,7 +489,7 @@ class PsoFlyer(Device):
         return [self]
 
 
-class DetectorFlyer(Device):
+class DetectorFlyer(_Flyer):
     """A file-writing detector `TangoDevice` armed for N externally triggered frames.
 
     `configure({"num": N, "exposure": t})` (optional "trigger_mode", "timeout");
@@ -415,7 +497,6 @@ class DetectorFlyer(Device):
     detector is Ready with N frames saved (writer idle, file closed).
     """
 
-    SUB_PROGRESS = "progress"
     SUB_FILE_EVENT = "file_event"
 
     def __init__(
@@ -429,11 +510,10 @@ class DetectorFlyer(Device):
         configuration_attrs: list[str] | None = None,
         parent: Any = None,
     ):
-        from ._device import TangoDevice
-
         if isinstance(detector, str):
             detector = TangoDevice(detector, timeout=timeout)
-        if detector._acquisition is None or not detector._acquisition.framed:
+        acquisition = detector.acquisition
+        if acquisition is None or acquisition.frame_counter is None:
             raise TypeError(f"{detector.name} ({detector.trl}) has no frame_counter role: it cannot fly")
         self.detector = detector
         super().__init__(
@@ -444,13 +524,17 @@ class DetectorFlyer(Device):
             configuration_attrs=configuration_attrs,
             parent=parent,
         )
-        roles, link = detector.roles, detector._link
-        self.acquisition = detector._acquisition
-        self.stream = detector._stream
+        roles, link = detector.roles, detector.link
+        self.acquisition: AcquisitionLogic = acquisition
+        self.frame_counter: str = acquisition.frame_counter
+        self.stream = detector.stream
         self.fly_trigger_mode = roles.get("fly_trigger_mode", "EXTERNAL_GATE")
         self.settings = [n for n in (self.acquisition.trigger_mode, self.acquisition.nb_frames) if n]
         self.settings += [self.acquisition.exposure] if self.acquisition.exposure else []
-        self.start_command = _command(link, roles.get("start")) or self.acquisition.trigger_command
+        start_command = link.command_named(roles.get("start")) or acquisition.trigger_command
+        if start_command is None:
+            raise TypeError(f"{detector.name} ({detector.trl}) has no start nor trigger role: it cannot fly")
+        self.start_command: str = start_command
         self.num = 0
         self.exposure: float | None = None
         self.trigger_mode = self.fly_trigger_mode
@@ -463,7 +547,7 @@ class DetectorFlyer(Device):
     def stage(self) -> list[Any]:
         """Remember the settings a fly changes; the detector is not armed yet."""
         if not self._saved and self.settings:
-            self._saved = {name: value.value for name, value in self.detector._link.read(self.settings).items()}
+            self._saved = {name: value.value for name, value in self.detector.link.read(self.settings).items()}
         return [self]
 
     def configure(self, d: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -481,7 +565,7 @@ class DetectorFlyer(Device):
         if self.num < 1:
             status.set_exception(FlyFailed(f"{self.name}: kickoff before configure"))
             return status
-        link, acq = self.detector._link, self.acquisition
+        link, acq = self.detector.link, self.acquisition
         self._stopping = False
         self.status = None
         try:
@@ -516,7 +600,7 @@ class DetectorFlyer(Device):
             status.set_finished()
             return status
         limit = self.timeout or 10.0 + self.num * ((self.exposure or 0.0) + WRITE_ALLOWANCE)
-        where = f"{self.name} ({self.detector._link.key})"
+        where = f"{self.name} ({self.detector.link.key})"
         threading.Thread(
             target=_follow, args=(status, self._poll, limit, where), name=f"complete:{self.name}", daemon=True
         ).start()
@@ -524,14 +608,14 @@ class DetectorFlyer(Device):
         return status
 
     def _poll(self) -> tuple[int, bool | str | None]:
-        acq, key = self.acquisition, self.detector._link.key
-        names = [acq.frame_counter] + ([acq.acq_status] if acq.acq_status else [])
-        values = self.detector._link.read(names)
-        saved = int(values[acq.frame_counter].value) + 1
+        acq, key = self.acquisition, self.detector.link.key
+        names = [self.frame_counter] + ([acq.acq_status] if acq.acq_status else [])
+        values = self.detector.link.read(names)
+        saved = int(values[self.frame_counter].value) + 1
         acq.frames_saved = max(acq.frames_saved, saved)
-        label = acq._label(values[acq.acq_status].value) if acq.acq_status else acq.ready_value
+        label = acq.label(values[acq.acq_status].value) if acq.acq_status else acq.ready_value
         if label == acq.fault_value:
-            return saved, f"{key}: acquisition failed after {saved} of {self.num} frames: {acq._status_text()}"
+            return saved, f"{key}: acquisition failed after {saved} of {self.num} frames: {acq.status_text()}"
         if self._stopping:
             return saved, f"{self.name}: stopped after {saved} of {self.num} frames"
         if label != acq.ready_value:
@@ -552,9 +636,10 @@ class DetectorFlyer(Device):
             return
         self.armed = False
         try:
-            if acq._acq_status_label(fresh=True) != acq.ready_value:
-                self.detector._link.command(acq.abort_command or acq.stop_command)
-            acq._wait(lambda: acq._acq_status_label(fresh=True) in (acq.ready_value, acq.fault_value), 10.0)
+            command = acq.abort_command or acq.stop_command
+            if command and acq.acq_status_label(fresh=True) != acq.ready_value:
+                self.detector.link.command(command)
+            acq.wait_until_ready(10.0)
         except Exception as exc:
             logger.warning("%s: stopping the acquisition failed: %s", self.name, exc)
 
@@ -563,7 +648,7 @@ class DetectorFlyer(Device):
         if self.armed:
             self.stop()
         saved, self._saved = self._saved, {}
-        link = self.detector._link
+        link = self.detector.link
         for name, value in saved.items():
             try:
                 if link.read_one(name).value != value:
@@ -604,14 +689,15 @@ class FlyPoints:
         return len(self._data.get("positions", ()))
 
     def describe(self) -> dict[str, dict[str, Any]]:
-        link = self.pso.controller._link
-        axis_type = self.pso.axis._link.attribute_type("position")
+        link = self.pso.controller.link
+        move = self.pso.axis.move_logic
+        axis_type = move.readback_type if move is not None else None
         described: dict[str, dict[str, Any]] = {
             self.position_key: {
                 "source": link.source(self.pso.capture_positions),
                 "dtype": "number",
                 "shape": [],
-                "units": axis_type.unit or "",
+                "units": (axis_type.unit if axis_type else None) or "",
             },
             self.time_key: {
                 "source": link.source(self.pso.capture_times),
@@ -621,9 +707,8 @@ class FlyPoints:
             },
         }
         for det in self.detectors:
-            acq = det.acquisition
             described[f"{det.detector.name}_frame"] = {
-                "source": det.detector._link.source(acq.frame_counter),
+                "source": det.detector.link.source(det.frame_counter),
                 "dtype": "integer",
                 "shape": [],
             }

@@ -19,6 +19,8 @@ from typing import Any
 
 import tango
 
+from .core._private import raw_read_attributes
+from .core.discovery import unknown_device_error
 from .core.errors import TangoDeviceError, TangoTimeoutError, error_text, is_unreachable, translate
 from .core.names import device_key
 from .core.subscription import TangoSubscriber
@@ -87,7 +89,7 @@ class DeviceLink:
         self.alias = alias
         self.timeout = subscriber.timeout
         self._batch = threading.local()
-        self._raw_read = getattr(proxy, "_read_attributes", None) or (lambda names, _: proxy.read_attributes(names))
+        self._raw_read = raw_read_attributes(proxy)
         self._latest: dict[str, AttributeValue] = {}
 
     # ---- connection ----------------------------------------------------------------------------
@@ -99,14 +101,12 @@ class DeviceLink:
         try:
             proxy = subscriber.proxy(trl)
             dev_class = proxy.info().dev_class
-            types = _pool.submit(subscriber.attribute_types, trl, refresh=True)
+            types_lookup = _pool.submit(subscriber.attribute_types, trl, refresh=True)
             lookups = _role_lookups(proxy, dev_class, need_alias)
             commands = {info.cmd_name: info for info in proxy.command_list_query()}
-            types = types.result()
+            types = types_lookup.result()
         except tango.DevFailed as exc:
             if any("NotDefined" in e.reason for e in exc.args):
-                from .core.discovery import unknown_device_error
-
                 match = re.match(r"^tango://([^/]+)/(.*)$", trl.split("#")[0])
                 host, name = (match.group(1), match.group(2)) if match else (None, trl)
                 raise unknown_device_error(name, host) from exc
@@ -126,6 +126,17 @@ class DeviceLink:
     def attribute_type(self, attribute: str) -> AttributeType:
         return self.types[attribute.lower()]
 
+    def spelled(self, name: str | None) -> str | None:
+        """The server's spelling of attribute `name` (any case); None if absent or not named."""
+        atype = self.types.get(name.lower()) if name else None
+        return atype.name if atype else None
+
+    def command_named(self, name: str | None) -> str | None:
+        """The server's spelling of command `name` (any case); None if absent or not named."""
+        if not name:
+            return None
+        return next((command for command in self.commands if command.lower() == name.lower()), None)
+
     # ---- reads ---------------------------------------------------------------------------------
     @contextlib.contextmanager
     def batch(self, attributes: list[str]) -> Iterator[None]:
@@ -142,7 +153,7 @@ class DeviceLink:
 
     def read(self, attributes: list[str]) -> dict[str, AttributeValue]:
         """One `read_attributes` call; raises TangoDeviceError naming the failing attribute."""
-        replies = self._call(f"read {', '.join(attributes)}", self._read_attributes, attributes)
+        replies = self._call(f"read {', '.join(attributes)}", self._raw_read, attributes)
         values = {}
         for name, reply in zip(attributes, replies, strict=True):
             if reply.has_failed:
@@ -153,11 +164,6 @@ class DeviceLink:
             value = atype.from_tango(reply.value) if atype else reply.value
             values[name] = self._latest[name.lower()] = AttributeValue(value, reply.quality, reply.time.totime())
         return values
-
-    def _read_attributes(self, attributes: list[str]) -> list[tango.DeviceAttribute]:
-        # The binding itself: PyTango's public wrapper adds only green-mode and tracing layers,
-        # which cost as much as the round trip to a local server.
-        return self._raw_read(attributes, tango.ExtractAs.Numpy)
 
     def read_one(self, attribute: str) -> AttributeValue:
         cached = getattr(self._batch, "values", None)

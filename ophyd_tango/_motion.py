@@ -14,18 +14,17 @@ import math
 import threading
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import tango
 from ophyd.status import DeviceStatus
 
+from ._deadline import Deadline
+from ._host import LogicHost
 from ._link import AttributeValue, DeviceLink
 from ._roles import Roles
 from .core.errors import TangoDeviceError, TangoTimeoutError
 from .core.subscription import AttributeUpdate
-
-if TYPE_CHECKING:
-    from ._device import TangoDevice
 
 __all__ = ["MoveFailed", "MoveLogic", "MoveStatus"]
 
@@ -43,7 +42,7 @@ class MoveFailed(TangoDeviceError):
 class MoveStatus(DeviceStatus):
     """The Status of one move, tied to the device; `watch()` reports progress to bluesky."""
 
-    def __init__(self, device: TangoDevice, target: Any, initial: Any, unit: str | None, precision: int | None):
+    def __init__(self, device: LogicHost, target: Any, initial: Any, unit: str | None, precision: int | None):
         # Failure handling is ours: a superseded move must not stop the move that replaced it.
         super().__init__(device, call_stop_on_failure=False)
         self.target = target
@@ -92,17 +91,24 @@ def _fraction_remaining(initial: Any, current: Any, target: Any) -> float | None
 class MoveLogic:
     """Moves one device by its roles: readback, setpoint, moving_state, tolerance, stop, progress."""
 
-    def __init__(self, device: TangoDevice, link: DeviceLink, roles: Roles):
+    def __init__(self, device: LogicHost, link: DeviceLink, roles: Roles):
         self.device = device
         self.link = link
-        self.readback = _spelled(link, roles.get("readback") or roles.get("setpoint"))
-        self.setpoint = _spelled(link, roles.get("setpoint"))
-        self.setpoint_readback = _spelled(link, roles.get("setpoint_readback"))
-        self.progress_attr = _spelled(link, roles.get("progress"))
-        self.stop_command = _command(link, roles.get("stop"))
-        self.moving_states = {_state(s) for s in roles.names("moving_state") or ["MOVING"]}
-        self.velocity = _spelled(link, roles.get("velocity") or "velocity")
-        self.acceleration = _spelled(link, roles.get("acceleration") or "acceleration")
+        readback = link.spelled(roles.get("readback") or roles.get("setpoint"))
+        setpoint = link.spelled(roles.get("setpoint"))
+        if readback is None or setpoint is None:
+            raise ValueError(
+                f"{link.key}: setpoint role {roles.get('setpoint')!r} (readback {roles.get('readback')!r}) "
+                "names no attribute of the device"
+            )
+        self.readback: str = readback
+        self.setpoint: str = setpoint
+        self.setpoint_readback = link.spelled(roles.get("setpoint_readback"))
+        self.progress_attr = link.spelled(roles.get("progress"))
+        self.stop_command = link.command_named(roles.get("stop"))
+        self.moving_states = roles.states("moving_state") or {tango.DevState.MOVING}
+        self.velocity = link.spelled(roles.get("velocity") or "velocity")
+        self.acceleration = link.spelled(roles.get("acceleration") or "acceleration")
         self.fixed_timeout = float(roles.get("move_timeout")) if roles.get("move_timeout") else None
         self.tolerance_role = roles.get("tolerance")
         self.readback_type = link.attribute_type(self.readback)
@@ -113,7 +119,7 @@ class MoveLogic:
         self._state: AttributeValue | None = None
         self._position: AttributeValue | None = None
         followed = ["State", self.readback] + ([self.progress_attr] if self.progress_attr else [])
-        self._subscription = link.subscriber.subscribe(link.trl, followed, self._on_update, kinds=device._event_kinds)
+        self._subscription = link.subscriber.subscribe(link.trl, followed, self._on_update, kinds=device.event_kinds)
 
     # ---- events --------------------------------------------------------------------------------
     def _on_update(self, update: AttributeUpdate) -> None:
@@ -132,13 +138,13 @@ class MoveLogic:
             self._position = value
             self.link.remember(self.readback, value)
             reading = self.readback_type.to_bluesky(update.value)
-            self.device._run_subs(sub_type="readback", value=reading, timestamp=update.timestamp)
+            self.device.notify("readback", value=reading, timestamp=update.timestamp)
             if status is not None and not status.done:
                 fraction = status.notify(reading)
                 if not self.progress_attr and fraction is not None:
-                    self.device._run_subs(sub_type="progress", value=1 - fraction, max_value=1, done=False)
+                    self.device.notify("progress", value=1 - fraction, max_value=1, done=False)
         elif self.progress_attr and name == self.progress_attr.lower() and status is not None:
-            self.device._run_subs(sub_type="progress", value=float(update.value), max_value=1, done=bool(status.done))
+            self.device.notify("progress", value=float(update.value), max_value=1, done=bool(status.done))
         self._wake.set()
 
     def moving(self) -> bool:
@@ -185,13 +191,13 @@ class MoveLogic:
             return self.fixed_timeout
         try:
             distance = abs(float(target) - float(initial))
-            velocity = abs(float(before[self.velocity].value))
+            velocity = abs(float(before[self.velocity].value)) if self.velocity else 0.0
         except (KeyError, TypeError, ValueError):
             return DEFAULT_MOVE_TIMEOUT
         if not velocity or not math.isfinite(velocity):
             return DEFAULT_MOVE_TIMEOUT
         duration = distance / velocity
-        if self.acceleration in before:
+        if self.acceleration and self.acceleration in before:
             with_ramps = abs(float(before[self.acceleration].value))
             if with_ramps and math.isfinite(with_ramps):
                 duration += velocity / with_ramps
@@ -203,7 +209,10 @@ class MoveLogic:
             try:
                 return float(role)
             except ValueError:
-                return abs(float(self.link.read_one(_spelled(self.link, role)).value))
+                attribute = self.link.spelled(role)
+                if attribute is None:
+                    raise ValueError(f"{self.link.key}: tolerance role {role!r} is no number nor attribute") from None
+                return abs(float(self.link.read_one(attribute).value))
         precision = self.readback_type.precision
         return 10.0**-precision if precision is not None else 1e-9
 
@@ -230,8 +239,8 @@ class MoveLogic:
 
     def _watch(self, status: MoveStatus, target: Any, limit: float) -> None:
         name = self.device.name
-        deadline = time.monotonic() + limit
-        grace = time.monotonic() + START_GRACE
+        deadline = Deadline(limit)
+        grace = Deadline(START_GRACE)
         started = False
         tolerance = self.tolerance()
         next_check = 0.0  # confirm by reading at once, then when events say "settled" or every SAFETY_PERIOD
@@ -241,10 +250,10 @@ class MoveLogic:
                 try:
                     state, position = self._snapshot()
                 except TangoDeviceError as exc:
-                    if now > deadline:
+                    if deadline.expired:
                         status.set_exception(MoveFailed(f"{name}: lost the device during the move: {exc}"))
                         return
-                    self._wake.wait(0.2)
+                    deadline.pause(0.2, self._wake)
                     continue
                 next_check = now + SAFETY_PERIOD
                 moving = state in self.moving_states or position.quality == tango.AttrQuality.ATTR_CHANGING
@@ -264,7 +273,7 @@ class MoveLogic:
                         else:
                             status.set_exception(MoveFailed(f"{name}: stopped at {reading} before reaching {target}"))
                         return
-                    if state == tango.DevState.ALARM or started or now > grace:
+                    if state == tango.DevState.ALARM or started or grace.expired:
                         status.set_exception(
                             MoveFailed(
                                 f"{name}: stopped at {reading}, {target} not reached "
@@ -272,7 +281,7 @@ class MoveLogic:
                             )
                         )
                         return
-            if time.monotonic() > deadline:
+            if deadline.expired:
                 self._stop_quietly()
                 status.set_exception(
                     TangoTimeoutError(
@@ -282,14 +291,13 @@ class MoveLogic:
                     )
                 )
                 return
-            self._wake.wait(min(SAFETY_PERIOD, max(0.0, deadline - time.monotonic())))
-            self._wake.clear()
+            deadline.pause(SAFETY_PERIOD, self._wake)
 
     def _finish(self, status: MoveStatus, state: tango.DevState) -> None:
         if state == tango.DevState.ALARM:
             logger.warning("%s reached its target in ALARM: %s", self.device.name, self._status_text())
         status.set_finished()
-        self.device._run_subs(sub_type="progress", value=1, max_value=1, done=True)
+        self.device.notify("progress", value=1, max_value=1, done=True)
 
     def _status_text(self) -> str:
         try:
@@ -306,27 +314,3 @@ class MoveLogic:
 
     def close(self) -> None:
         self._subscription.close()
-
-
-def _spelled(link: DeviceLink, name: str | None) -> str | None:
-    """The server's spelling of an attribute named in a role (None if absent)."""
-    if not name:
-        return None
-    atype = link.types.get(name.lower())
-    return atype.name if atype else None
-
-
-def _command(link: DeviceLink, name: str | None) -> str | None:
-    if not name:
-        return None
-    for command in link.commands:
-        if command.lower() == name.lower():
-            return command
-    return None
-
-
-def _state(name: str) -> tango.DevState:
-    try:
-        return tango.DevState.names[name.strip().upper()]
-    except KeyError:
-        raise ValueError(f"{name!r} is not a Tango state; states: {', '.join(tango.DevState.names)}") from None

@@ -13,6 +13,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import tango
+
 from .core.types import AttributeType
 
 __all__ = ["ROLE_KEYS", "Roles", "choose_roles", "parse_roles"]
@@ -51,6 +53,21 @@ ROLE_KEYS = {
     "file_event": "JSON attribute announcing files: path, hinted_location, done",
     "saving": "saving settings (saved at stage, restored at unstage)",
     "image": "attribute with the latest image (a preview; frames go to files)",
+    # A position-synchronised output (PSO) controller, for PsoFlyer:
+    "pulse_counter": "attribute counting the PSO pulses fired since the last arm",
+    "capture_count": "attribute counting the positions captured since the last arm",
+    "capture": "capture attributes: pulse times, and positions with `*` for the axis name",
+    "task_state": "attribute with the controller program's state (Idle, Running, Complete, Error)",
+    "task_message": "attribute with the controller program's last error",
+    "pso_armed": "attribute true while PSO is armed",
+    "pso_axis": "attribute selecting the axis PSO follows",
+    "pso_distance": "attribute with the distance between two pulses",
+    "pso_window_low": "attribute with the low edge of the window where pulses fire",
+    "pso_window_high": "attribute with the high edge of the window where pulses fire",
+    "pso_arm": "command arming PSO",
+    "pso_disarm": "command disarming PSO",
+    "run_program": "command running a controller program (its text as argument)",
+    "abort_program": "command aborting the running controller program",
 }
 LIST_KEYS = {
     "moving_state", "busy_state", "hinted", "read", "configuration", "omit", "saving",
@@ -72,6 +89,10 @@ class Roles:
         if value is None:
             return []
         return list(value) if isinstance(value, list | tuple) else [value]
+
+    def states(self, key: str) -> set[tango.DevState]:
+        """The Tango states a LIST_KEYS role names (moving_state, busy_state)."""
+        return {_tango_state(name) for name in self.names(key)}
 
     def __contains__(self, key: str) -> bool:
         return key in self.values
@@ -96,6 +117,13 @@ class Roles:
         return Roles({**self.values, **other.values}, {**self.sources, **other.sources})
 
 
+def _tango_state(name: str) -> tango.DevState:
+    try:
+        return tango.DevState.names[name.strip().upper()]
+    except KeyError:
+        raise ValueError(f"{name!r} is not a Tango state; states: {', '.join(tango.DevState.names)}") from None
+
+
 def parse_roles(declared: Iterable[str] | Mapping[str, Any] | None, source: str) -> Roles:
     """`["readback=position", "hinted=a,b"]` or `{"readback": "position"}` -> Roles."""
     if not declared:
@@ -112,12 +140,11 @@ def parse_roles(declared: Iterable[str] | Mapping[str, Any] | None, source: str)
             pairs.append((key, value))
         items = pairs
     values: dict[str, Any] = {}
-    for key, value in items:
-        key = key.strip()
+    for raw_key, value in items:
+        key = raw_key.strip()
         if key in LIST_KEYS:
-            if isinstance(value, str):
-                value = [v.strip() for v in value.split(",") if v.strip()]
-            values[key] = list(value)
+            listed = [v.strip() for v in value.split(",") if v.strip()] if isinstance(value, str) else value
+            values[key] = list(listed)
         else:
             values[key] = value.strip() if isinstance(value, str) else value
     return Roles(values, dict.fromkeys(values, source))

@@ -134,7 +134,7 @@ class TangoSignal(Signal):
         with self._sub_lock:
             if self._subscription is None:
                 self._subscription = self._link.subscriber.subscribe(
-                    self._link.trl, [self.tango_attribute], self._on_update, kinds=self.parent._event_kinds
+                    self._link.trl, [self.tango_attribute], self._on_update, kinds=self.parent.event_kinds
                 )
 
     def _on_update(self, update: AttributeUpdate) -> None:

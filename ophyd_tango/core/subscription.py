@@ -19,6 +19,7 @@ from typing import Any, NamedTuple
 import numpy as np
 import tango
 
+from ._private import call_event_callback_directly
 from .errors import error_text, first_reason
 from .names import device_key
 from .types import AttributeType, attribute_type
@@ -155,39 +156,6 @@ def _call(sub: Subscription, update: AttributeUpdate) -> None:
         logger.exception("subscription callback %r failed on %s/%s", sub.callback, update.device, update.attribute)
 
 
-def _call_directly(proxy: tango.DeviceProxy, event_id: int, callback: Callable[[tango.EventData], None]) -> bool:
-    """Let PyTango call `callback` itself for each event instead of through its per-event wrapper.
-
-    For a synchronous proxy PyTango wraps every event callback in a green-mode executor and a
-    tracing wrapper that it builds again for each event (10 to 25 us of the event thread each); the
-    callback is a plain function that is neither a coroutine nor a device method, so the wrapper
-    adds nothing. Done only when the proxy is synchronous and PyTango's event map looks as
-    expected (PyTango 10); otherwise events go through PyTango's usual path, and a warning says so
-    once (tests/ophyd_tango/test_subscription.py checks the direct path on the installed PyTango).
-    Returns True when PyTango now calls `callback` directly.
-    """
-    global _direct_path_warned
-    if proxy.get_green_mode() != tango.GreenMode.Synchronous:
-        return False
-    try:
-        with getattr(proxy, "__get_event_map_lock")():
-            entry = getattr(proxy, "__get_event_map")().get(event_id)
-            holder = entry[0] if isinstance(entry, tuple) else None
-            if holder is not None and callable(getattr(holder, "push_event", None)):
-                holder.push_event = callback
-                return True
-            reason = f"unexpected event map entry {type(entry).__name__}"
-    except Exception as exc:  # another PyTango version: keep its path
-        reason = str(exc)
-    if not _direct_path_warned:
-        _direct_path_warned = True
-        logger.warning("PyTango %s: events go through its per-event wrapper (%s)", tango.__version__, reason)
-    return False
-
-
-_direct_path_warned = False
-
-
 class _DeviceChannel:
     """One device: its proxy, its attribute feeds and the worker thread that tends them."""
 
@@ -307,11 +275,11 @@ class _DeviceChannel:
         """Subscribe to events where the server offers them; the rest is polled."""
         try:
             proxy = self.proxy()
-            self._learn_types(proxy)
+            types = self._learn_types(proxy)
         except tango.DevFailed as exc:
             self._device_down(feeds, error_text(exc))
             return
-        unknown = [f for f in feeds if f.name.lower() not in self.types]
+        unknown = [f for f in feeds if f.name.lower() not in types]
         for feed in unknown:
             feed.mode = "polling"
             feed.deliver(self._error(feed, f"device {self.key} has no attribute '{feed.name}'"))
@@ -319,7 +287,7 @@ class _DeviceChannel:
         for feed in feeds:
             if feed in unknown:
                 continue
-            feed.name = self.types[feed.name.lower()].name
+            feed.name = types[feed.name.lower()].name
             if not self._subscribe_events(proxy, feed):
                 no_events.append(feed)
         if no_events:
@@ -353,7 +321,7 @@ class _DeviceChannel:
                 if first_reason(exc) in ("API_CantConnectToDevice", "API_DeviceNotExported", "API_CorbaException"):
                     break
                 continue
-            _call_directly(proxy, event_id, callback)
+            call_event_callback_directly(proxy, event_id, callback)
             with feed.lock:
                 feed.event_id, feed.mode, feed.lost = event_id, kind, False
             return True

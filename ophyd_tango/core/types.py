@@ -358,7 +358,7 @@ class AttributeType:
             return (value[0], payload)
         raise self._fail_type(value, "a (format: str, data: bytes) pair")
 
-    def _as_sequence(self, value: Any) -> Sequence[Any]:
+    def _as_sequence(self, value: Any) -> Sequence[Any] | np.ndarray:
         if isinstance(value, str | bytes) or not isinstance(value, Sequence | np.ndarray):
             raise self._fail_type(value, "a sequence")
         if len(value) > self.max_dim_x:

@@ -189,6 +189,16 @@ class Automation1Controller(_BackendDevice):
             "capture=captured_timestamps,captured_positions_*",
             "progress=task_progress",
             "task_state=task_state",
+            "task_message=task_message",
+            "pso_armed=pso_armed",
+            "pso_axis=pso_axis",
+            "pso_distance=pso_distance",
+            "pso_window_low=pso_window_low",
+            "pso_window_high=pso_window_high",
+            "pso_arm=PsoArm",
+            "pso_disarm=PsoDisarm",
+            "run_program=RunProgram",
+            "abort_program=AbortProgram",
         ],
     )
 

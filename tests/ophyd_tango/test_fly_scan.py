@@ -14,7 +14,7 @@ import pytest
 from bluesky import RunEngine
 from bluesky.utils import FailedStatus, ProgressBarManager, RunEngineInterrupted
 
-from ophyd_tango import TangoDevice
+from ophyd_tango import PsoFlyer, TangoDevice
 from ophyd_tango.plans import fly_scan, flyer_for
 from tango_servers.stack.testing import shipped_servers, small_pilatus, start_stack
 from tango_servers.stack.waiting import wait_until
@@ -272,3 +272,15 @@ def test_fly_backwards(devices, run):
     positions = [e["data"]["x"] for e in _docs(documents, "event")]
     assert positions == pytest.approx([1.0 - 0.01 * k for k in range(1, 101)], abs=1e-6)
     assert _docs(documents, "stop")[0]["exit_status"] == "success"
+
+
+def test_pso_names_come_from_the_controller_roles(fly_stack, devices):
+    """The flyer knows no PSO name of its own: it uses what the controller declares, and a
+    controller without a needed role is refused, naming the device and the role."""
+    pso = flyer_for(devices["x"])
+    assert (pso.pso.arm, pso.pso.disarm, pso.pso.armed) == ("PsoArm", "PsoDisarm", "pso_armed")
+    assert pso.controller.roles.sources["pso_arm"] == "server"
+    trl = fly_stack.trl("sim/aerotech/ctrl")
+    wrong = TangoDevice(trl, name="ctrl_wrong", pso_arm="NoSuchCommand")
+    with pytest.raises(ValueError, match=r"sim/aerotech/ctrl: PSO role 'pso_arm' .*'NoSuchCommand' is not a command"):
+        PsoFlyer(devices["x"], controller=wrong)

@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 import tango
 
-from ophyd_tango.core.subscription import AttributeUpdate, TangoEventWarning, TangoSubscriber, _call_directly
+from ophyd_tango.core._private import call_event_callback_directly
+from ophyd_tango.core.subscription import AttributeUpdate, TangoEventWarning, TangoSubscriber
 from tango_servers.stack.processes import free_port
 from tango_servers.stack.waiting import wait_until
 
@@ -154,7 +155,7 @@ def test_events_reach_the_callback_directly_on_this_pytango(zoo_trl):
     callback = lambda event: received.append(event.attr_value.value if not event.err else None)  # noqa: E731
     event_id = proxy.subscribe_event("ticks", tango.EventType.CHANGE_EVENT, callback)
     try:
-        assert _call_directly(proxy, event_id, callback)
+        assert call_event_callback_directly(proxy, event_id, callback)
         start = proxy.ticks
         proxy.Tick()
         wait_until(lambda: start + 1 in received, 5, message="the tick through the direct path")
