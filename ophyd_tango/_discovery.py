@@ -40,6 +40,22 @@ def _python_names(devices: list[str], aliases: dict[str, str]) -> dict[str, str]
     return names
 
 
+def _unshadowed(names: dict[str, str], namespace: dict[str, Any]) -> dict[str, str]:
+    """The names, each one already bound in `namespace` to something other than that same device
+    replaced by its full 'domain_family_member' (with a warning): connect never shadows."""
+    unshadowed = {}
+    for device, name in names.items():
+        bound = namespace.get(name)
+        if bound is not None and getattr(getattr(bound, "_link", None), "key", None) != device:
+            full = identifier(device.replace("/", "_"))
+            message = f"connect: {name} is taken in the namespace ({type(bound).__name__}); {device} is {full}"
+            logger.warning(message)
+            warnings.warn(message, stacklevel=3)
+            name = full
+        unshadowed[device] = name
+    return unshadowed
+
+
 def connect(
     pattern: str = "*/*/*",
     *,
@@ -70,6 +86,8 @@ def connect(
         with contextlib.suppress(tango.DevFailed):
             aliases[device] = db.get_alias_from_device(device)
     names = _python_names(devices, aliases)
+    if into is not None:
+        names = _unshadowed(names, into)
     prefix = f"tango://{host}/" if tango_host else ""
 
     def build(device: str) -> Any:

@@ -154,6 +154,16 @@ class DeviceLink:
             values[name] = self._latest[name.lower()] = AttributeValue(value, reply.quality, reply.time.totime())
         return values
 
+    def failing(self, attributes: list[str]) -> dict[str, str]:
+        """The attributes of `attributes` whose read fails now, with Tango's reason (one round trip)."""
+        replies = self._call(f"read {', '.join(attributes)}", self._read_attributes, attributes)
+        failures = {}
+        for name, reply in zip(attributes, replies, strict=True):
+            if reply.has_failed:
+                stack = reply.get_err_stack()
+                failures[name] = stack[0].reason if stack else "no reason given"
+        return failures
+
     def _read_attributes(self, attributes: list[str]) -> list[tango.DeviceAttribute]:
         # The binding itself: PyTango's public wrapper adds only green-mode and tracing layers,
         # which cost as much as the round trip to a local server.
