@@ -171,57 +171,11 @@ def validate_documents():
 
 
 # ---- TangoTest: Tango's own C++ test device, a device nobody here wrote -------------------------
-TANGO_TEST_BINARY = Path("/usr/lib/tango/TangoTest")  # Debian's tango-test (make debian-packages)
-TANGO_TEST_DEVICE = "sys/tg_test/1"
-
-
-class TangoTestServer:
-    """Debian's TangoTest (server TangoTest/test, device sys/tg_test/1) registered in a stack's
-    database and run on it, on a loopback port; `stop()` kills it by PID."""
-
-    def __init__(self, tango_host: str, log: Path):
-        self.tango_host = tango_host
-        self.log = log
-        self.process: subprocess.Popen | None = None
-
-    @property
-    def trl(self) -> str:
-        return f"tango://{self.tango_host}/{TANGO_TEST_DEVICE}"
-
-    def start(self, timeout: float = 30.0) -> "TangoTestServer":
-        host, _, port = self.tango_host.rpartition(":")
-        db = tango.Database(host, int(port))
-        info = tango.DbDevInfo()
-        info.name, info._class, info.server = TANGO_TEST_DEVICE, "TangoTest", "TangoTest/test"
-        db.add_device(info)
-        env = {**os.environ, "TANGO_HOST": self.tango_host}
-        command = [str(TANGO_TEST_BINARY), "test", "-ORBendPoint", f"giop:tcp:127.0.0.1:{free_port()}"]
-        with open(self.log, "ab") as out:
-            self.process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env)
-
-        def running() -> bool:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"TangoTest exited with code {self.process.returncode} (log: {self.log})")
-            proxy = tango.DeviceProxy(self.trl)
-            proxy.set_timeout_millis(1000)
-            return proxy.state() == tango.DevState.RUNNING
-
-        wait_until(running, timeout, interval=0.1, message=f"TangoTest {TANGO_TEST_DEVICE} on {self.tango_host}")
-        return self
-
-    def stop(self) -> None:
-        if self.process and self.process.poll() is None:
-            self.process.kill()
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                self.process.wait(10)
-        self.process = None
-
-
 @pytest.fixture(scope="module")
-def tango_test(test_stack, tmp_path_factory) -> TangoTestServer:
+def tango_test(test_stack, tmp_path_factory):
     """TangoTest (sys/tg_test/1) running on the module's test stack next to our own test servers."""
-    if not TANGO_TEST_BINARY.exists():
-        pytest.fail(f"{TANGO_TEST_BINARY} is missing: run 'make debian-packages' (apt-get install tango-test)")
+    from tango_servers.stack.tangotest import TangoTestServer
+
     server = TangoTestServer(test_stack.tango_host, tmp_path_factory.mktemp("tango_test") / "TangoTest.log").start()
     yield server
     server.stop()
