@@ -21,6 +21,7 @@ import time
 import warnings
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import tango
@@ -76,9 +77,6 @@ class Scalar(Device):
     @attribute(dtype=bool)
     def ready(self):
         return True
-
-
-SCALAR_ATTRIBUTES = {"value": float, "temperature": float, "frames": int, "ready": bool}
 
 
 def serve(args: list[str] | None = None) -> None:
@@ -167,19 +165,35 @@ def counting(run_engine, device, points: int) -> Callable[[], int]:
     return run_once
 
 
-def async_readable(trl: str, names: list[str]):
-    """ophyd-async's auto-filled TangoDevice reading `names` (uncached, as ours), connected."""
+def async_datatype(atype) -> Any:
+    """The ophyd-async datatype of an attribute (an `ophyd_tango` AttributeType)."""
+    from collections.abc import Sequence
+
+    from ophyd_async.core import Array1D
+
+    if atype.kind == "string":
+        return str if atype.is_scalar else Sequence[str]
+    if atype.is_scalar:
+        return {"bool": bool, "int": int}.get(atype.kind, float)
+    # ophyd-async widens every Tango float array to float64 and every integer array to int64.
+    return Array1D[{"bool": np.bool_, "int": np.int64}.get(atype.kind, np.float64)]
+
+
+def async_readable(ours) -> Any:
+    """An ophyd-async StandardReadable with one Tango signal per attribute `ours` (an
+    ophyd_tango device) reads, uncached as ours are, connected. (ophyd-async's auto-filled
+    TangoDevice cannot connect to TangoTest: it refuses string images.)"""
     from bluesky.run_engine import call_in_bluesky_event_loop
     from ophyd_async.core import StandardReadable
     from ophyd_async.core import StandardReadableFormat as Format
-    from ophyd_async.tango.core import TangoDevice as AsyncTangoDevice
+    from ophyd_async.tango.core import tango_signal_r
 
-    class AsyncReadable(AsyncTangoDevice, StandardReadable):
-        pass
-
-    device = AsyncReadable(trl, name="theirs", support_events=True)
+    device = StandardReadable(name="theirs")
+    with device.add_children_as_readables(Format.UNCACHED_SIGNAL):
+        for attr in ours.read_attrs:
+            atype = getattr(ours, attr).tango_type
+            setattr(device, attr, tango_signal_r(async_datatype(atype), f"{ours.trl}/{atype.name}"))
     call_in_bluesky_event_loop(device.connect())
-    device.add_readables([getattr(device, name) for name in names], Format.UNCACHED_SIGNAL)
     return device
 
 
@@ -198,13 +212,15 @@ def bench_counts(stack, tg_test_trl: str, points: int, rounds: int, run_engine) 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # TangoTest's no_value and throw_exception, left out
         ours_tg_test = TangoDevice(tg_test_trl, name="tg_test")
-    tg_test_names = [getattr(ours_tg_test, name).tango_attribute for name in ours_tg_test.read_attrs]
     cases = {
         "(a) count([signal])": (ours_scalar.value, theirs_signal),
-        "(b) count([scalar device])": (ours_scalar, async_readable(scalar, list(SCALAR_ATTRIBUTES))),
-        f"(c) count([tg_test]), {len(tg_test_names)} attributes": (
+        f"(b) count([scalar device]), {len(ours_scalar.read_attrs)} attributes": (
+            ours_scalar,
+            async_readable(ours_scalar),
+        ),
+        f"(c) count([tg_test]), {len(ours_tg_test.read_attrs)} attributes": (
             ours_tg_test,
-            async_readable(tg_test_trl, tg_test_names),
+            async_readable(ours_tg_test),
         ),
     }
     results = {}
@@ -227,7 +243,7 @@ def bench_wide_read(trl: str, reads: int, rounds: int) -> list[tuple[str, float]
 
     names = [f"attr_{i:03d}" for i in range(WIDE_ATTRIBUTES)]
     ours = TangoDevice(trl, name="wide", read=names)
-    theirs = async_readable(trl, names)
+    theirs = async_readable(ours)
     assert len(ours.read()) == len(call_in_bluesky_event_loop(theirs.read())) == WIDE_ATTRIBUTES
 
     def repeat(read_once) -> Callable[[], int]:
