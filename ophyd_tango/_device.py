@@ -248,6 +248,7 @@ class TangoDevice(Device):
         if self._acquisition is not None and self._roles.writes_files:
             self._stream = self._acquisition.stream = FileStream(self, self._link, self._roles, self._acquisition)
         self._read_names: dict[tuple[str, ...], list[str]] = {}
+        self._read_set_cache: tuple[tuple[Kind, ...], list[Any], list[str]] | None = None
         weakref.finalize(self, _close_logic, self._move, self._acquisition, self._stream)
 
     # ---- structure -----------------------------------------------------------------------------
@@ -287,9 +288,25 @@ class TangoDevice(Device):
             self._read_names[key] = names
         return names
 
+    def _read_set(self) -> tuple[list[Any], list[str]]:
+        """The components `read()` reads (as ophyd's walk over Kind.normal finds them) and the
+        Tango names to fetch for them, recomputed only when a component's kind changed: ophyd's
+        walk, with its Flag arithmetic per component, costs more than the round trip on a wide device."""
+        kinds = tuple(map(self._get_kind, self.component_names))
+        cached = self._read_set_cache
+        if cached is None or cached[0] != kinds:
+            components = [component for _, component in self._get_components_of_kind(Kind.normal)]
+            attrs = [attr for attr, kind in zip(self.component_names, kinds, strict=True) if Kind.normal & kind]
+            cached = self._read_set_cache = (kinds, components, self._names_of(attrs))
+        return cached[1], cached[2]
+
     def read(self) -> dict[str, dict[str, Any]]:
-        with self._link.batch(self._names_of(self.read_attrs)):
-            return super().read()
+        components, names = self._read_set()
+        reading: dict[str, dict[str, Any]] = OrderedDict()
+        with self._link.batch(names):
+            for component in components:
+                reading.update(component.read())
+        return reading
 
     def read_configuration(self) -> dict[str, dict[str, Any]]:
         with self._link.batch(self._names_of(self.configuration_attrs)):

@@ -240,3 +240,12 @@ def test_connect_into_a_namespace_never_shadows(tango_test, test_stack):
     with pytest.warns(UserWarning, match="tg_test_1 is taken"):
         connect("sys/tg_test/*", tango_host=test_stack.tango_host, into=clash)
     assert clash["tg_test_1"] is namespace["zoo"] and clash["sys_tg_test_1"].tango_class == "TangoTest"
+
+
+def test_read_follows_kinds_changed_after_connection(tango_test):
+    device = TangoDevice(tango_test.trl, name="changing", read=["short_scalar_ro"])
+    assert list(device.read()) == ["changing_short_scalar_ro"]
+    device.double_scalar.kind = Kind.normal
+    assert sorted(device.read()) == ["changing_double_scalar", "changing_short_scalar_ro"]
+    device.read_attrs = ["double_scalar"]
+    assert list(device.read()) == ["changing_double_scalar"]
