@@ -66,9 +66,11 @@ def connect(
 ) -> dict[str, Any]:
     """Build a TangoDevice for every exported device matching `pattern` (e.g. "sim/*/*").
 
-    Names are device aliases, else members ("x" for sim/aerotech/x). `into=globals()` also puts
-    them in a namespace. A pattern matching nothing raises LookupError listing close names; a
-    device that cannot be built is left out with a warning saying why.
+    Names are device aliases, else members ("x" for sim/aerotech/x), else family_member
+    ("tg_test_1" for sys/tg_test/1). `into=globals()` also puts them in a namespace, never
+    rebinding a name that holds something else there. A pattern matching nothing raises
+    LookupError listing close names; a device that cannot be built is left out with a warning
+    saying why.
     """
     from ._device import TangoDevice
 
