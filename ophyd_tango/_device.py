@@ -141,7 +141,7 @@ def _unreadable_defaults(link: DeviceLink, roles: Roles) -> list[str]:
         warnings.warn(
             f"{link.key}: left out of read() and read_configuration(), failed to read at connection: {listed}; "
             f"name them in TangoDevice(..., read=[...]) to read them anyway",
-            stacklevel=4,
+            stacklevel=3,  # the line that built the TangoDevice
         )
     return list(failures)
 
