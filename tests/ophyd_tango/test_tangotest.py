@@ -249,3 +249,11 @@ def test_read_follows_kinds_changed_after_connection(tango_test):
     assert sorted(device.read()) == ["changing_double_scalar", "changing_short_scalar_ro"]
     device.read_attrs = ["double_scalar"]
     assert list(device.read()) == ["changing_double_scalar"]
+
+
+def test_a_declared_read_set_is_not_probed_at_connection(tango_test):
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        chosen = TangoDevice(tango_test.trl, name="chosen", read=["short_scalar_ro"], configuration=["ampli"])
+    assert not [w for w in caught if "left out" in str(w.message)]
+    assert chosen.configuration_attrs == ["ampli"] and chosen.no_value.kind == Kind.omitted
