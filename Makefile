@@ -56,7 +56,7 @@ lint: $(STAMP)
 	$(VENV)/bin/lint-imports
 	$(VENV)/bin/mypy
 
-bench: $(TEST_STAMP) redis-server
+bench: $(TEST_STAMP) debian-packages
 	@set -e; for b in benchmarks/bench_*.py; do echo "== $$b"; $(PY) $$b; done
 
 down:

@@ -1,12 +1,15 @@
-"""ophyd_tango benchmarks: connection time of a wide device and RunEngine throughput.
+"""ophyd_tango benchmarks: connection time of a wide device, RunEngine throughput and reads.
 
-    python benchmarks/bench_ophyd_tango.py [--points 1000] [--repeats 3]
+    python benchmarks/bench_ophyd_tango.py [--points 1000] [--rounds 5]
 
-Baselines measured in the same run, against the same servers (a stack started by the launcher):
+Baselines measured in the same run, against the same servers (a stack started by the launcher,
+plus Debian's C++ TangoTest on its database), each row a median of `--rounds` interleaved rounds:
 - connect: a raw `tango.DeviceProxy` plus one bulk `attribute_list_query_ex()` on a device with
   200 attributes, and ophyd-async's auto-filled `TangoDevice` connecting to it;
-- RE(count([dev], N)) on a one-attribute scalar device: bluesky's `ophyd.sim.det` in the same
-  RunEngine (the RunEngine's own ceiling) and ophyd-async's Tango device on the same server.
+- (a) RE(count([signal], N)) of one attribute, (b) RE(count([dev], N)) of a whole scalar device,
+  (c) RE(count([tg_test], N)) of TangoTest's default read set, (d) `read()` of a 200-attribute
+  device: each against bluesky's `ophyd.sim.det` in the same RunEngine (the RunEngine's own
+  ceiling; a plain `read()` for (d)) and ophyd-async on the same server and attributes.
 The file is also the benchmark's device server (`serve`), started by the stack as `OtBench`.
 """
 
@@ -15,8 +18,10 @@ import statistics
 import sys
 import tempfile
 import time
+import warnings
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import Any
 
 import numpy as np
 import tango
@@ -55,11 +60,23 @@ Wide = type(
 
 
 class Scalar(Device):
-    """One read-only float: what `count` reads."""
+    """Four read-only scalars: `value` is what (a) counts, all four what (b) counts."""
 
     @attribute(dtype=float, unit="counts", format="%8.3f")
     def value(self):
         return 1.0
+
+    @attribute(dtype=float, unit="K")
+    def temperature(self):
+        return 295.5
+
+    @attribute(dtype=np.int32)
+    def frames(self):
+        return 12
+
+    @attribute(dtype=bool)
+    def ready(self):
+        return True
 
 
 def serve(args: list[str] | None = None) -> None:
@@ -124,42 +141,137 @@ def bench_connect(trl: str, repeats: int) -> list[tuple[str, float]]:
     return results
 
 
-def bench_count(trl: str, points: int, repeats: int, run_engine=None) -> list[tuple[str, float]]:
-    from bluesky import RunEngine
+def interleaved(rounds: int, runs: dict[str, Callable[[], int]]) -> list[tuple[str, float]]:
+    """Median rate (items per second) of each run over `rounds`, the runs interleaved so that
+    load changes hit all alike; a run returns how many items it did."""
+    rates: dict[str, list[float]] = {label: [] for label in runs}
+    for _ in range(rounds):
+        for label, run_once in runs.items():
+            start = time.perf_counter()
+            done = run_once()
+            rates[label].append(done / (time.perf_counter() - start))
+    return [(label, statistics.median(values)) for label, values in rates.items()]
+
+
+def counting(run_engine, device, points: int) -> Callable[[], int]:
     from bluesky.plans import count
+
+    run_engine(count([device], 20))  # warm up: describe, first reads, class built
+
+    def run_once() -> int:
+        run_engine(count([device], points))
+        return points
+
+    return run_once
+
+
+def async_datatype(atype) -> Any:
+    """The ophyd-async datatype of an attribute (an `ophyd_tango` AttributeType)."""
+    from collections.abc import Sequence
+
+    from ophyd_async.core import Array1D
+
+    if atype.kind == "string":
+        return str if atype.is_scalar else Sequence[str]
+    if atype.is_scalar:
+        return {"bool": bool, "int": int}.get(atype.kind, float)
+    # ophyd-async widens every Tango float array to float64 and every integer array to int64.
+    return Array1D[{"bool": np.bool_, "int": np.int64}.get(atype.kind, np.float64)]
+
+
+def async_readable(ours, attributes: list[str] | None = None) -> Any:
+    """An ophyd-async StandardReadable with one Tango signal per attribute `ours` (an
+    ophyd_tango device) reads, or of `attributes`, uncached as ours are, connected.
+    (ophyd-async's auto-filled TangoDevice cannot connect to TangoTest: it refuses string images.)"""
     from bluesky.run_engine import call_in_bluesky_event_loop
-    from ophyd.sim import det
-    from ophyd_async.core import SignalR, StandardReadable
+    from ophyd_async.core import StandardReadable
     from ophyd_async.core import StandardReadableFormat as Format
-    from ophyd_async.tango.core import TangoDevice as AsyncTangoDevice
+    from ophyd_async.tango.core import tango_signal_r
+
+    device = StandardReadable(name="theirs")
+    with device.add_children_as_readables(Format.UNCACHED_SIGNAL):
+        for attr in attributes or ours.read_attrs:
+            atype = getattr(ours, attr).tango_type
+            setattr(device, attr, tango_signal_r(async_datatype(atype), f"{ours.trl}/{atype.name}"))
+    call_in_bluesky_event_loop(device.connect())
+    return device
+
+
+def bench_counts(stack, tg_test_trl: str, points: int, rounds: int, run_engine) -> dict[str, list]:
+    """Rows (a), (b) and (c): points/s of ophyd.sim.det, ophyd_tango and ophyd-async."""
+    from ophyd.sim import det
 
     from ophyd_tango import TangoDevice
 
-    class AsyncScalar(AsyncTangoDevice, StandardReadable):
-        value: Annotated[SignalR[float], Format.HINTED_UNCACHED_SIGNAL]
+    scalar = stack.trl(SCALAR)
+    ours_scalar = TangoDevice(scalar, name="ours")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # TangoTest's no_value and throw_exception, left out
+        ours_tg_test = TangoDevice(tg_test_trl, name="tg_test")
+    cases = {
+        # A bare ophyd-async SignalR, once staged, reads its cache, which an attribute without
+        # Tango events never fills (count times out): its baseline is a one-signal readable.
+        "(a) count([signal])": (ours_scalar.value, async_readable(ours_scalar, ["value"])),
+        f"(b) count([scalar device]), {len(ours_scalar.read_attrs)} attributes": (
+            ours_scalar,
+            async_readable(ours_scalar),
+        ),
+        f"(c) count([tg_test]), {len(ours_tg_test.read_attrs)} attributes": (
+            ours_tg_test,
+            async_readable(ours_tg_test),
+        ),
+    }
+    results = {}
+    for case, (ours, theirs) in cases.items():
+        runs = {
+            "ophyd.sim.det": counting(run_engine, det, points),
+            "ophyd_tango": counting(run_engine, ours, points),
+            "ophyd-async": counting(run_engine, theirs, points),
+        }
+        results[case] = interleaved(rounds, runs)
+    return results
 
-    RE = RunEngine({}) if run_engine is None else run_engine
-    ours = TangoDevice(trl, name="ours")
-    theirs = AsyncScalar(trl, name="theirs", support_events=True)
-    call_in_bluesky_event_loop(theirs.connect())
-    rates: dict[str, list[float]] = {"ophyd.sim.det": [], "ophyd_tango.TangoDevice": [], "ophyd-async TangoDevice": []}
-    devices = {"ophyd.sim.det": det, "ophyd_tango.TangoDevice": ours, "ophyd-async TangoDevice": theirs}
-    for device in devices.values():
-        RE(count([device], 20))  # warm up
-    for _ in range(repeats):
-        for label, device in devices.items():  # interleaved, so load changes hit all alike
-            start = time.perf_counter()
-            RE(count([device], points))
-            rates[label].append(points / (time.perf_counter() - start))
-    return [(label, statistics.median(values)) for label, values in rates.items()]
+
+def bench_wide_read(trl: str, reads: int, rounds: int) -> list[tuple[str, float]]:
+    """Row (d): reads/s of `read()` of all 200 attributes (det.read() as the ceiling)."""
+    from bluesky.run_engine import call_in_bluesky_event_loop
+    from ophyd.sim import det
+
+    from ophyd_tango import TangoDevice
+
+    names = [f"attr_{i:03d}" for i in range(WIDE_ATTRIBUTES)]
+    ours = TangoDevice(trl, name="wide", read=names)
+    theirs = async_readable(ours)
+    assert len(ours.read()) == len(call_in_bluesky_event_loop(theirs.read())) == WIDE_ATTRIBUTES
+
+    def repeat(read_once) -> Callable[[], int]:
+        def run_once() -> int:
+            for _ in range(reads):
+                read_once()
+            return reads
+
+        return run_once
+
+    async def theirs_reads() -> None:
+        for _ in range(reads):
+            await theirs.read()
+
+    def theirs_run() -> int:
+        call_in_bluesky_event_loop(theirs_reads())
+        return reads
+
+    runs = {"ophyd.sim.det": repeat(det.read), "ophyd_tango": repeat(ours.read), "ophyd-async": theirs_run}
+    return interleaved(rounds, runs)
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--points", type=int, default=1000)
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--reads", type=int, default=50, help="read()s of the wide device per round")
+    parser.add_argument("--rounds", type=int, default=5)
     args = parser.parse_args()
 
+    from tango_servers.stack.tangotest import TangoTestServer
     from tango_servers.stack.testing import start_stack
 
     config = {"servers": {SERVER: {"bench": {"Wide": {WIDE: {}}, "Scalar": {SCALAR: {}}}}}}
@@ -168,28 +280,35 @@ def main() -> int:
             Path(state), config=config, extra_servers={SERVER: f"{Path(__file__).resolve()}:serve"}, redis=False,
             bridges=False,
         )  # fmt: skip
+        tg_test = None
         try:
             from bluesky import RunEngine
 
             stack.export_tango_host()
+            tg_test = TangoTestServer(stack.tango_host, Path(state) / "TangoTest.log").start()
             run_engine = RunEngine({})  # its event loop also serves ophyd-async
-            connect = bench_connect(stack.trl(WIDE), max(10, args.repeats))
-            counts = bench_count(stack.trl(SCALAR), args.points, args.repeats, run_engine)
+            connect = bench_connect(stack.trl(WIDE), max(10, args.rounds))
+            counts = bench_counts(stack, tg_test.trl, args.points, args.rounds, run_engine)
+            wide = bench_wide_read(stack.trl(WIDE), args.reads, args.rounds)
         finally:
+            if tg_test is not None:
+                tg_test.stop()
             stack.down()
 
     raw = connect[0][1]
-    print(f"## connect: device with {WIDE_ATTRIBUTES} attributes (best of {max(10, args.repeats)})\n")
+    print(f"## connect: device with {WIDE_ATTRIBUTES} attributes (best of {max(10, args.rounds)})\n")
     print("| what | time | vs raw |\n| --- | --- | --- |")
     for label, seconds in connect:
         print(f"| {label} | {seconds * 1000:.1f} ms | {seconds / raw:.2f}x |")
-    ceiling = counts[0][1]
-    print(f"\n## RE(count([dev], {args.points})) on a scalar device (median of {args.repeats})\n")
-    print("| device | points/s | vs ophyd.sim.det |\n| --- | --- | --- |")
-    for label, rate in counts:
-        print(f"| {label} | {rate:.0f} | {rate / ceiling:.2f} |")
-    ours, theirs = counts[1][1], counts[2][1]
-    print(f"\nophyd_tango / ophyd-async: {ours / theirs:.2f}x")
+    print(
+        f"\n## throughput, median of {args.rounds} rounds ({args.points} points per count, {args.reads} wide reads)\n"
+    )
+    print("| case | ophyd.sim.det | ophyd_tango | ophyd-async | ophyd_tango / det | ophyd_tango / ophyd-async |")
+    print("| --- | --- | --- | --- | --- | --- |")
+    rows = {**counts, f"(d) read() of {WIDE_ATTRIBUTES} attributes (reads/s)": wide}
+    for case, rates in rows.items():
+        det, ours, theirs = (rate for _, rate in rates)
+        print(f"| {case} | {det:.0f} | {ours:.0f} | {theirs:.0f} | {ours / det:.2f} | {ours / theirs:.2f}x |")
     return 0
 
 

@@ -5,7 +5,9 @@ from __future__ import annotations
 import contextlib
 import difflib
 import threading
+import warnings
 import weakref
+from collections import OrderedDict
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
@@ -82,19 +84,39 @@ class TangoCommands:
         return len(self._commands)
 
 
-def _signal_kinds(types: Mapping[str, AttributeType], roles: Roles) -> dict[str, Kind]:
-    """Kind of every attribute's signal: from the roles, or a generic default without them."""
+# The largest spectrum (declared elements) read with its device by default; images never are.
+SMALL_SPECTRUM = 4096
+_READ_SET_KEYS = ("readback", "hinted", "read", "configuration")
+
+
+def declares_read_set(roles: Roles) -> bool:
+    """Whether the roles name what the device reads; if not, the default read set applies."""
+    return any(key in roles for key in _READ_SET_KEYS)
+
+
+def default_kind(atype: AttributeType) -> Kind:
+    """The kind of an attribute's signal on a device that declares no read set: read-only scalars
+    and small spectra are read, writable ones are configuration, images, larger spectra, encoded
+    attributes, State and Status are left out."""
+    if atype.name.lower() in ("state", "status") or atype.kind == "encoded" or atype.is_image:
+        return Kind.omitted
+    if atype.is_spectrum and atype.max_dim_x > SMALL_SPECTRUM:
+        return Kind.omitted
+    return Kind.config if atype.is_writable else Kind.normal
+
+
+def _signal_kinds(types: Mapping[str, AttributeType], roles: Roles, unreadable: Iterable[str] = ()) -> dict[str, Kind]:
+    """Kind of every attribute's signal: from the roles, or the default read set without them
+    (less the `unreadable` attributes, which failed at connection)."""
     spelled = {name.lower(): atype.name for name, atype in types.items()}
 
     def names(key: str) -> list[str]:
         return [spelled[n.lower()] for n in roles.names(key) if n.lower() in spelled]
 
     kinds = dict.fromkeys((atype.name for atype in types.values()), Kind.omitted)
-    if not any(key in roles for key in ("readback", "hinted", "read", "configuration")):
-        # A device that says nothing: read its scalar read-only attributes, configure by the writable ones.
-        for atype in types.values():
-            if atype.is_scalar and atype.kind != "encoded" and atype.name.lower() not in ("state", "status"):
-                kinds[atype.name] = Kind.config if atype.is_writable else Kind.normal
+    if not declares_read_set(roles):
+        kinds.update((atype.name, default_kind(atype)) for atype in types.values())
+        kinds.update(dict.fromkeys(unreadable, Kind.omitted))
     for name in names("configuration"):
         kinds[name] = Kind.config
     for name in names("read") + names("frame_counter"):
@@ -106,6 +128,23 @@ def _signal_kinds(types: Mapping[str, AttributeType], roles: Roles) -> dict[str,
     for name in names("omit"):
         kinds[name] = Kind.omitted
     return kinds
+
+
+def _unreadable_defaults(link: DeviceLink, roles: Roles) -> list[str]:
+    """The attributes of the default read set that fail to read now, with one warning naming
+    them (and why); [] when the roles name the read set themselves."""
+    if declares_read_set(roles):
+        return []
+    candidates = [atype.name for atype in link.types.values() if default_kind(atype) != Kind.omitted]
+    failures = link.failing(candidates) if candidates else {}
+    if failures:
+        listed = ", ".join(f"{name} ({reason})" for name, reason in failures.items())
+        warnings.warn(
+            f"{link.key}: left out of read() and read_configuration(), failed to read at connection: {listed}; "
+            f"name them in TangoDevice(..., read=[...]) to read them anyway",
+            stacklevel=3,  # the line that built the TangoDevice
+        )
+    return list(failures)
 
 
 _class_cache: dict[Any, type] = {}
@@ -130,7 +169,7 @@ class TangoDevice(Device):
         link = DeviceLink.connect(trl, timeout=timeout, need_alias=kwargs.get("name") is None)
         user = _user_roles(link, roles, kwargs)
         chosen = choose_roles(link.dev_class, link.types, link.commands, link.declared_roles, user)
-        klass = _device_class(cls, link, chosen)
+        klass = _device_class(cls, link, chosen, _unreadable_defaults(link, chosen))
         obj = super().__new__(klass)
         obj._link, obj._roles = link, chosen
         return obj
@@ -179,6 +218,7 @@ class TangoDevice(Device):
         if self._acquisition is not None and self._roles.writes_files:
             self._stream = self._acquisition.stream = FileStream(self, self._link, self._roles, self._acquisition)
         self._read_names: dict[tuple[str, ...], list[str]] = {}
+        self._read_set_cache: tuple[tuple[Kind, ...], list[Any], list[str]] | None = None
         weakref.finalize(self, _close_logic, self._move, self._acquisition, self._stream)
 
     # ---- structure -----------------------------------------------------------------------------
@@ -242,9 +282,25 @@ class TangoDevice(Device):
             self._read_names[key] = names
         return names
 
+    def _read_set(self) -> tuple[list[Any], list[str]]:
+        """The components `read()` reads (as ophyd's walk over Kind.normal finds them) and the
+        Tango names to fetch for them, recomputed only when a component's kind changed: ophyd's
+        walk, with its Flag arithmetic per component, costs more than the round trip on a wide device."""
+        kinds = tuple(map(self._get_kind, self.component_names))
+        cached = self._read_set_cache
+        if cached is None or cached[0] != kinds:
+            components = [component for _, component in self._get_components_of_kind(Kind.normal)]
+            attrs = [attr for attr, kind in zip(self.component_names, kinds, strict=True) if Kind.normal & kind]
+            cached = self._read_set_cache = (kinds, components, self._names_of(attrs))
+        return cached[1], cached[2]
+
     def read(self) -> dict[str, dict[str, Any]]:
-        with self._link.batch(self._names_of(self.read_attrs)):
-            return super().read()
+        components, names = self._read_set()
+        reading: dict[str, dict[str, Any]] = OrderedDict()
+        with self._link.batch(names):
+            for component in components:
+                reading.update(component.read())
+        return reading
 
     def read_configuration(self) -> dict[str, dict[str, Any]]:
         with self._link.batch(self._names_of(self.configuration_attrs)):
@@ -412,9 +468,9 @@ def _user_roles(link: DeviceLink, roles: Any, kwargs: dict[str, Any]) -> dict[st
     return user
 
 
-def _device_class(cls: type, link: DeviceLink, roles: Roles) -> type:
-    """A Device subclass with one Component per attribute (cached per structure and roles)."""
-    kinds = _signal_kinds(link.types, roles)
+def _device_class(cls: type, link: DeviceLink, roles: Roles, unreadable: list[str]) -> type:
+    """A Device subclass with one Component per attribute (cached per structure and kinds)."""
+    kinds = _signal_kinds(link.types, roles, unreadable)
     bases: tuple[type, ...] = ()
     if roles.movable:
         bases += (MovableTangoDevice,)

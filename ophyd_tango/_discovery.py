@@ -41,6 +41,22 @@ def _python_names(devices: list[str], aliases: dict[str, str]) -> dict[str, str]
     return names
 
 
+def _unshadowed(names: dict[str, str], namespace: dict[str, Any]) -> dict[str, str]:
+    """The names, each one already bound in `namespace` to something other than that same device
+    replaced by its full 'domain_family_member' (with a warning): connect never shadows."""
+    unshadowed = {}
+    for device, name in names.items():
+        bound = namespace.get(name)
+        if bound is not None and getattr(getattr(bound, "_link", None), "key", None) != device:
+            full = identifier(device.replace("/", "_"))
+            message = f"connect: {name} is taken in the namespace ({type(bound).__name__}); {device} is {full}"
+            logger.warning(message)
+            warnings.warn(message, stacklevel=3)
+            name = full
+        unshadowed[device] = name
+    return unshadowed
+
+
 def connect(
     pattern: str = "*/*/*",
     *,
@@ -51,9 +67,11 @@ def connect(
 ) -> dict[str, Any]:
     """Build a TangoDevice for every exported device matching `pattern` (e.g. "sim/*/*").
 
-    Names are device aliases, else members ("x" for sim/aerotech/x). `into=globals()` also puts
-    them in a namespace. A pattern matching nothing raises LookupError listing close names; a
-    device that cannot be built is left out with a warning saying why.
+    Names are device aliases, else members ("x" for sim/aerotech/x), else family_member
+    ("tg_test_1" for sys/tg_test/1). `into=globals()` also puts them in a namespace, never
+    rebinding a name that holds something else there. A pattern matching nothing raises
+    LookupError listing close names; a device that cannot be built is left out with a warning
+    saying why.
     """
     host = tango_host or os.environ.get("TANGO_HOST")
     db = database(tango_host, timeout)
@@ -69,6 +87,8 @@ def connect(
         with contextlib.suppress(tango.DevFailed):
             aliases[device] = db.get_alias_from_device(device)
     names = _python_names(devices, aliases)
+    if into is not None:
+        names = _unshadowed(names, into)
     prefix = f"tango://{host}/" if tango_host else ""
 
     def build(device: str) -> Any:

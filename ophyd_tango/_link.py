@@ -165,6 +165,16 @@ class DeviceLink:
             values[name] = self._latest[name.lower()] = AttributeValue(value, reply.quality, reply.time.totime())
         return values
 
+    def failing(self, attributes: list[str]) -> dict[str, str]:
+        """The attributes of `attributes` whose read fails now, with Tango's reason (one round trip)."""
+        replies = self._call(f"read {', '.join(attributes)}", self._raw_read, attributes)
+        failures = {}
+        for name, reply in zip(attributes, replies, strict=True):
+            if reply.has_failed:
+                stack = reply.get_err_stack()
+                failures[name] = stack[0].reason if stack else "no reason given"
+        return failures
+
     def read_one(self, attribute: str) -> AttributeValue:
         cached = getattr(self._batch, "values", None)
         if cached is not None and attribute in cached:

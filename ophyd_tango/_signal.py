@@ -25,6 +25,10 @@ class TangoSignal(Signal):
     The Tango name is `tango_attribute`; type and metadata are in `tango_type`.
     """
 
+    # An attribute has nothing to trigger: not bluesky Triggerable, so plans skip the
+    # trigger-and-wait (a Status and a wait message per point) and go straight to read().
+    trigger = None
+
     def __init__(
         self,
         *,

@@ -29,7 +29,9 @@ NEEDS_SARDANA = {"04-sardana.ipynb"}
 
 def test_notebooks_are_there() -> None:
     names = [path.name for path in NOTEBOOKS]
-    assert names == ["01-quickstart.ipynb", "02-fly-scan.ipynb", "03-bridges.ipynb", "04-sardana.ipynb"]
+    assert names == [
+        "01-quickstart.ipynb", "02-fly-scan.ipynb", "03-bridges.ipynb", "04-sardana.ipynb", "05-foreign-devices.ipynb"
+    ]  # fmt: skip
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda path: path.stem)

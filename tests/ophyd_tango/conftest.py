@@ -168,3 +168,14 @@ def validate_documents():
             validate_document(name, doc)
 
     return validate
+
+
+# ---- TangoTest: Tango's own C++ test device, a device nobody here wrote -------------------------
+@pytest.fixture(scope="module")
+def tango_test(test_stack, tmp_path_factory):
+    """TangoTest (sys/tg_test/1) running on the module's test stack next to our own test servers."""
+    from tango_servers.stack.tangotest import TangoTestServer
+
+    server = TangoTestServer(test_stack.tango_host, tmp_path_factory.mktemp("tango_test") / "TangoTest.log").start()
+    yield server
+    server.stop()
