@@ -8,6 +8,7 @@ keeps all its documents as JSON Lines in the stack's backup directory, and the u
 """
 
 import json
+import logging
 import os
 import sys
 from collections.abc import Callable, Mapping
@@ -23,6 +24,9 @@ os.environ.setdefault("TILED_RETRY_ATTEMPTS", "2")
 os.environ.setdefault("TILED_RETRY_TIMEOUT", "2")
 
 TILED_URI_ENV = "TILED_URI"
+# TiledWriter logs a traceback when it falls back to its backup; the user gets one sentence from
+# RunKeeper instead, and the record still reaches any handler the user configured.
+logging.getLogger("bluesky_tiled_plugins.writing.tiled_writer").addHandler(logging.NullHandler())
 IMPORTED_SUFFIX = ".imported"
 
 
