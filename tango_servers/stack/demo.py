@@ -37,10 +37,10 @@ def run_demo(current: dict[str, Any]) -> int:
 def read_back(settings: TiledSettings, uid: str, motor: str, detector_field: str) -> None:
     """Read the run back from Tiled, print where its peak is and how to do this by hand."""
     run = tiled_client(settings)[uid]
-    table = run["primary"].read()
-    positions, counts = np.asarray(table[motor]), np.asarray(table[detector_field])
+    primary = run["primary"]  # column by column: the frames stay on the server
+    positions, counts = np.asarray(primary[motor].read()), np.asarray(primary[detector_field].read())
     peak = positions[int(counts.argmax())]
     print(f"Read back from Tiled at {settings.uri}: run {run.start['uid']}, {len(positions)} points,", end=" ")
     print(f"peak at {motor} = {peak:g}")
     print('By hand:  eval $(tango-suite env); python -c "from tiled.client import from_uri; import os; ')
-    print(f"          run = from_uri(os.environ['TILED_URI'])['{uid}']; print(run['primary'].read())\"")
+    print(f"          run = from_uri(os.environ['TILED_URI'])['{uid}']; print(run['primary']['{motor}'].read())\"")
