@@ -2,6 +2,8 @@
 Pilatus and a 1000-point fly scan, each read back by uid with the frames of the detector's HDF5
 file, and found again by plan name. One stack (Automation1 as shipped, a small Pilatus) per module."""
 
+import time
+
 import h5py
 import hdf5plugin  # noqa: F401  (HDF5BS frames)
 import numpy as np
@@ -45,16 +47,17 @@ def client(tiled_stack):
 
 @pytest.fixture
 def run_kept(tiled_stack):
-    """run_kept(plan) -> (uid, documents): the plan run on a RunEngine whose runs are kept in Tiled."""
+    """run_kept(plan) -> (uid, documents, arrivals): the plan run on a RunEngine whose runs are kept
+    in Tiled; arrivals are (document name, wall-clock time the RunEngine emitted it)."""
 
     def run_kept(plan):
         run_engine = RunEngine({}, context_managers=[])
         documents = []
-        run_engine.subscribe(lambda name, doc: documents.append((name, doc)))
+        run_engine.subscribe(lambda name, doc: documents.append((name, doc, time.time())))
         keeper = keep_runs(run_engine, tiled_stack.tiled)
         (uid,) = run_engine(plan)
         assert not keeper.told, "Tiled did not take the run"
-        return uid, documents
+        return uid, [(name, doc) for name, doc, _ in documents], [(name, at) for name, _, at in documents]
 
     return run_kept
 
@@ -81,7 +84,7 @@ def test_env_prints_what_a_tiled_client_needs(tiled_stack, capsys):
 
 
 def test_count_is_kept_with_its_frames(devices, client, run_kept):
-    uid, documents = run_kept(count([devices["pilatus"]], 3))
+    uid, documents, _ = run_kept(count([devices["pilatus"]], 3))
     run = client[uid]
     assert run.start["plan_name"] == "count"
     assert run.stop["exit_status"] == "success"
@@ -90,7 +93,7 @@ def test_count_is_kept_with_its_frames(devices, client, run_kept):
 
 
 def test_scan_over_omega_is_kept_with_positions_and_frames(devices, client, run_kept):
-    uid, documents = run_kept(scan([devices["pilatus"]], devices["omega"], -1.0, 1.0, 5))
+    uid, documents, _ = run_kept(scan([devices["pilatus"]], devices["omega"], -1.0, 1.0, 5))
     primary = client[uid]["primary"]
     np.testing.assert_allclose(primary["omega"].read(), np.linspace(-1.0, 1.0, 5), atol=1e-6)
     events = [doc for name, doc in documents if name == "event"]
@@ -98,10 +101,12 @@ def test_scan_over_omega_is_kept_with_positions_and_frames(devices, client, run_
     np.testing.assert_array_equal(primary[IMAGE_KEY].read(), hdf5_frames(documents))
 
 
-def test_fly_scan_of_1000_points_is_kept_with_1000_frames(devices, client, run_kept):
+def test_fly_scan_of_1000_points_streams_and_is_kept_with_1000_frames(devices, client, run_kept):
     devices["omega"].set(0.0).wait(30)
-    uid, documents = run_kept(fly_scan([devices["pilatus"]], devices["omega"], 0.0, 10.0, 1000, 0.004))
+    uid, documents, arrivals = run_kept(fly_scan([devices["pilatus"]], devices["omega"], 0.0, 10.0, 1000, 0.004))
     primary = client[uid]["primary"]
+    first_datum = next(at for name, at in arrivals if name == "stream_datum")
+    assert first_datum < primary["omega_pulse_time"].read()[-1], "StreamDatum streamed while flying"
     assert primary[IMAGE_KEY].shape == (1000, 67, 125)
     np.testing.assert_array_equal(primary["pilatus_frame"].read(), np.arange(1000))
     np.testing.assert_array_equal(primary[IMAGE_KEY].read(), hdf5_frames(documents))
