@@ -28,6 +28,9 @@ TILED_URI_ENV = "TILED_URI"
 # RunKeeper instead, and the record still reaches any handler the user configured.
 logging.getLogger("bluesky_tiled_plugins.writing.tiled_writer").addHandler(logging.NullHandler())
 IMPORTED_SUFFIX = ".imported"
+# Events and StreamDatum are sent in batches of this many, so Tiled has a fly scan's frames while
+# it runs (TiledWriter's default, 10000, sends a run of up to 10000 points at its stop).
+BATCH_SIZE = 100
 
 
 @dataclass(frozen=True)
@@ -67,8 +70,11 @@ class RunKeeper:
     When Tiled is not reachable at a run's start, the run goes straight to the backup directory.
     """
 
-    def __init__(self, settings: TiledSettings, tell: Callable[[str], None] | None = None) -> None:
+    def __init__(
+        self, settings: TiledSettings, tell: Callable[[str], None] | None = None, batch_size: int = BATCH_SIZE
+    ) -> None:
         self.settings = settings
+        self.batch_size = batch_size
         self.tell = tell or (lambda message: print(message, file=sys.stderr, flush=True))
         self.told = False
         self._writer: Any = None
@@ -100,7 +106,9 @@ class RunKeeper:
         except Exception:
             return None
         # Our documents are event-model's current schema: skipping the normalizer halves the per-event cost.
-        return TiledWriter(client, backup_directory=str(self.settings.backup_dir), normalizer=None)
+        return TiledWriter(
+            client, backup_directory=str(self.settings.backup_dir), normalizer=None, batch_size=self.batch_size
+        )
 
     def _tell_once(self) -> None:
         self.told = True

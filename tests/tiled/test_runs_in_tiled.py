@@ -2,6 +2,7 @@
 Pilatus and a 1000-point fly scan, each read back by uid with the frames of the detector's HDF5
 file, and found again by plan name. One stack (Automation1 as shipped, a small Pilatus) per module."""
 
+import threading
 import time
 
 import h5py
@@ -18,6 +19,7 @@ from tango_servers.stack import cli
 from tango_servers.stack.kept_runs import keep_runs, tiled_client
 from tango_servers.stack.status import stack_status
 from tango_servers.stack.testing import shipped_servers, small_pilatus, start_stack
+from tango_servers.stack.waiting import wait_until
 
 IMAGE_KEY = "pilatus_image"
 
@@ -110,6 +112,36 @@ def test_fly_scan_of_1000_points_streams_and_is_kept_with_1000_frames(devices, c
     assert primary[IMAGE_KEY].shape == (1000, 67, 125)
     np.testing.assert_array_equal(primary["pilatus_frame"].read(), np.arange(1000))
     np.testing.assert_array_equal(primary[IMAGE_KEY].read(), hdf5_frames(documents))
+
+
+def test_tiled_serves_fly_frames_before_the_fly_ends(devices, client, tiled_stack):
+    """RunKeeper sends batches while the run goes on: frames are in Tiled before the stop document."""
+    devices["omega"].set(0.0).wait(30)
+    run_engine = RunEngine({}, context_managers=[])
+    keep_runs(run_engine, tiled_stack.tiled)
+    seen: dict = {}
+    started = threading.Event()
+
+    def note(name, doc):
+        if name == "start":
+            seen["uid"] = doc["uid"]
+            started.set()
+        elif name == "stop":
+            seen["stop_at"] = time.time()
+
+    def watch():
+        started.wait(60)
+        seen["frames"] = wait_until(
+            lambda: client[seen["uid"]]["primary"][IMAGE_KEY].shape[0], 60, interval=0.05, message="frames in Tiled"
+        )
+        seen["at"] = time.time()
+
+    run_engine.subscribe(note)
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    run_engine(fly_scan([devices["pilatus"]], devices["omega"], 0.0, 10.0, 1000, 0.004))
+    watcher.join(60)
+    assert 0 < seen["frames"] < 1000 and seen["at"] < seen["stop_at"], seen
 
 
 def test_a_search_by_plan_name_finds_the_runs(devices, client, run_kept):
