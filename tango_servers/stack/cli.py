@@ -165,9 +165,9 @@ def cmd_up(args: argparse.Namespace) -> int:
             f"port {port} on {LOOPBACK} is already in use (Tango database, --tango-host); "
             f"pick a free one with --tango-host {LOOPBACK}:PORT"
         )
-    if options.tiled and not options.tiled_uri and port_in_use(DEFAULT_TILED_PORT) and options.tiled_port:
+    if options.tiled and not options.tiled_uri and options.tiled_port and port_in_use(options.tiled_port):
         raise UsageError(
-            f"port {DEFAULT_TILED_PORT} on {LOOPBACK} is already in use (Tiled of the default stack); "
+            f"port {options.tiled_port} on {LOOPBACK} is already in use (Tiled of the default stack); "
             "use --no-tiled, or --tiled-uri URI for a Tiled that runs already"
         )
     wants_redis = not args.no_redis and any(s.server == "RedisBridge" for s in config.servers)
