@@ -661,7 +661,8 @@ class DetectorFlyer(_Flyer):
 class FlyPoints:
     """One event per point: the captured position and pulse time, each detector's frame index,
     and (through the detector's FileStream) a StreamDatum for the frame. `trigger()` loads the
-    captured data after the fly; each read() is the next point."""
+    pulses captured so far (during the fly too); each read() is the next point, and `ready()`
+    says how many points have both their pulse captured and their frames saved."""
 
     def __init__(self, pso: PsoFlyer, detectors: list[DetectorFlyer], *, name: str = "fly_points"):
         self.name = name
@@ -673,20 +674,31 @@ class FlyPoints:
         self._data: dict[str, np.ndarray] = {}
         self._next = 0
         self._current = -1
+        self._fly: Any = None  # the PSO's complete() Status of the fly the points belong to
 
     def trigger(self) -> DeviceStatus:
+        """Load the pulses captured so far; within one fly, reading goes on where it left off.
+        A failed read while the fly runs loads nothing new: the PSO's complete() names the fault."""
         status = DeviceStatus(self.pso)
+        flying = self.pso.status is not None and not self.pso.status.done
         try:
-            self._data = self.pso.captured()
-            self._next, self._current = 0, -1
+            data = self.pso.captured()
+            if self._fly is None or self._fly is not self.pso.status:
+                self._fly, self._next, self._current = self.pso.status, 0, -1
+            self._data = data
         except Exception as exc:
-            status.set_exception(exc)
-        else:
-            status.set_finished()
+            if not flying:
+                status.set_exception(exc)
+                return status
+        status.set_finished()
         return status
 
     def __len__(self) -> int:
-        return len(self._data.get("positions", ()))
+        return min(len(self._data.get("positions", ())), len(self._data.get("timestamps", ())))
+
+    def ready(self) -> int:
+        """Points loaded by the last trigger() whose frame every detector has saved."""
+        return min([len(self), *(det.acquisition.frames_saved for det in self.detectors)])
 
     def describe(self) -> dict[str, dict[str, Any]]:
         link = self.pso.controller.link

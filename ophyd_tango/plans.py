@@ -12,11 +12,13 @@ from typing import Any
 
 import bluesky.plan_stubs as bps
 import bluesky.preprocessors as bpp
-from bluesky.utils import Msg
+from bluesky.utils import Msg, short_uid
 
 from ._flyer import DetectorFlyer, FlyPoints, PsoFlyer
 
 __all__ = ["fly_scan", "flyer_for"]
+
+STREAM_PERIOD = 0.2  # seconds between batches of events while the fly runs
 
 _flyers: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
 
@@ -49,7 +51,9 @@ def fly_scan(
 
     Emits one event stream, "primary", with one event per point: the captured position (data
     key: the axis name), the pulse time, each detector's frame index and, through
-    StreamResource/StreamDatum, the frame in the detector's HDF5 file. The run fails (naming the
+    StreamResource/StreamDatum, the frame in the detector's HDF5 file. Events stream while the
+    axis flies: every STREAM_PERIOD seconds, one for each point whose pulse is captured and whose
+    frames are saved. The run fails (naming the
     device) when a pulse or a frame is missing, a device faults or stops answering; an abort or
     stop disarms the PSO, stops the axis and aborts the detectors (files closed).
     """
@@ -87,12 +91,17 @@ def fly_scan(
         for flyer in det_flyers:  # armed before the first pulse can come
             yield from bps.kickoff(flyer, wait=True)
         yield from bps.kickoff(pso, wait=True)
-        yield from bps.complete_all(*flyers, wait=True)
-        yield from bps.trigger(points, wait=True)
         yield from bps.declare_stream(points, name="primary")
-        for _ in range(num):  # bare Msgs: a plan stub call formats a stack trace, 1 ms per point
-            yield Msg("create", name="primary")
-            yield Msg("read", points)
-            yield Msg("save")
+        group = short_uid("fly_complete")
+        yield from bps.complete_all(*flyers, group=group, wait=False)
+        done = False
+        while not done:  # events (and StreamDatum) for the points that landed, while the fly goes on
+            done = yield from bps.wait(group, timeout=STREAM_PERIOD, error_on_timeout=False)
+            yield from bps.trigger(points, wait=True)
+            for _ in range(points.get_index(), points.ready()):
+                # bare Msgs: a plan stub call formats a stack trace, 1 ms per point
+                yield Msg("create", name="primary")
+                yield Msg("read", points)
+                yield Msg("save")
 
     return (yield from inner())

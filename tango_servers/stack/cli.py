@@ -1,11 +1,13 @@
 """`tango-suite`: bring the local stack up, look at it, and take it down.
 
     tango-suite up [--config FILE] [--tango-host 127.0.0.1:PORT] [--detach] [--no-redis] [--no-bridges] [--sardana]
+                   [--no-tiled | --tiled-uri URI]
     tango-suite status [--json] [--tango-host HOST:PORT]
     tango-suite deploy --tango-host HOST:PORT [--config FILE] [--host NAME] [--write]
     tango-suite env
     tango-suite demo
     tango-suite shell [-c CODE]
+    tango-suite tiled import
     tango-suite down
 
 Every subcommand takes --state-dir (default $TANGO_SUITE_HOME or ~/.local/state/tango-suite).
@@ -29,6 +31,7 @@ from .serve import EXTRA_SERVERS_ENV
 from .state import StackState, default_state_dir
 from .status import stack_status, status_table
 from .supervisor import StackOptions, runnable, spawn_supervisor
+from .tiled_server import DEFAULT_TILED_PORT
 
 DEFAULT_TANGO_HOST = f"{LOOPBACK}:10000"
 UP_TIMEOUT = 180.0
@@ -66,6 +69,9 @@ def _parser() -> argparse.ArgumentParser:
     up.add_argument("--no-redis", action="store_true", help="do not start redis-server")
     up.add_argument("--no-bridges", action="store_true", help="do not start the PVA and Redis bridges")
     up.add_argument("--sardana", action="store_true", help="also start Sardana (Pool, MacroServer)")
+    tiled = up.add_mutually_exclusive_group()
+    tiled.add_argument("--no-tiled", action="store_true", help="do not start a Tiled server (runs are not kept)")
+    tiled.add_argument("--tiled-uri", help="keep runs in this Tiled instead (API key from $TILED_API_KEY)")
     up.set_defaults(func=cmd_up)
 
     status = sub.add_parser("status", parents=[common], help="servers, devices, states, pids")
@@ -94,6 +100,11 @@ def _parser() -> argparse.ArgumentParser:
     shell = sub.add_parser("shell", parents=[common], help="IPython with a RunEngine and every device by name")
     shell.add_argument("-c", dest="code", help="run this code (no terminal needed) and exit")
     shell.set_defaults(func=cmd_shell)
+
+    tiled_cmd = sub.add_parser("tiled", help="the runs kept in Tiled")
+    tiled_sub = tiled_cmd.add_subparsers(dest="tiled_command", required=True)
+    tiled_import = tiled_sub.add_parser("import", parents=[common], help="send the backed-up runs to Tiled")
+    tiled_import.set_defaults(func=cmd_tiled_import)
     return parser
 
 
@@ -130,6 +141,12 @@ def _parse_tango_host(value: str) -> str:
     return f"{LOOPBACK}:{int(port)}"
 
 
+def _parse_tiled_uri(value: str) -> str:
+    if not value.startswith(("http://", "https://")):
+        raise UsageError(f"--tiled-uri '{value}': expected an http:// or https:// address of a Tiled server")
+    return value.rstrip("/")
+
+
 def cmd_up(args: argparse.Namespace) -> int:
     state = _state(args)
     current = running_state(state)
@@ -146,6 +163,9 @@ def cmd_up(args: argparse.Namespace) -> int:
         bridges=not args.no_bridges,
         extra_servers=json.loads(os.environ.get(EXTRA_SERVERS_ENV, "{}")),
         sardana=args.sardana,
+        tiled=not args.no_tiled,
+        tiled_port=DEFAULT_TILED_PORT if tango_host == DEFAULT_TANGO_HOST else None,
+        tiled_uri=_parse_tiled_uri(args.tiled_uri) if args.tiled_uri else None,
     )
     if options.sardana and not sardana_available():
         raise UsageError("--sardana needs Sardana in this environment: pip install -e '.[sardana]'")
@@ -155,6 +175,11 @@ def cmd_up(args: argparse.Namespace) -> int:
         raise UsageError(
             f"port {port} on {LOOPBACK} is already in use (Tango database, --tango-host); "
             f"pick a free one with --tango-host {LOOPBACK}:PORT"
+        )
+    if options.tiled and not options.tiled_uri and options.tiled_port and port_in_use(options.tiled_port):
+        raise UsageError(
+            f"port {options.tiled_port} on {LOOPBACK} is already in use (Tiled of the default stack); "
+            "use --no-tiled, or --tiled-uri URI for a Tiled that runs already"
         )
     wants_redis = not args.no_redis and any(s.server == "RedisBridge" for s in config.servers)
     if wants_redis:
@@ -286,6 +311,11 @@ def cmd_env(args: argparse.Namespace) -> int:
         print(f"export TANGO_SUITE_REDIS_URL={services['redis_url']}")
     for key, value in services.get("pva", {}).items():
         print(f"export {key}={value}")
+    tiled = services.get("tiled")
+    if tiled:
+        print(f"export TILED_URI={tiled['uri']}")
+        if tiled.get("api_key_file"):
+            print(f"export TILED_API_KEY={Path(tiled['api_key_file']).read_text().strip()}")
     return 0
 
 
@@ -306,16 +336,37 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def cmd_shell(args: argparse.Namespace) -> int:
     from IPython import start_ipython
 
+    from .kept_runs import tiled_settings
     from .session import bluesky_namespace
 
     current = _require_running(args)
     os.environ["TANGO_HOST"] = current["tango_host"]
-    namespace = bluesky_namespace(current["tango_host"])
+    namespace = bluesky_namespace(current["tango_host"], tiled=tiled_settings(current))
     names = ", ".join(sorted(namespace["devices"]))
     argv = ["--no-banner", "--quick", "-c", args.code] if args.code else ["--quick", "--no-confirm-exit"]
     if not args.code:
         print(f"tango-suite shell on {current['tango_host']}: RE, bec, bp, bps and devices {names}")
+        if namespace["keeper"]:
+            print(f"Runs are kept in Tiled at {namespace['keeper'].settings.uri}")
     start_ipython(argv=argv, user_ns=namespace)
+    return 0
+
+
+def cmd_tiled_import(args: argparse.Namespace) -> int:
+    import httpx
+
+    from .kept_runs import import_backups, tiled_settings
+
+    settings = tiled_settings(_require_running(args))
+    if settings is None:
+        raise UsageError("this stack keeps no runs in Tiled (it was started with --no-tiled)")
+    try:
+        uids = import_backups(settings)
+    except (OSError, ValueError, httpx.HTTPError) as exc:
+        raise UsageError(f"import into Tiled at {settings.uri}: {exc}") from exc
+    print(f"tango-suite: imported {len(uids)} runs from {settings.backup_dir} into {settings.uri}")
+    for uid in uids:
+        print(f"  {uid}")
     return 0
 
 

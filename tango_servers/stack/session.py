@@ -9,14 +9,16 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from .kept_runs import TiledSettings, keep_runs, tiled_settings
 from .processes import pid_alive
 from .state import MARKER_ENV, StackState, default_state_dir
 
 DEVICE_PATTERN = "sim/*/*"
 
 
-def bluesky_namespace(tango_host: str, *, plots: bool = True) -> dict[str, Any]:
-    """A namespace for IPython or a script: `RE`, `bec`, plans, plan stubs and the stack's devices."""
+def bluesky_namespace(tango_host: str, *, plots: bool = True, tiled: TiledSettings | None = None) -> dict[str, Any]:
+    """A namespace for IPython or a script: `RE`, `bec`, plans, plan stubs and the stack's devices;
+    with `tiled`, every run is kept there by `keeper` (see kept_runs)."""
     if not os.environ.get("DISPLAY"):
         os.environ.setdefault("MPLBACKEND", "Agg")
     import bluesky.plan_stubs as bps
@@ -32,9 +34,10 @@ def bluesky_namespace(tango_host: str, *, plots: bool = True) -> dict[str, Any]:
     if not plots:
         bec.disable_plots()
     run_engine.subscribe(bec)
+    keeper = keep_runs(run_engine, tiled)
     if sys.stdout.isatty():
         run_engine.waiting_hook = ProgressBarManager()
-    namespace: dict[str, Any] = {"RE": run_engine, "bec": bec, "bp": bp, "bps": bps}
+    namespace: dict[str, Any] = {"RE": run_engine, "bec": bec, "bp": bp, "bps": bps, "keeper": keeper}
     namespace.update({name: getattr(bp, name) for name in bp.__all__} if hasattr(bp, "__all__") else {})
     for name in ("count", "scan", "rel_scan", "grid_scan", "list_scan", "fly"):
         namespace.setdefault(name, getattr(bp, name))
@@ -42,6 +45,18 @@ def bluesky_namespace(tango_host: str, *, plots: bool = True) -> dict[str, Any]:
         namespace.setdefault(name, getattr(bps, name))
     namespace["devices"] = connect(DEVICE_PATTERN, tango_host=tango_host, into=namespace)
     return namespace
+
+
+def _state_root(env: Mapping[str, str]) -> Path:
+    return Path(env.get(MARKER_ENV) or env.get("TANGO_SUITE_HOME") or default_state_dir())
+
+
+def _live_state(env: Mapping[str, str]) -> dict[str, Any]:
+    """The state of a live stack in the state dir `env` names, else {}."""
+    current = StackState(_state_root(env).expanduser()).read() or {}
+    if current.get("phase") in ("failed", "stopped") or not pid_alive(current.get("supervisor_pid")):
+        return {}
+    return current
 
 
 def running_stack_settings(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
@@ -53,10 +68,8 @@ def running_stack_settings(environ: Mapping[str, str] | None = None) -> dict[str
     $TANGO_SUITE_HOME or ~/.local/state/tango-suite). LookupError when neither names a stack.
     """
     env = os.environ if environ is None else environ
-    root = Path(env.get(MARKER_ENV) or env.get("TANGO_SUITE_HOME") or default_state_dir())
-    current = StackState(root.expanduser()).read() or {}
-    if current.get("phase") in ("failed", "stopped") or not pid_alive(current.get("supervisor_pid")):
-        current = {}
+    current = _live_state(env)
+    root = _state_root(env)
     tango_host = env.get("TANGO_HOST") or current.get("tango_host")
     if not tango_host:
         raise LookupError(f"no stack found: set TANGO_HOST (see 'tango-suite env') or start one in {root}")
@@ -68,3 +81,10 @@ def running_stack_settings(environ: Mapping[str, str] | None = None) -> dict[str
         "pva": {k: v for k, v in env.items() if k.startswith("EPICS_PVA_")} or dict(services.get("pva", {})),
         "door": f"tango://{tango_host}/{door}" if door else None,
     }
+
+
+def running_stack_tiled(environ: Mapping[str, str] | None = None) -> TiledSettings | None:
+    """The Tiled of the running stack found as `running_stack_settings` finds it (None without one);
+    TILED_URI and TILED_API_KEY win."""
+    env = os.environ if environ is None else environ
+    return tiled_settings(_live_state(env), env)

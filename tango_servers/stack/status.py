@@ -11,6 +11,7 @@ from typing import Any
 import tango
 
 STATE_TIMEOUT_MS = 1000
+SERVICE_NAMES = {"redis": "redis-server", "tiled": "tiled"}  # components that are not Tango servers
 
 
 def device_state(tango_host: str, device: str) -> str:
@@ -40,8 +41,9 @@ def stack_status(current: dict[str, Any]) -> list[dict[str, Any]]:
         elif component["kind"] == "database":
             rows.append({"server": "DataBaseds/2", "device": "sys/database/2", **base})
         else:
-            rows.append({"server": "redis-server", "device": None, "state": component["status"], **base})
-    devices = [row["device"] for row in rows if row["server"] != "redis-server"]
+            server = SERVICE_NAMES.get(component["kind"], component["kind"])
+            rows.append({"server": server, "device": None, "state": component["status"], **base})
+    devices = [row["device"] for row in rows if row["device"] is not None]
     with ThreadPoolExecutor(max_workers=8) as pool:
         states = dict(zip(devices, pool.map(lambda d: device_state(tango_host, d), devices), strict=True))
     for row in rows:

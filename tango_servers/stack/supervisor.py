@@ -26,6 +26,7 @@ from .processes import LOOPBACK, free_port, stop_child
 from .redis_server import redis_url, start_redis, wait_for_redis
 from .serve import EXTRA_SERVERS_ENV
 from .state import MARKER_ENV, StackState
+from .tiled_server import api_key_file, backup_dir, start_tiled, tiled_answers, tiled_uri, wait_for_tiled
 from .wiring import wire_services
 
 OPTIONS_FILE = "options.json"
@@ -49,6 +50,9 @@ class StackOptions:
     bridges: bool = True
     extra_servers: dict[str, str] = field(default_factory=dict)
     sardana: bool = False
+    tiled: bool = True
+    tiled_port: int | None = None  # None: a free port
+    tiled_uri: str | None = None  # an existing Tiled instead of our own
 
     def save(self, state: StackState) -> None:
         (state.root / OPTIONS_FILE).write_text(json.dumps(asdict(self), indent=2))
@@ -72,7 +76,7 @@ class Component:
     """One supervised process: how to start it and how to tell it is ready."""
 
     name: str
-    kind: str  # database | redis | server
+    kind: str  # database | redis | tiled | server
     launch: Callable[[], subprocess.Popen]
     ready: Callable[[], bool]
     devices: list[str] = field(default_factory=list)
@@ -150,6 +154,10 @@ class Supervisor:
         redis_port = self._start_redis() if self._wants_redis() else None
         self.services = wire_services(self.config, redis_url(redis_port) if redis_port else None)
         self.services["tango_host"] = self.options.tango_host
+        if self.options.tiled_uri:
+            self.services["tiled"] = {"uri": self.options.tiled_uri, "backup_dir": str(backup_dir(self.state.root))}
+        elif self.options.tiled:
+            self.services["tiled"] = self._start_tiled()
         calls = load_into_database(self.config, db)
         log.info("configuration %s loaded into the database (%d calls)", self.config.source, calls)
         for spec in self.config.servers:
@@ -232,6 +240,30 @@ class Supervisor:
         component.status = "running"
         self.publish()
         return port
+
+    def _start_tiled(self) -> dict[str, str]:
+        port = self.options.tiled_port or free_port()
+        uri = tiled_uri(port)
+        component = Component(
+            name="tiled",
+            kind="tiled",
+            port=port,
+            launch=lambda: start_tiled(port, self.state.root, self.state.log_file("tiled"), self.env),
+            ready=lambda: tiled_answers(uri),
+            extra={"uri": uri, "log": str(self.state.log_file("tiled"))},
+        )
+        self.components.append(component)
+        component.status = "starting"
+        self.publish()
+        component.start()
+        try:
+            wait_for_tiled(uri, component.process)
+        except (TimeoutError, RuntimeError) as exc:
+            raise StartupError(f"Tiled on {uri}: {exc}; see {component.extra['log']}") from exc
+        component.status = "running"
+        self.publish()
+        root = self.state.root
+        return {"uri": uri, "api_key_file": str(api_key_file(root)), "backup_dir": str(backup_dir(root))}
 
     def _server_component(self, server: str, instance: str, devices: list[str]) -> Component:
         name = f"{server}/{instance}"

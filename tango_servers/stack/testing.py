@@ -19,6 +19,7 @@ import tango
 
 from .cli import stop_stack, wait_until_up
 from .config import load_config
+from .kept_runs import TiledSettings, tiled_settings
 from .processes import LOOPBACK, free_port, started_by
 from .state import StackState
 from .supervisor import StackOptions, spawn_supervisor
@@ -75,6 +76,11 @@ class RunningStack:
         """EPICS_PVA_* client settings for the PVA bridge (empty when none runs)."""
         return self.current.get("services", {}).get("pva", {})
 
+    @property
+    def tiled(self) -> TiledSettings | None:
+        """Where this stack keeps its runs (None when it runs without Tiled)."""
+        return tiled_settings(self.current)
+
     def component(self, name: str) -> dict[str, Any]:
         for component in self.current.get("components", []):
             if component["name"] == name:
@@ -127,8 +133,11 @@ def start_stack(
     redis: bool = True,
     bridges: bool = True,
     sardana: bool = False,
+    tiled: bool = False,
+    tiled_uri: str | None = None,
 ) -> RunningStack:
-    """Bring up a stack on free loopback ports with its own state dir and sqlite database."""
+    """Bring up a stack on free loopback ports with its own state dir and sqlite database
+    (Tiled only when asked: most tests keep no runs, and it costs seconds of start-up)."""
     state = StackState(Path(state_dir))
     state.ensure()
     config_path = None
@@ -143,6 +152,8 @@ def start_stack(
         bridges=bridges,
         extra_servers=dict(extra_servers or {}),
         sardana=sardana,
+        tiled=tiled,
+        tiled_uri=tiled_uri,
     )
     supervisor = spawn_supervisor(state, options)
     try:

@@ -35,7 +35,9 @@ def notebook_stack_config() -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def notebook_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningStack]:
-    running = start_stack(tmp_path_factory.mktemp("notebook-stack"), config=notebook_stack_config(), sardana=SARDANA)
+    running = start_stack(
+        tmp_path_factory.mktemp("notebook-stack"), config=notebook_stack_config(), sardana=SARDANA, tiled=True
+    )
     try:
         yield running
     finally:
