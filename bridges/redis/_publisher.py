@@ -362,6 +362,11 @@ class RedisAddress:
         cls, url: str, *, username: str | None = None, password: str | None = None, timeout: float = 2.0
     ) -> "RedisAddress":
         scheme = urlsplit(url).scheme
+        if scheme == "rediss":
+            raise ValueError(
+                f"Redis URL {redact_url(url)}: TLS (rediss://) is not supported by the Redis bridge; "
+                "use redis://host:port/db on a trusted network or unix:///path"
+            )
         if scheme not in ("redis", "unix"):
             raise ValueError(f"Redis URL {redact_url(url)}: use redis://host:port/db or unix:///path (not {scheme}://)")
         parts = parse_url(url)
@@ -472,7 +477,9 @@ def _encode(batch: list[tuple] | deque[tuple]) -> tuple[list[bytes], int]:
         elif code == _XADD:
             _, key, payload, maxlen, approximate, expire_s = op
             small.append(
-                _command(b"XADD", key, b"MAXLEN", b"~" if approximate else b"=", maxlen, b"*", b"msg", payload)
+                _command(b"XADD", key, b"MAXLEN", b"~", maxlen, b"*", b"msg", payload)
+                if approximate
+                else _command(b"XADD", key, b"MAXLEN", maxlen, b"*", b"msg", payload)
             )
             replies += 1
             if expire_s:
