@@ -260,7 +260,8 @@ class ImageMapping(AttributeMapping):
     frames: int = field(default=0, init=False)
 
     def __post_init__(self) -> None:
-        self.type = NTNDArray.buildType()
+        self._nt = NTNDArray()
+        self.type = self._nt.type
 
     def _metadata(self) -> dict[str, Any]:
         return {"codec": {"name": ""}, "uniqueId": 0}
@@ -271,29 +272,36 @@ class ImageMapping(AttributeMapping):
     def continue_from(self, previous: AttributeMapping) -> None:
         self.frames = getattr(previous, "frames", 0)
 
-    def _value_fields(self, value: Any, timestamp: float) -> dict[str, Any]:
-        frame = None
-        if self.attr.kind == "encoded":
-            array, color_mode, frame = decode_encoded_image(*value)
-        else:
-            array = np.ascontiguousarray(value)
-            color_mode = 0
+    def update(self, update: AttributeUpdate) -> Value:
+        """The whole NTNDArray of a frame, built by p4p's `NTNDArray.wrap` (sizes, dimensions
+        innermost first, ColorMode), with the frame number and Tango's timestamps and alarm."""
+        if update.error is not None or update.value is None:
+            return super().update(update)
+        try:
+            if self.attr.kind == "encoded":
+                array, color_mode, frame = decode_encoded_image(*update.value)
+            else:
+                array, color_mode, frame = np.ascontiguousarray(update.value), 0, None
+        except (TypeError, ValueError) as exc:  # e.g. a DevEncoded format we cannot decode
+            fields = {"alarm": _alarm(Severity.INVALID, AlarmStatus.DRIVER, str(exc))}
+            if update.timestamp:
+                fields["timeStamp"] = _stamp(update.timestamp)
+            return Value(self.type, fields)
         # the device's own frame number when the format carries one (Lima VIDEO_IMAGE), else ours
         self.frames = frame if frame is not None else self.frames + 1
-        member = NTNDArray._code2u[array.dtype.char]
-        stamp = _stamp(timestamp)
-        return {
-            "value": (member, array.ravel()),
-            "compressedSize": array.nbytes,
-            "uncompressedSize": array.nbytes,
-            "uniqueId": self.frames,
-            "dataTimeStamp": stamp,
-            # innermost (fastest varying) dimension first, as areaDetector does
-            "dimension": [
-                {"size": n, "offset": 0, "fullSize": n, "binning": 1, "reverse": False} for n in reversed(array.shape)
-            ],
-            "attribute": [{"name": "ColorMode", "value": color_mode}],
-        }
+        severity, status, message = severity_of(update)
+        value = self._nt.wrap(
+            array,
+            attrib={"ColorMode": color_mode},
+            timestamp=update.timestamp or None,
+            severity=int(severity),
+            message=message,
+        )
+        value["alarm.status"] = int(status)
+        value["uniqueId"] = self.frames
+        if update.timestamp:
+            value["dataTimeStamp"] = _stamp(update.timestamp)
+        return value
 
     def from_put(self, value: Value) -> Any:
         raise TypeError(f"{self.device}/{self.attribute} is an image; the bridge does not write images to Tango")

@@ -29,6 +29,8 @@ import hiredis
 import redis
 from redis.connection import parse_url
 
+from ..core import RateMeter
+
 log = logging.getLogger(__name__)
 
 # Operation codes; ops are plain tuples because thousands are built per second.
@@ -52,35 +54,6 @@ def redact_url(url: str) -> str:
     if parts.port:
         host = f"{host}:{parts.port}"
     return urlunsplit((parts.scheme, f"{user}:***@{host}", parts.path, parts.query, parts.fragment))
-
-
-class RateMeter:
-    """Events per second over the last `window` seconds, from counts added as they happen."""
-
-    def __init__(self, window: float = 2.0) -> None:
-        self._window = window
-        self._samples: deque[tuple[float, int]] = deque()
-        self._total = 0
-        self._lock = threading.Lock()
-
-    def add(self, count: int) -> None:
-        now = time.monotonic()
-        with self._lock:
-            self._total += count
-            self._samples.append((now, self._total))
-            while len(self._samples) > 2 and now - self._samples[1][0] > self._window:
-                self._samples.popleft()
-
-    def rate(self) -> float:
-        now = time.monotonic()
-        with self._lock:
-            if not self._samples:
-                return 0.0
-            first_time, first_total = self._samples[0]
-            if now - self._samples[-1][0] > self._window:
-                return 0.0
-            elapsed = max(now - first_time, 1e-3)
-            return (self._total - first_total) / elapsed
 
 
 @dataclass(frozen=True)
@@ -291,7 +264,7 @@ class RedisPublisher:
             self._written += written
             self._cond.notify_all()
         if written:
-            self._rate.add(written)
+            self._rate.tick(written)
 
     def _record_error(self, text: str, count: int = 1) -> None:
         with self._cond:
