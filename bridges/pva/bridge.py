@@ -29,7 +29,7 @@ from ophyd_tango.core.errors import error_text
 from ophyd_tango.core.subscription import AttributeUpdate, ConfigUpdate, TangoSubscriber
 from ophyd_tango.core.types import AttributeType
 
-from ..core import BridgeCore, Selection
+from ..core import BridgeCore
 from .config import BridgeConfig
 from .mapping import AttributeMapping, attribute_mapping
 
@@ -110,7 +110,7 @@ class TangoPvaBridge:
         self.config = config
         self._own_subscriber = subscriber is None
         self._subscriber = subscriber or TangoSubscriber()
-        selection = Selection(config.devices, exclude_devices, config.attributes, config.exclude_attributes)
+        selection = config.selection(exclude_devices)
         listing = None
         if database is not None:
             listing = lambda: defined_devices(database, selection.devices, selection.exclude_devices)  # noqa: E731

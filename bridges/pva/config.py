@@ -24,6 +24,8 @@ from typing import Any
 
 from ophyd_tango.core.discovery import attribute_matches
 
+from ..core import Selection
+
 __all__ = ["LOOPBACK", "BridgeConfig", "pv_name"]
 
 LOOPBACK = "127.0.0.1"
@@ -85,11 +87,13 @@ class BridgeConfig:
     def exports_device(self, device: str) -> bool:
         return any(fnmatchcase(device.lower(), pattern.lower()) for pattern in self.devices)
 
+    def selection(self, exclude_devices: tuple[str, ...] = ()) -> Selection:
+        """What the bridge's core follows: these globs, less `exclude_devices`."""
+        return Selection(self.devices, exclude_devices, self.attributes, self.exclude_attributes)
+
     def exports(self, device: str, attribute: str) -> bool:
         """True when `device`'s `attribute` is published (attribute globs minus exclusions)."""
-        return attribute_matches(self.attributes, device, attribute) and not attribute_matches(
-            self.exclude_attributes, device, attribute
-        )
+        return self.selection().follows(device, attribute)
 
     def allows_put(self, device: str, attribute: str) -> bool:
         return attribute_matches(self.put_allowlist, device, attribute)
