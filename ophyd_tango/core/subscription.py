@@ -338,11 +338,11 @@ class _DeviceChannel:
         """Subscribe to events where the server offers them; the rest is polled."""
         try:
             proxy = self.proxy()
-            self._learn_types(proxy)
+            types = self._learn_types(proxy)
         except tango.DevFailed as exc:
             self._device_down(feeds, error_text(exc))
             return
-        unknown = [f for f in feeds if f.name.lower() not in self.types]
+        unknown = [f for f in feeds if f.name.lower() not in types]
         for feed in unknown:
             feed.mode = "polling"
             feed.deliver(self._error(feed, f"device {self.key} has no attribute '{feed.name}'"))
@@ -350,7 +350,7 @@ class _DeviceChannel:
         for feed in feeds:
             if feed in unknown:
                 continue
-            feed.name = self.types[feed.name.lower()].name
+            feed.name = types[feed.name.lower()].name
             if not self._subscribe_events(proxy, feed):
                 no_events.append(feed)
         if no_events:
@@ -425,10 +425,11 @@ class _DeviceChannel:
         update = ConfigUpdate(self.key, atype)
         name = atype.name.lower()
         for sub in self._config_subscriptions():
-            if sub.closed or name not in {n.lower() for n in sub.attributes}:
+            callback = sub.on_config
+            if callback is None or sub.closed or name not in {n.lower() for n in sub.attributes}:
                 continue
             try:
-                sub.on_config(update)
+                callback(update)
             except Exception:
                 logger.exception("configuration callback %r failed on %s/%s", sub.on_config, self.key, atype.name)
 
