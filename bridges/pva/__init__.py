@@ -12,11 +12,10 @@ optimisers is `bridges.pva_client.Interface`.
 
 from .bridge import ExportedPv, TangoPvaBridge
 from .config import LOOPBACK, BridgeConfig, pv_name
-from .mapping import AlarmSeverity, AlarmStatus, AttributeMapping, attribute_mapping, severity_of
+from .mapping import AlarmStatus, AttributeMapping, attribute_mapping, severity_of
 
 __all__ = [
     "LOOPBACK",
-    "AlarmSeverity",
     "AlarmStatus",
     "AttributeMapping",
     "BridgeConfig",

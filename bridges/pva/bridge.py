@@ -3,19 +3,17 @@
 `TangoPvaBridge` has no Tango server code (the `PvaBridge` device in `device.py` wraps it), so
 tests and benchmarks can also run it inside a plain process.
 
-Devices matching the configured globs are found in the Tango database; each one reachable is
-exported once (one PV per matching attribute, opened INVALID until Tango's first value), then
-followed by `ophyd_tango.core.subscription.TangoSubscriber`, whose callbacks post straight to the PVs.
-Devices not reachable yet are retried every `retry_period`; every `rescan_period` (or on
-`rescan()`) the database is scanned again for new devices and exported devices are checked for
-new attributes and configuration changes. Puts run on a small pool of worker threads so one slow
+The PVA sink of `bridges.core.BridgeCore`: the core finds devices and attributes (discovery,
+filters, retries, rescans, counters) and follows them through the shared engine; this module
+exports one PV per attribute (opened INVALID until Tango's first value), posts every update to it
+and brings it up to date when the engine reports a configuration change (units, limits, enum
+labels; a new PV type when it must). Puts run on a small pool of worker threads so one slow
 Tango write does not hold up the others.
 """
 
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
@@ -26,9 +24,12 @@ from p4p.server import Server, StaticProvider
 from p4p.server.thread import SharedPV
 from p4p.util import ThreadedWorkQueue
 
+from ophyd_tango.core.discovery import defined_devices
 from ophyd_tango.core.errors import error_text
-from ophyd_tango.core.subscription import AttributeUpdate, Subscription, TangoSubscriber
+from ophyd_tango.core.subscription import AttributeUpdate, ConfigUpdate, TangoSubscriber
+from ophyd_tango.core.types import AttributeType
 
+from ..core import BridgeCore
 from .config import BridgeConfig
 from .mapping import AttributeMapping, attribute_mapping
 
@@ -58,29 +59,6 @@ class ExportedPv:
     @property
     def attribute(self) -> str:
         return self.mapping.attribute
-
-
-class RateMeter:
-    """Events per second over the last `window` seconds, in one-second buckets."""
-
-    def __init__(self, window: int = 5):
-        self._window = window
-        self._buckets: deque[list[int]] = deque(maxlen=window + 1)  # [second, count]
-        self._lock = threading.Lock()
-
-    def tick(self) -> None:
-        second = int(time.monotonic())
-        with self._lock:
-            if self._buckets and self._buckets[-1][0] == second:
-                self._buckets[-1][1] += 1
-            else:
-                self._buckets.append([second, 1])
-
-    def rate(self) -> float:
-        now = int(time.monotonic())
-        with self._lock:
-            complete = [count for second, count in self._buckets if now - self._window <= second < now]
-        return sum(complete) / self._window
 
 
 class AgeTracker:
@@ -132,28 +110,26 @@ class TangoPvaBridge:
         self.config = config
         self._own_subscriber = subscriber is None
         self._subscriber = subscriber or TangoSubscriber()
-        self._database = database
-        self._exclude = {d.lower() for d in exclude_devices}
-        self._retry_period = retry_period
-        self._rescan_period = rescan_period
+        selection = config.selection(exclude_devices)
+        listing = None
+        if database is not None:
+            listing = lambda: defined_devices(database, selection.devices, selection.exclude_devices)  # noqa: E731
+        self._core = BridgeCore(
+            self,
+            self._subscriber,
+            selection,
+            list_devices=listing,
+            retry_period=retry_period,
+            rescan_period=rescan_period,
+            name="pva-bridge",
+        )
         self._provider = StaticProvider("tango-pva-bridge")
         self._puts = ThreadedWorkQueue(name="pva-bridge-put", workers=put_workers, daemon=True, maxsize=256)
         self._server: Server | None = None
         self._pvs: dict[str, ExportedPv] = {}  # PV name -> PV
         self._by_attribute: dict[tuple[str, str], ExportedPv] = {}  # (device, attribute lower) -> PV
-        self._subscriptions: dict[str, list[Subscription]] = {}  # device -> its subscriptions
-        self._waiting: dict[str, str] = {}  # device -> why it is not exported yet
-        self._lock = threading.Lock()
-        self._wake = threading.Event()
-        self._stopped = threading.Event()
-        self._first_scan = threading.Event()
-        self._thread = threading.Thread(target=self._discover_forever, name="pva-bridge-discovery", daemon=True)
-        self._rate = RateMeter()
         self.ages = AgeTracker()
-        self.update_count = 0
-        self.error_count = 0
         self.put_count = 0
-        self.last_error = ""
 
     # ---- lifecycle ---------------------------------------------------------------------------
     def start(self) -> TangoPvaBridge:
@@ -168,27 +144,19 @@ class TangoPvaBridge:
             conf["EPICS_PVAS_SERVER_PORT"],
             conf["EPICS_PVAS_BROADCAST_PORT"],
         )
-        self._thread.start()
+        self._core.start()
         return self
 
     def wait_first_scan(self, timeout: float) -> bool:
         """True once every matching device has been tried once."""
-        return self._first_scan.wait(timeout)
+        return self._core.wait_first_scan(timeout)
 
     def rescan(self) -> None:
-        """Look for new devices (and retry unreachable ones) now."""
-        self._wake.set()
+        """Look for new devices and attributes (and retry unreachable devices) now."""
+        self._core.rescan()
 
     def stop(self) -> None:
-        self._stopped.set()
-        self._wake.set()
-        if self._thread.is_alive():
-            self._thread.join(self._subscriber.timeout + 2)
-        with self._lock:
-            subscriptions = [sub for subs in self._subscriptions.values() for sub in subs]
-            self._subscriptions = {}
-        for subscription in subscriptions:
-            subscription.close()
+        self._core.stop()
         if self._own_subscriber:
             self._subscriber.close()
         if self._server is not None:
@@ -220,8 +188,7 @@ class TangoPvaBridge:
 
     @property
     def pv_names(self) -> list[str]:
-        with self._lock:
-            return sorted(self._pvs)
+        return sorted(self._pvs)
 
     @property
     def pv_count(self) -> int:
@@ -229,109 +196,69 @@ class TangoPvaBridge:
 
     @property
     def disconnected_pv_count(self) -> int:
-        with self._lock:
-            return sum(1 for pv in self._pvs.values() if pv.in_error)
+        return sum(1 for pv in list(self._pvs.values()) if pv.in_error)
 
     @property
     def waiting_devices(self) -> dict[str, str]:
         """Matching devices not exported yet -> why."""
-        with self._lock:
-            return dict(self._waiting)
+        return self._core.waiting_devices
 
     @property
     def exported_devices(self) -> list[str]:
-        with self._lock:
-            return sorted(self._subscriptions)
+        return self._core.followed_devices
 
     @property
     def update_rate(self) -> float:
         """PV updates per second over the last few seconds."""
-        return self._rate.rate()
+        return self._core.update_rate
+
+    @property
+    def update_count(self) -> int:
+        return self._core.update_count
+
+    @property
+    def error_count(self) -> int:
+        return self._core.error_count
+
+    @property
+    def last_error(self) -> str:
+        return self._core.last_error
 
     def pv(self, name: str) -> ExportedPv:
         return self._pvs[name]
 
-    # ---- discovery -----------------------------------------------------------------------------
-    def _discover_forever(self) -> None:
-        next_scan = 0.0
-        candidates: list[str] = []
-        while not self._stopped.is_set():
-            now = time.monotonic()
-            rescan = now >= next_scan or not candidates
-            if rescan:
-                candidates = self._matching_devices(candidates)
-                next_scan = now + self._rescan_period
-            for device in candidates:
-                if self._stopped.is_set():
-                    return
-                # new devices at every pass; exported ones at each rescan, for configuration changes
-                if rescan or device not in self._subscriptions:
-                    try:
-                        self._sync_device(device)
-                    except Exception as exc:  # keep discovering the other devices
-                        logger.exception("exporting %s failed", device)
-                        self._record_error(f"exporting {device} failed: {exc}")
-            self._first_scan.set()
-            pause = self._retry_period if self._waiting else self._rescan_period
-            self._wake.wait(pause)
-            if self._wake.is_set():
-                self._wake.clear()
-                next_scan = 0.0
-
-    def _matching_devices(self, known: list[str]) -> list[str]:
-        """Devices defined in the Tango database matching the device globs (`known` on failure)."""
-        try:
-            database = self._database or tango.Database()
-            self._database = database
-            found: set[str] = set()
-            for pattern in self.config.devices:
-                found.update(name.lower() for name in database.command_inout("DbGetDeviceWideList", pattern))
-        except tango.DevFailed as exc:
-            self._record_error(f"cannot list devices in the Tango database: {error_text(exc)}")
-            return known
-        return sorted(d for d in found if not d.startswith("dserver/") and d not in self._exclude)
-
-    def _sync_device(self, device: str) -> None:
-        """Export a device's attributes; for a device already exported, publish attributes that
-        appeared and bring PVs up to date with changed configurations (units, limits, enum labels)."""
-        try:
-            infos = self._subscriber.proxy(device).attribute_list_query_ex()
-        except tango.DevFailed as exc:
-            if device not in self._subscriptions:  # an exported device's outage is the engine's to report
-                with self._lock:
-                    self._waiting[device] = error_text(exc)
-            return
+    # ---- the sink side of the core ---------------------------------------------------------------
+    def add_attributes(self, device: str, types: list[AttributeType]) -> list[str]:
+        """Open one PV per attribute the PVA mapping can carry; those are the ones followed."""
         new = []
-        for info in infos:
-            if not self.config.exports(device, info.name):
-                continue
+        for atype in types:
             try:
-                mapping = attribute_mapping(device, info)
+                mapping = attribute_mapping(device, atype)
             except (TypeError, KeyError) as exc:
-                logger.warning("not exporting %s/%s: %s", device, info.name, exc)
+                logger.warning("not exporting %s/%s: %s", device, atype.name, exc)
                 continue
-            pv = self._by_attribute.get((device, info.name.lower()))
-            if pv is None:
-                name = self.config.pv_name(device, info.name)
-                shared = SharedPV(handler=_PutHandler(self, name), initial=mapping.initial(), queue=self._puts)
-                new.append(ExportedPv(name, mapping, self.config.allows_put(device, info.name), shared))
-            elif mapping.attr != pv.mapping.attr:
-                self._reconfigure(pv, mapping)
-        with self._lock:
-            for pv in new:
-                self._pvs[pv.name] = pv
-                self._by_attribute[(device, pv.attribute.lower())] = pv
-            self._waiting.pop(device, None)
-        if not new:
-            with self._lock:
-                self._subscriptions.setdefault(device, [])
-            return
+            name = self.config.pv_name(device, atype.name)
+            shared = SharedPV(handler=_PutHandler(self, name), initial=mapping.initial(), queue=self._puts)
+            new.append(ExportedPv(name, mapping, self.config.allows_put(device, atype.name), shared))
         for pv in new:
+            self._pvs[pv.name] = pv
+            self._by_attribute[(device, pv.attribute.lower())] = pv
             self._provider.add(pv.name, pv.shared)
-        subscription = self._subscriber.subscribe(device, [pv.attribute for pv in new], self._on_update)
-        with self._lock:
-            self._subscriptions.setdefault(device, []).append(subscription)
-        logger.info("exported %d PVs of %s", len(new), device)
+        if new:
+            logger.info("exported %d PVs of %s", len(new), device)
+        return [pv.attribute for pv in new]
+
+    def on_config(self, update: ConfigUpdate) -> None:
+        pv = self._by_attribute.get((update.device, update.type.name.lower()))
+        if pv is None:
+            return
+        try:
+            mapping = attribute_mapping(update.device, update.type)
+        except (TypeError, KeyError) as exc:
+            self._core.record_error(f"{pv.name}: new Tango configuration not exportable: {exc}")
+            return
+        if mapping.attr != pv.mapping.attr:
+            self._reconfigure(pv, mapping)
 
     def _reconfigure(self, pv: ExportedPv, mapping: AttributeMapping) -> None:
         """The attribute's configuration changed: new metadata, or a new PV type when it must."""
@@ -354,27 +281,20 @@ class TangoPvaBridge:
         except tango.DevFailed:
             return  # the engine's next update (or error) follows
         value = mapping.attr.from_tango(reply.value)
-        self._on_update(AttributeUpdate(pv.device, pv.attribute, value, reply.quality, reply.time.totime(), None))
+        self.on_update(AttributeUpdate(pv.device, pv.attribute, value, reply.quality, reply.time.totime(), None))
 
     # ---- updates -------------------------------------------------------------------------------
-    def _on_update(self, update: AttributeUpdate) -> None:
+    def on_update(self, update: AttributeUpdate) -> None:
         pv = self._by_attribute.get((update.device, update.attribute.lower()))
         if pv is None:
             return
         pv.shared.post(pv.mapping.update(update))
-        self.update_count += 1
-        self._rate.tick()
         if update.error is None:
             self.ages.add(update.timestamp)
             pv.error = None
         elif update.error != pv.error:  # count each new error once, not each repetition
             pv.error = update.error
-            self._record_error(f"{pv.name}: {update.error}")
-
-    def _record_error(self, message: str) -> None:
-        self.error_count += 1
-        self.last_error = message
-        logger.warning("%s", message)
+            self._core.record_error(f"{pv.name}: {update.error}")
 
     # ---- puts ----------------------------------------------------------------------------------
     def _put(self, name: str, op: Any) -> None:
@@ -391,11 +311,11 @@ class TangoPvaBridge:
             value = pv.mapping.from_put(op.value())
             self._subscriber.proxy(pv.device).write_attribute(pv.attribute, value)
         except (TypeError, ValueError) as exc:
-            self._record_error(f"put to {name} refused: {exc}")
+            self._core.record_error(f"put to {name} refused: {exc}")
             op.done(error=f"put to {name} refused: {exc}")
             return
         except tango.DevFailed as exc:
-            self._record_error(f"put to {name} failed in Tango: {error_text(exc)}")
+            self._core.record_error(f"put to {name} failed in Tango: {error_text(exc)}")
             op.done(error=f"Tango refused the write to {target}: {error_text(exc)}")
             return
         self.put_count += 1

@@ -22,6 +22,10 @@ from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Any
 
+from ophyd_tango.core.discovery import attribute_matches
+
+from ..core import Selection
+
 __all__ = ["LOOPBACK", "BridgeConfig", "pv_name"]
 
 LOOPBACK = "127.0.0.1"
@@ -32,15 +36,6 @@ _KNOWN_KEYS = (*_LIST_KEYS, "prefix", "server_port", "broadcast_port", "interfac
 def pv_name(device: str, attribute: str, prefix: str = "") -> str:
     """`sim/aerotech/x`, `position` -> `SIM:AEROTECH:X:position` (after `prefix`)."""
     return f"{prefix}{device.upper().replace('/', ':')}:{attribute}"
-
-
-def _matches(patterns: tuple[str, ...], device: str, attribute: str) -> bool:
-    full = f"{device}/{attribute}".lower()
-    for pattern in patterns:
-        pattern = pattern.lower()
-        if fnmatchcase(full if "/" in pattern else attribute.lower(), pattern):
-            return True
-    return False
 
 
 @dataclass(frozen=True)
@@ -92,12 +87,16 @@ class BridgeConfig:
     def exports_device(self, device: str) -> bool:
         return any(fnmatchcase(device.lower(), pattern.lower()) for pattern in self.devices)
 
+    def selection(self, exclude_devices: tuple[str, ...] = ()) -> Selection:
+        """What the bridge's core follows: these globs, less `exclude_devices`."""
+        return Selection(self.devices, exclude_devices, self.attributes, self.exclude_attributes)
+
     def exports(self, device: str, attribute: str) -> bool:
         """True when `device`'s `attribute` is published (attribute globs minus exclusions)."""
-        return _matches(self.attributes, device, attribute) and not _matches(self.exclude_attributes, device, attribute)
+        return self.selection().follows(device, attribute)
 
     def allows_put(self, device: str, attribute: str) -> bool:
-        return _matches(self.put_allowlist, device, attribute)
+        return attribute_matches(self.put_allowlist, device, attribute)
 
     def pv_name(self, device: str, attribute: str) -> str:
         return pv_name(device, attribute, self.prefix)

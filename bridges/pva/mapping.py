@@ -9,8 +9,8 @@ checks); this module only decides how that looks on PVAccess:
 - spectra -> NTScalarArray;
 - images and DevEncoded images (GRAY8/16, RGB24, Lima VIDEO_IMAGE, JPEG) -> NTNDArray with
   dimensions and a uniqueId: the frame number VIDEO_IMAGE carries, else a count of frames;
-- Tango quality -> alarm severity (VALID and CHANGING 0, WARNING 1, ALARM 2, INVALID or an error
-  3) with a message that says why; timestamps are Tango's, never the bridge's clock.
+- Tango quality -> alarm severity (`ophyd_tango.core.quality`; an error is INVALID) with a message
+  that says why; timestamps are Tango's, never the bridge's clock.
 
 `attribute_mapping(device, info)` builds the mapping of one attribute. `initial()` is the full
 structure a PV opens with (metadata, INVALID until Tango's first value); `update(update)` turns an
@@ -31,24 +31,18 @@ from p4p import Value
 from p4p.nt import NTEnum, NTNDArray, NTScalar
 from tango import AttrQuality
 
+from ophyd_tango.core.errors import is_unreachable
+from ophyd_tango.core.quality import Severity, severity_of_quality
 from ophyd_tango.core.subscription import AttributeUpdate
 from ophyd_tango.core.types import AttributeType, attribute_type
 
 __all__ = [
-    "AlarmSeverity",
     "AlarmStatus",
     "AttributeMapping",
     "attribute_mapping",
     "decode_encoded_image",
     "severity_of",
 ]
-
-
-class AlarmSeverity(IntEnum):
-    NO_ALARM = 0
-    MINOR = 1
-    MAJOR = 2
-    INVALID = 3
 
 
 class AlarmStatus(IntEnum):
@@ -64,23 +58,6 @@ class AlarmStatus(IntEnum):
     CLIENT = 7
 
 
-_SEVERITY = {
-    AttrQuality.ATTR_VALID: AlarmSeverity.NO_ALARM,
-    AttrQuality.ATTR_CHANGING: AlarmSeverity.NO_ALARM,
-    AttrQuality.ATTR_WARNING: AlarmSeverity.MINOR,
-    AttrQuality.ATTR_ALARM: AlarmSeverity.MAJOR,
-    AttrQuality.ATTR_INVALID: AlarmSeverity.INVALID,
-}
-# Error reasons that mean "the device is not there" rather than "this read failed".
-_DISCONNECTED_REASONS = (
-    "API_CantConnectToDevice",
-    "API_DeviceNotExported",
-    "API_CorbaException",
-    "API_DeviceTimedOut",
-    "API_EventTimeout",
-    "API_ServerNotRunning",
-    "TRANSIENT",
-)
 # display.form choices of NTScalar (form=True); Tango's format string picks one.
 _FORMS = ["Default", "String", "Binary", "Decimal", "Hex", "Exponential", "Engineering"]
 # NTScalar value type codes by numpy dtype char (p4p's Type codes).
@@ -88,15 +65,15 @@ _SCALAR_CODES = {"?": "?", "b": "b", "B": "B", "h": "h", "H": "H", "i": "i", "I"
 _SCALAR_CODES |= {"f": "f", "d": "d", "q": "l", "Q": "L"}
 
 
-def severity_of(update: AttributeUpdate) -> tuple[AlarmSeverity, AlarmStatus, str]:
+def severity_of(update: AttributeUpdate) -> tuple[Severity, AlarmStatus, str]:
     """(severity, status, message) for an update: quality decides, an error is INVALID."""
     if update.error is not None:
-        if any(reason in update.error for reason in _DISCONNECTED_REASONS):
+        if is_unreachable(update.error):
             message = f"disconnected from Tango device {update.device}: {update.error}"
         else:
             message = f"Tango read of {update.device}/{update.attribute} failed: {update.error}"
-        return AlarmSeverity.INVALID, AlarmStatus.DEVICE, message
-    severity = _SEVERITY.get(update.quality, AlarmSeverity.INVALID)
+        return Severity.INVALID, AlarmStatus.DEVICE, message
+    severity = severity_of_quality(update.quality)
     if update.quality == AttrQuality.ATTR_VALID:
         return severity, AlarmStatus.NO_STATUS, ""
     if update.quality == AttrQuality.ATTR_CHANGING:
@@ -113,7 +90,7 @@ def _alarm(severity: int, status: int, message: str) -> dict[str, Any]:
     return {"severity": int(severity), "status": int(status), "message": message}
 
 
-_WAITING = _alarm(AlarmSeverity.INVALID, AlarmStatus.UNDEFINED, "waiting for the first value from Tango")
+_WAITING = _alarm(Severity.INVALID, AlarmStatus.UNDEFINED, "waiting for the first value from Tango")
 
 
 @dataclass
@@ -146,7 +123,7 @@ class AttributeMapping:
             try:
                 fields.update(self._value_fields(update.value, update.timestamp))
             except (TypeError, ValueError) as exc:  # e.g. a DevEncoded format we cannot decode
-                fields["alarm"] = _alarm(AlarmSeverity.INVALID, AlarmStatus.DRIVER, str(exc))
+                fields["alarm"] = _alarm(Severity.INVALID, AlarmStatus.DRIVER, str(exc))
         return Value(self.type, fields)
 
     def metadata(self) -> Value | None:
@@ -220,10 +197,10 @@ class ScalarMapping(AttributeMapping):
             "lowWarningLimit": _limit(attr.min_warning),
             "highWarningLimit": _limit(attr.max_warning),
             "highAlarmLimit": _limit(attr.max_alarm),
-            "lowAlarmSeverity": AlarmSeverity.MAJOR if attr.min_alarm is not None else 0,
-            "lowWarningSeverity": AlarmSeverity.MINOR if attr.min_warning is not None else 0,
-            "highWarningSeverity": AlarmSeverity.MINOR if attr.max_warning is not None else 0,
-            "highAlarmSeverity": AlarmSeverity.MAJOR if attr.max_alarm is not None else 0,
+            "lowAlarmSeverity": Severity.MAJOR if attr.min_alarm is not None else 0,
+            "lowWarningSeverity": Severity.MINOR if attr.min_warning is not None else 0,
+            "highWarningSeverity": Severity.MINOR if attr.max_warning is not None else 0,
+            "highAlarmSeverity": Severity.MAJOR if attr.max_alarm is not None else 0,
         }
         control = {"limitLow": _limit(attr.min_value), "limitHigh": _limit(attr.max_value), "minStep": 0}
         return {"display": display, "control": control, "valueAlarm": value_alarm}
@@ -283,7 +260,8 @@ class ImageMapping(AttributeMapping):
     frames: int = field(default=0, init=False)
 
     def __post_init__(self) -> None:
-        self.type = NTNDArray.buildType()
+        self._nt = NTNDArray()
+        self.type = self._nt.type
 
     def _metadata(self) -> dict[str, Any]:
         return {"codec": {"name": ""}, "uniqueId": 0}
@@ -294,29 +272,36 @@ class ImageMapping(AttributeMapping):
     def continue_from(self, previous: AttributeMapping) -> None:
         self.frames = getattr(previous, "frames", 0)
 
-    def _value_fields(self, value: Any, timestamp: float) -> dict[str, Any]:
-        frame = None
-        if self.attr.kind == "encoded":
-            array, color_mode, frame = decode_encoded_image(*value)
-        else:
-            array = np.ascontiguousarray(value)
-            color_mode = 0
+    def update(self, update: AttributeUpdate) -> Value:
+        """The whole NTNDArray of a frame, built by p4p's `NTNDArray.wrap` (sizes, dimensions
+        innermost first, ColorMode), with the frame number and Tango's timestamps and alarm."""
+        if update.error is not None or update.value is None:
+            return super().update(update)
+        try:
+            if self.attr.kind == "encoded":
+                array, color_mode, frame = decode_encoded_image(*update.value)
+            else:
+                array, color_mode, frame = np.ascontiguousarray(update.value), 0, None
+        except (TypeError, ValueError) as exc:  # e.g. a DevEncoded format we cannot decode
+            fields = {"alarm": _alarm(Severity.INVALID, AlarmStatus.DRIVER, str(exc))}
+            if update.timestamp:
+                fields["timeStamp"] = _stamp(update.timestamp)
+            return Value(self.type, fields)
         # the device's own frame number when the format carries one (Lima VIDEO_IMAGE), else ours
         self.frames = frame if frame is not None else self.frames + 1
-        member = NTNDArray._code2u[array.dtype.char]
-        stamp = _stamp(timestamp)
-        return {
-            "value": (member, array.ravel()),
-            "compressedSize": array.nbytes,
-            "uncompressedSize": array.nbytes,
-            "uniqueId": self.frames,
-            "dataTimeStamp": stamp,
-            # innermost (fastest varying) dimension first, as areaDetector does
-            "dimension": [
-                {"size": n, "offset": 0, "fullSize": n, "binning": 1, "reverse": False} for n in reversed(array.shape)
-            ],
-            "attribute": [{"name": "ColorMode", "value": color_mode}],
-        }
+        severity, status, message = severity_of(update)
+        value = self._nt.wrap(
+            array,
+            attrib={"ColorMode": color_mode},
+            timestamp=update.timestamp or None,
+            severity=int(severity),
+            message=message,
+        )
+        value["alarm.status"] = int(status)
+        value["uniqueId"] = self.frames
+        if update.timestamp:
+            value["dataTimeStamp"] = _stamp(update.timestamp)
+        return value
 
     def from_put(self, value: Value) -> Any:
         raise TypeError(f"{self.device}/{self.attribute} is an image; the bridge does not write images to Tango")

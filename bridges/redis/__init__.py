@@ -12,7 +12,7 @@ from ._bridge import BridgeOptions, RedisBridgeCore, file_event, meta_fields
 from ._forwarder import OavForwarder, jpeg_bytes
 from ._layout import DEFAULT_PREFIX, MURKO_EXPIRY_S, KeyLayout, murko_frame_field, murko_raw_key
 from ._publisher import PublisherStatus, RedisPublisher
-from ._serialisation import pack, severity_of, unpack, value_message
+from ._serialisation import pack, unpack, value_message
 
 __all__ = [
     "DEFAULT_PREFIX",
@@ -29,7 +29,6 @@ __all__ = [
     "murko_frame_field",
     "murko_raw_key",
     "pack",
-    "severity_of",
     "unpack",
     "value_message",
 ]

@@ -1,27 +1,27 @@
 """What the Redis bridge does, without the Tango server around it.
 
-`RedisBridgeCore` finds the devices to follow in the Tango database, subscribes to their
-attributes through the shared subscription engine, and turns every `AttributeUpdate` into Redis
-writes through one `RedisPublisher`: the last value (SET + PUBLISH), the meta hash (refreshed on
-attribute-config events), an optional capped stream, throttled image previews, and the BEC-style
-file and progress events.
+`RedisBridgeCore` is the Redis sink of `bridges.core.BridgeCore`: the core finds the devices
+and attributes to follow and follows them through the shared engine; this module turns every
+`AttributeUpdate` into Redis writes through one `RedisPublisher`: the last value (SET + PUBLISH),
+the meta hash (written again on every configuration update of the engine), an optional capped
+stream, throttled image previews, and the BEC-style file and progress events.
 """
 
-import contextlib
-import fnmatch
 import json
 import logging
-import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import tango
 
-from ophyd_tango.core.types import AttributeType, attribute_type
+from ophyd_tango.core.discovery import attribute_matches
+from ophyd_tango.core.subscription import AttributeUpdate, ConfigUpdate, TangoSubscriber
+from ophyd_tango.core.types import AttributeType
 
+from ..core import BridgeCore, Selection
 from ._layout import KeyLayout
 from ._publisher import RedisPublisher
 from ._serialisation import pack, value_message
@@ -51,17 +51,6 @@ class BridgeOptions:
     progress_done_attributes: list[str] = field(default_factory=lambda: ["task_state"])
     discovery_period: float = 5.0
     exclude_devices: list[str] = field(default_factory=list)
-
-
-def matches(patterns: Iterable[str], device: str, attribute: str) -> bool:
-    """True when `attribute` of `device` matches one pattern: "attr" or "domain/family/member/attr"."""
-    attribute = attribute.lower()
-    full = f"{device}/{attribute}"
-    for pattern in patterns:
-        pattern = pattern.lower()
-        if fnmatch.fnmatchcase(full if "/" in pattern else attribute, pattern):
-            return True
-    return False
 
 
 def meta_fields(info: AttributeType) -> dict[str, str]:
@@ -118,49 +107,41 @@ class RedisBridgeCore:
     def __init__(
         self,
         publisher: RedisPublisher,
-        subscriber: Any,
+        subscriber: TangoSubscriber,
         options: BridgeOptions | None = None,
         layout: KeyLayout | None = None,
-        *,
-        list_devices: Callable[[str], list[str]] | None = None,
     ) -> None:
         self.publisher = publisher
         self.subscriber = subscriber
-        self.options = options or BridgeOptions()
+        self.options = options = options or BridgeOptions()
         self.layout = layout or KeyLayout()
-        self._list_devices = list_devices or _database_devices
+        selection = Selection(options.devices, options.exclude_devices, options.attributes, options.exclude_attributes)
+        self._core = BridgeCore(
+            self,
+            subscriber,
+            selection,
+            retry_period=options.discovery_period,
+            rescan_period=options.discovery_period,
+            name="redis-bridge",
+        )
         self._routes: dict[tuple[str, str], _Route] = {}
         # (device, attribute as the engine spells it) -> route, filled on first use: no lower() per update
         self._routes_seen: dict[tuple[str, str], _Route | None] = {}
-        self._followed: dict[str, Any] = {}  # device -> Subscription
-        self._conf_events: dict[str, list[int]] = {}
         self._counters: dict[str, int] = {}  # device -> last frame counter value
         self._progress: dict[str, dict[str, Any]] = {}  # device -> last progress event
         self._listeners: list[Callable[[Any], None]] = []
-        self._last_discovery_error = ""
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._discover_forever, name="redis-bridge-discovery", daemon=True)
 
     # -- life cycle -------------------------------------------------------------------------
     def start(self) -> "RedisBridgeCore":
-        self._thread.start()
+        self._core.start()
         return self
 
     def close(self) -> None:
-        self._stop.set()
-        if self._thread.is_alive():
-            self._thread.join(5)
-        for device, subscription in list(self._followed.items()):
-            with contextlib.suppress(Exception):
-                subscription.close()
-            for event_id in self._conf_events.pop(device, []):
-                with contextlib.suppress(Exception):
-                    self.subscriber.proxy(device).unsubscribe_event(event_id)
-        self._followed.clear()
+        self._core.stop()
 
     @property
     def followed_devices(self) -> list[str]:
-        return sorted(self._followed)
+        return self._core.followed_devices
 
     @property
     def attribute_count(self) -> int:
@@ -168,88 +149,41 @@ class RedisBridgeCore:
 
     @property
     def discovery_error(self) -> str:
-        return self._last_discovery_error
+        return self._core.last_error
 
     def add_listener(self, listener: Callable[[Any], None]) -> None:
         """Also hand every update to `listener` (the OAV forwarder uses this); never raises."""
         self._listeners.append(listener)
 
-    # -- discovery --------------------------------------------------------------------------
-    def discover(self) -> list[str]:
-        """Follow every matching device not followed yet that answers now; returns those added."""
-        added = []
-        for device in self._candidate_devices():
-            if device in self._followed or self._stop.is_set():
-                continue
-            try:
-                self._follow(device)
-            except tango.DevFailed as exc:
-                log.debug("device %s not followed yet: %s", device, exc.args[0].desc.strip())
-                continue
-            added.append(device)
-        return added
-
-    def _candidate_devices(self) -> list[str]:
-        found: list[str] = []
-        for pattern in self.options.devices:
-            try:
-                names = self._list_devices(pattern)
-            except tango.DevFailed as exc:
-                self._last_discovery_error = f"cannot list devices {pattern}: {exc.args[0].desc.strip()}"
-                continue
-            for name in names:
-                name = name.lower()
-                if name.startswith("dserver/") or name in found:
-                    continue
-                if any(fnmatch.fnmatchcase(name, ex.lower()) for ex in self.options.exclude_devices):
-                    continue
-                found.append(name)
-        return found
-
-    def _discover_forever(self) -> None:
-        while not self._stop.is_set():
-            try:
-                self.discover()
-            except Exception as exc:  # discovery must survive anything a device or the database does
-                self._last_discovery_error = f"device discovery failed: {exc}"
-                log.exception("device discovery failed")
-            self._stop.wait(self.options.discovery_period)
-
-    def _follow(self, device: str) -> None:
-        proxy = self.subscriber.proxy(device)
-        infos = self.subscriber.attribute_types(device, refresh=True).values()
-        wanted = [
-            info
-            for info in infos
-            if matches(self.options.attributes, device, info.name)
-            and not matches(self.options.exclude_attributes, device, info.name)
-        ]
-        if not wanted:
-            self._followed[device] = _NoSubscription()
-            return
-        for info in wanted:
+    # -- the sink side of the core ----------------------------------------------------------
+    def add_attributes(self, device: str, types: list[AttributeType]) -> list[str]:
+        """Route the new attributes and write their meta hashes; all of them are followed."""
+        for info in types:
             route = self._route(device, info)
             self._routes[(device, info.name.lower())] = route
             self._write_meta(route, info)
         self._routes_seen.clear()
-        names = [info.name for info in wanted]
-        self._followed[device] = self.subscriber.subscribe(device, names, self._on_update)
-        self._conf_events[device] = self._subscribe_config(proxy, device, names)
-        log.info("following %d attributes of %s", len(names), device)
+        return [info.name for info in types]
+
+    def on_config(self, update: ConfigUpdate) -> None:
+        route = self._routes.get((update.device, update.type.name.lower()))
+        if route is not None:
+            route.info = update.type
+            self._write_meta(route, update.type)
 
     def _route(self, device: str, info: AttributeType) -> _Route:
         options, layout, name = self.options, self.layout, info.name
         route = _Route(device, name, info, layout.value(device, name))
-        if matches(options.stream_attributes, device, name):
+        if attribute_matches(options.stream_attributes, device, name):
             route.stream_key = layout.stream(device, name)
         if info.is_image and info.kind != "encoded":
             route.preview_key = layout.preview(device, name)
-        if matches(options.file_event_attributes, device, name):
+        if attribute_matches(options.file_event_attributes, device, name):
             route.file_event_key = layout.file_event(device)
-        route.is_progress_value = matches(options.progress_attributes, device, name)
-        if route.is_progress_value or matches(options.progress_done_attributes, device, name):
+        route.is_progress_value = attribute_matches(options.progress_attributes, device, name)
+        if route.is_progress_value or attribute_matches(options.progress_done_attributes, device, name):
             route.progress_key = layout.progress(device)
-        route.is_frame_counter = matches(options.frame_counter_attributes, device, name)
+        route.is_frame_counter = attribute_matches(options.frame_counter_attributes, device, name)
         route.value_only = not (
             route.stream_key
             or route.preview_key
@@ -259,37 +193,12 @@ class RedisBridgeCore:
         )
         return route
 
-    def _subscribe_config(self, proxy: Any, device: str, names: list[str]) -> list[int]:
-        ids = []
-        for name in names:
-            try:
-                ids.append(
-                    proxy.subscribe_event(name, tango.EventType.ATTR_CONF_EVENT, self._on_config_event, stateless=True)
-                )
-            except tango.DevFailed as exc:
-                log.warning("no configuration events for %s/%s: %s", device, name, exc.args[0].desc.strip())
-        return ids
-
-    # -- updates ----------------------------------------------------------------------------
-    def _on_config_event(self, event: Any) -> None:
-        if event.err or event.attr_conf is None:
-            return
-        try:
-            device = event.device.dev_name().lower()
-            info = attribute_type(event.attr_conf)
-            route = self._routes.get((device, info.name.lower()))
-            if route is not None:
-                route.info = info
-                self._write_meta(route, info)
-        except Exception:
-            log.exception("configuration event not written to Redis")
-
     def _write_meta(self, route: _Route, info: AttributeType) -> None:
         fields = meta_fields(info)
         self.publisher.set_hash(self.layout.meta(route.device, route.attribute), fields, pack(fields))
 
-    def _on_update(self, update: Any) -> None:
-        """Engine callback: encode and hand over; never raises into the engine."""
+    def on_update(self, update: AttributeUpdate) -> None:
+        """Encode and hand over; never raises into the engine."""
         try:
             self._publish(update)
         except Exception:
@@ -300,7 +209,7 @@ class RedisBridgeCore:
             except Exception:
                 log.exception("bridge listener failed")
 
-    def _publish(self, update: Any) -> None:
+    def _publish(self, update: AttributeUpdate) -> None:
         device, attribute, value, quality, timestamp, error = update
         try:
             route = self._routes_seen[(device, attribute)]
@@ -397,13 +306,3 @@ def file_event(value: Any) -> dict[str, Any] | None:
     if event["hinted_location"] is None:
         event["hinted_location"] = {}
     return event
-
-
-class _NoSubscription:
-    def close(self) -> None:
-        pass
-
-
-def _database_devices(pattern: str) -> list[str]:
-    """Every device defined in the Tango database matching `pattern` (running or not)."""
-    return list(tango.Database().command_inout("DbGetDeviceWideList", pattern))

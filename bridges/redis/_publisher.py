@@ -29,6 +29,8 @@ import hiredis
 import redis
 from redis.connection import parse_url
 
+from ..core import RateMeter
+
 log = logging.getLogger(__name__)
 
 # Operation codes; ops are plain tuples because thousands are built per second.
@@ -52,35 +54,6 @@ def redact_url(url: str) -> str:
     if parts.port:
         host = f"{host}:{parts.port}"
     return urlunsplit((parts.scheme, f"{user}:***@{host}", parts.path, parts.query, parts.fragment))
-
-
-class RateMeter:
-    """Events per second over the last `window` seconds, from counts added as they happen."""
-
-    def __init__(self, window: float = 2.0) -> None:
-        self._window = window
-        self._samples: deque[tuple[float, int]] = deque()
-        self._total = 0
-        self._lock = threading.Lock()
-
-    def add(self, count: int) -> None:
-        now = time.monotonic()
-        with self._lock:
-            self._total += count
-            self._samples.append((now, self._total))
-            while len(self._samples) > 2 and now - self._samples[1][0] > self._window:
-                self._samples.popleft()
-
-    def rate(self) -> float:
-        now = time.monotonic()
-        with self._lock:
-            if not self._samples:
-                return 0.0
-            first_time, first_total = self._samples[0]
-            if now - self._samples[-1][0] > self._window:
-                return 0.0
-            elapsed = max(now - first_time, 1e-3)
-            return (self._total - first_total) / elapsed
 
 
 @dataclass(frozen=True)
@@ -291,7 +264,7 @@ class RedisPublisher:
             self._written += written
             self._cond.notify_all()
         if written:
-            self._rate.add(written)
+            self._rate.tick(written)
 
     def _record_error(self, text: str, count: int = 1) -> None:
         with self._cond:
@@ -362,6 +335,11 @@ class RedisAddress:
         cls, url: str, *, username: str | None = None, password: str | None = None, timeout: float = 2.0
     ) -> "RedisAddress":
         scheme = urlsplit(url).scheme
+        if scheme == "rediss":
+            raise ValueError(
+                f"Redis URL {redact_url(url)}: TLS (rediss://) is not supported by the Redis bridge; "
+                "use redis://host:port/db on a trusted network or unix:///path"
+            )
         if scheme not in ("redis", "unix"):
             raise ValueError(f"Redis URL {redact_url(url)}: use redis://host:port/db or unix:///path (not {scheme}://)")
         parts = parse_url(url)
@@ -472,7 +450,9 @@ def _encode(batch: list[tuple] | deque[tuple]) -> tuple[list[bytes], int]:
         elif code == _XADD:
             _, key, payload, maxlen, approximate, expire_s = op
             small.append(
-                _command(b"XADD", key, b"MAXLEN", b"~" if approximate else b"=", maxlen, b"*", b"msg", payload)
+                _command(b"XADD", key, b"MAXLEN", b"~", maxlen, b"*", b"msg", payload)
+                if approximate
+                else _command(b"XADD", key, b"MAXLEN", maxlen, b"*", b"msg", payload)
             )
             replies += 1
             if expire_s:

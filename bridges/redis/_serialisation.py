@@ -8,7 +8,7 @@ Numeric arrays travel as raw C-order bytes in "value" with "dtype" (numpy string
 order, e.g. "<f8") and "shape" (list of ints) beside them; DevEncoded values as bytes with
 "encoding" (the Tango format string). The bridge turns DevState into its name ("ON") before
 packing; DevEnum stays the index (labels are in the meta hash).
-A failed read carries "value": None and "error". Nothing here imports Tango.
+A failed read carries "value": None and "error". The severity is `ophyd_tango.core.quality`'s.
 """
 
 from collections.abc import Mapping
@@ -17,20 +17,7 @@ from typing import Any
 import msgpack
 import numpy as np
 
-# EPICS-style alarm severity, derived from the Tango quality so non-Tango readers can colour values.
-NO_ALARM, MINOR, MAJOR, INVALID = 0, 1, 2, 3
-SEVERITY_BY_QUALITY = {
-    "ATTR_VALID": NO_ALARM,
-    "ATTR_CHANGING": NO_ALARM,
-    "ATTR_WARNING": MINOR,
-    "ATTR_ALARM": MAJOR,
-    "ATTR_INVALID": INVALID,
-}
-
-
-def severity_of(quality: str) -> int:
-    """EPICS severity (0 NO_ALARM, 1 MINOR, 2 MAJOR, 3 INVALID) for a Tango quality name."""
-    return SEVERITY_BY_QUALITY.get(quality, INVALID)
+from ophyd_tango.core.quality import Severity, severity_of_quality
 
 
 def value_fields(value: Any) -> dict[str, Any]:
@@ -57,7 +44,8 @@ def value_message(
     message = value_fields(value) if error is None else {"value": None, "error": error}
     message["timestamp"] = float(timestamp)
     message["quality"] = quality
-    message["severity"] = severity_of(quality) if error is None else INVALID
+    # EPICS-style alarm severity from the Tango quality, so non-Tango readers can colour values
+    message["severity"] = severity_of_quality(quality) if error is None else Severity.INVALID
     message.update(extra)
     return message
 

@@ -73,9 +73,17 @@ class RedisBridge(Device):
         self.set_status("connecting to Redis")
         for name in ("connected", "redis_errors", "oav_forwarding", "oav_forwarded_frames"):
             self.set_change_event(name, True, False)
-        self._publisher = RedisPublisher(
-            self.redis_url, username=self.redis_username or None, password=self.redis_password or None
-        ).start()
+        try:
+            self._publisher = RedisPublisher(
+                self.redis_url, username=self.redis_username or None, password=self.redis_password or None
+            )
+        except ValueError as exc:  # e.g. a rediss:// URL: the server stays up and says why
+            self._fault = f"{self.get_name()} property redis_url: {exc}"
+            self.set_state(tango.DevState.FAULT)
+            self.set_status(self._fault)
+            return
+        self._fault = ""
+        self._publisher.start()
         self._subscriber = TangoSubscriber(poll_period=0.5, timeout=3.0)
         options = BridgeOptions(
             devices=list(self.devices),
@@ -111,6 +119,9 @@ class RedisBridge(Device):
         self._status_thread.start()
 
     def delete_device(self) -> None:
+        if self._fault:
+            super().delete_device()
+            return
         self._closing.set()
         self._status_thread.join(2)
         self._forwarder.stop()

@@ -20,6 +20,7 @@ __all__ = [
     "attribute_matches",
     "database",
     "database_host",
+    "defined_devices",
     "exported_devices",
     "unknown_device_error",
 ]
@@ -55,6 +56,19 @@ def exported_devices(db: tango.Database, patterns: Sequence[str] = ("*",), exclu
     found: set[str] = set()
     for pattern in patterns:
         for name in db.get_device_exported(pattern):
+            name = name.lower()
+            if not name.startswith(ADMIN_FAMILIES) and not _matches_any(name, exclude):
+                found.add(name)
+    return sorted(found)
+
+
+def defined_devices(db: tango.Database, patterns: Sequence[str] = ("*",), exclude: Iterable[str] = ()) -> list[str]:
+    """Like `exported_devices`, but every device defined in the database, running or not (what a
+    bridge waits for)."""
+    exclude = [pattern.lower() for pattern in exclude]
+    found: set[str] = set()
+    for pattern in patterns:
+        for name in db.command_inout("DbGetDeviceWideList", pattern):
             name = name.lower()
             if not name.startswith(ADMIN_FAMILIES) and not _matches_any(name, exclude):
                 found.add(name)

@@ -5,6 +5,8 @@ client polling last. Each followed device gets one `DeviceProxy` and one worker 
 up subscriptions, polls what has no events (all such attributes of a device in one
 `read_attributes` call), checks the device is alive and re-subscribes after a server restart.
 Updates for one attribute are delivered in order, never older than the last one delivered.
+Configuration changes (units, limits, labels, after `set_attribute_config` or a restart with a
+new configuration) are one more kind of update: `ConfigUpdate`, to subscribers that ask for them.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from .types import AttributeType, attribute_type
 
 __all__ = [
     "AttributeUpdate",
+    "ConfigUpdate",
     "Subscription",
     "TangoEventWarning",
     "TangoSubscriber",
@@ -51,6 +54,13 @@ class AttributeUpdate(NamedTuple):
     error: str | None  # set (and value None) when the device is unreachable or the read failed
 
 
+class ConfigUpdate(NamedTuple):
+    """A new configuration of one attribute, as delivered to `on_config` callbacks."""
+
+    device: str  # lower case, no host
+    type: AttributeType  # the attribute's whole new configuration
+
+
 def _same_value(a: Any, b: Any) -> bool:
     if a is b:
         return True
@@ -71,11 +81,13 @@ class Subscription:
         attributes: list[str],
         callback: Callable[[AttributeUpdate], None],
         kinds: tuple[str, ...] = ("change", "periodic"),
+        on_config: Callable[[ConfigUpdate], None] | None = None,
     ):
         self._channel = channel
         self.kinds = kinds
         self.attributes = attributes
         self.callback = callback
+        self.on_config = on_config
         self.closed = False
 
     @property
@@ -172,6 +184,10 @@ class _DeviceChannel:
         self.closed = False
         self.alive = True  # last known reachability
         self.types: dict[str, AttributeType] | None = None  # lower-case name -> type, learned once
+        # configuration events: lower-case name -> event id; names still to subscribe; ids to drop
+        self.config_events: dict[str, int] = {}
+        self.config_pending: set[str] = set()
+        self.config_dropped: list[int] = []
         self._proxy: tango.DeviceProxy | None = None
         self._thread = threading.Thread(target=self._run, name=f"tango-subscriber:{self.key}", daemon=True)
         self._thread.start()
@@ -203,6 +219,8 @@ class _DeviceChannel:
                     feed.receivers = tuple(feed.subscriptions)
                     if feed.last is not None:
                         _call(sub, feed.last)  # a new subscriber gets the current value at once
+                if sub.on_config is not None and name.lower() not in self.config_events:
+                    self.config_pending.add(name.lower())
             self.wake.notify_all()
         return new
 
@@ -227,6 +245,12 @@ class _DeviceChannel:
                     if feed in self.pending:
                         self.pending.remove(feed)
                     self.dropped.append(feed)
+            if sub.on_config is not None:
+                wanted = {n.lower() for s in self._config_subscriptions() for n in s.attributes}
+                for name in {n.lower() for n in sub.attributes} - wanted:
+                    self.config_pending.discard(name)
+                    if name in self.config_events:
+                        self.config_dropped.append(self.config_events.pop(name))
             self.wake.notify_all()
 
     def close(self, timeout: float) -> None:
@@ -236,6 +260,9 @@ class _DeviceChannel:
             for feed in self.feeds.values():
                 feed.ready.set()
             self.feeds.clear()
+            self.config_dropped.extend(self.config_events.values())
+            self.config_events.clear()
+            self.config_pending.clear()
             self.wake.notify_all()
         self._thread.join(timeout)
 
@@ -246,11 +273,13 @@ class _DeviceChannel:
         next_poll = next_ping = time.monotonic()
         while True:
             with self.lock:
-                if self.closed and not self.dropped:
+                if self.closed and not self.dropped and not self.config_dropped:
                     break
                 pending, self.pending = list(self.pending), []
                 dropped, self.dropped = self.dropped, []
+                config_dropped, self.config_dropped = self.config_dropped, []
             self._unsubscribe(dropped)
+            self._unsubscribe_configs(config_dropped)
             if self.closed:
                 continue
             if pending:
@@ -260,6 +289,8 @@ class _DeviceChannel:
                     for feed in pending:
                         feed.ready.set()
                 next_poll = time.monotonic() + period
+            if self.config_pending and self.types is not None:
+                self._subscribe_configs()
             now = time.monotonic()
             if now >= next_poll:
                 next_poll = now + period
@@ -268,7 +299,7 @@ class _DeviceChannel:
                 next_ping = now + liveness
                 self._check_alive()
             with self.lock:
-                if not self.pending and not self.dropped and not self.closed:
+                if not (self.pending or self.dropped or self.config_dropped or self.closed):
                     self.wake.wait(max(0.0, min(next_poll, next_ping) - time.monotonic()))
 
     def _set_up(self, feeds: list[_AttributeFeed]) -> None:
@@ -297,10 +328,78 @@ class _DeviceChannel:
                     self._warn_polling(feed)
 
     def _learn_types(self, proxy: tango.DeviceProxy, *, again: bool = False) -> dict[str, AttributeType]:
-        """Every attribute's configuration in one call (again after a restart: it may differ)."""
+        """Every attribute's configuration in one call (again after a restart: it may differ);
+        configurations that changed are delivered as config updates."""
         if self.types is None or again:
+            old = self.types
             self.types = {info.name.lower(): attribute_type(info) for info in proxy.attribute_list_query_ex()}
+            if old:
+                for name, atype in self.types.items():
+                    if name in old and old[name] != atype:
+                        self._deliver_config(atype)
         return self.types
+
+    # ---- configuration updates -----------------------------------------------------------------
+    def _config_subscriptions(self) -> list[Subscription]:
+        with self.lock:
+            subs = {id(s): s for feed in self.feeds.values() for s in feed.subscriptions if s.on_config is not None}
+        return list(subs.values())
+
+    def _subscribe_configs(self) -> None:
+        """Subscribe to configuration events (stateless: Tango itself subscribes again after a restart)."""
+        with self.lock:
+            names, self.config_pending = self.config_pending, set()
+        proxy = self.proxy()
+        for name in sorted(names):
+            atype = (self.types or {}).get(name)
+            if atype is None:
+                continue  # an unknown attribute: its value subscription already says so
+            try:
+                event_id = proxy.subscribe_event(
+                    atype.name, tango.EventType.ATTR_CONF_EVENT, self._on_config_event, stateless=True
+                )
+            except tango.DevFailed as exc:
+                logger.warning("%s/%s: no configuration events: %s", self.key, atype.name, error_text(exc))
+                continue
+            with self.lock:
+                if name in self.config_events or self.closed:
+                    self.config_dropped.append(event_id)
+                else:
+                    self.config_events[name] = event_id
+
+    def _unsubscribe_configs(self, event_ids: list[int]) -> None:
+        for event_id in event_ids:
+            try:
+                self.proxy().unsubscribe_event(event_id)
+            except Exception as exc:  # the server may be gone; dropped locally anyway
+                logger.debug("unsubscribe configuration events of %s: %s", self.key, exc)
+
+    def _on_config_event(self, event: tango.AttrConfEventData) -> None:
+        if event.err or event.attr_conf is None:
+            return  # an outage: the value subscriptions report it
+        try:
+            atype = attribute_type(event.attr_conf)
+        except Exception:
+            logger.exception("%s: configuration event not understood", self.key)
+            return
+        with self.lock:
+            types = self.types or {}
+            if types.get(atype.name.lower()) == atype:
+                return  # the configuration already known (Tango sends one at subscription)
+            self.types = {**types, atype.name.lower(): atype}  # a new dict: event callbacks re-read types
+        self._deliver_config(atype)
+
+    def _deliver_config(self, atype: AttributeType) -> None:
+        update = ConfigUpdate(self.key, atype)
+        name = atype.name.lower()
+        for sub in self._config_subscriptions():
+            callback = sub.on_config
+            if callback is None or sub.closed or name not in {n.lower() for n in sub.attributes}:
+                continue
+            try:
+                callback(update)
+            except Exception:
+                logger.exception("configuration callback %r failed on %s/%s", sub.on_config, self.key, atype.name)
 
     def _value(self, feed: _AttributeFeed, value: Any) -> Any:
         atype = (self.types or {}).get(feed.name.lower())
@@ -506,6 +605,7 @@ class TangoSubscriber:
         *,
         kinds: tuple[str, ...] = ("change", "periodic"),
         wait: bool = True,
+        on_config: Callable[[ConfigUpdate], None] | None = None,
     ) -> Subscription:
         """Call `callback(update)` for every new value or error of `attributes` of `device`.
 
@@ -515,13 +615,15 @@ class TangoSubscriber:
         resume by themselves. Blocks at most `timeout` seconds (`wait=False`: not at all, the
         set-up goes on in the device's worker thread). Callbacks run on Tango's event
         thread or this device's worker thread: keep them short and do not close subscriptions
-        from inside them.
+        from inside them. `on_config(ConfigUpdate)` is called when the configuration of one of
+        `attributes` changes (Tango configuration events, or a restart with a new configuration);
+        `attribute_types(device)` is kept up to date either way.
         """
         unknown = [k for k in kinds if k not in _EVENT_TYPES]
         if unknown:
             raise ValueError(f"unknown event kinds {unknown}; use some of {list(_EVENT_TYPES)}")
         channel = self._channel(device)
-        sub = Subscription(channel, list(attributes), callback, tuple(kinds))
+        sub = Subscription(channel, list(attributes), callback, tuple(kinds), on_config)
         new = channel.add(sub, tuple(kinds))
         if wait:
             channel.wait_setup(new, self.timeout)

@@ -8,7 +8,7 @@ import pytest
 import tango
 
 from ophyd_tango.core._private import call_event_callback_directly
-from ophyd_tango.core.subscription import AttributeUpdate, TangoEventWarning, TangoSubscriber
+from ophyd_tango.core.subscription import AttributeUpdate, ConfigUpdate, TangoEventWarning, TangoSubscriber
 from tango_servers.stack.processes import free_port
 from tango_servers.stack.waiting import wait_until
 
@@ -161,3 +161,28 @@ def test_events_reach_the_callback_directly_on_this_pytango(zoo_trl):
         wait_until(lambda: start + 1 in received, 5, message="the tick through the direct path")
     finally:
         proxy.unsubscribe_event(event_id)
+
+
+def test_configuration_changes_are_updates_too(subscriber, nodb_server):
+    server = nodb_server("zoo_server.py", "TypeZoo", "test/zoo/config")
+    configs: list[ConfigUpdate] = []
+    values = Recorder()
+    sub = subscriber.subscribe(server.trl, ["limited", "ticks"], values, on_config=configs.append)
+    proxy = subscriber.proxy(server.trl)
+    config = proxy.get_attribute_config("limited")
+    config.unit = "um"
+    proxy.set_attribute_config(config)
+    wait_until(lambda: configs, 10, message="a configuration update")
+    assert [(u.device, u.type.name, u.type.unit) for u in configs] == [("test/zoo/config", "limited", "um")]
+    assert subscriber.attribute_types(server.trl)["limited"].unit == "um"
+    # a restart brings the server's own configuration back: one more update, no Tango call asked
+    server.stop()
+    server.start()
+    wait_until(lambda: configs[-1].type.unit == "mm", 20, message="the configuration after the restart")
+    assert subscriber.attribute_types(server.trl)["limited"].unit == "mm"
+    assert {u.type.name for u in configs} == {"limited"}
+    sub.close()
+    config.unit = "nm"
+    subscriber.proxy(server.trl).set_attribute_config(config)
+    wait_until(lambda: subscriber.attribute_types(server.trl, refresh=True)["limited"].unit == "nm", 5)
+    assert configs[-1].type.unit == "mm"  # a closed subscription hears nothing more

@@ -239,9 +239,12 @@ def test_device_restart_turns_pvs_invalid_then_recovers(make_bridge_stack, pva_c
     context = pva_client_for(running)
     recorder = Recorder(context, PREFIX + "counter")
     try:
-        recorder.wait_for(lambda v: v.severity == 0, "counter valid before the restart")
+        valid = recorder.wait_for(lambda v: v.severity == 0, "counter valid before the restart")
         old_pid = running.kill_server("BridgeTarget/test")
-        gone = recorder.wait_for(lambda v: v.severity == 3, "counter INVALID after the kill", timeout=20.0)
+        # after the valid value: a monitor that connected early also saw the PV's opening INVALID
+        gone = recorder.wait_for(
+            lambda v: v.severity == 3, "counter INVALID after the kill", timeout=20.0, since=recorder.index(valid) + 1
+        )
         assert "disconnected" in gone.raw.alarm.message
         bridge = running.proxy(BRIDGE)
         wait_until(lambda: bridge.disconnected_pv_count > 0, 10.0, message="the bridge to count INVALID PVs")

@@ -10,7 +10,8 @@ from p4p import Value
 from PIL import Image
 from tango import AttrDataFormat, AttrQuality, AttrWriteType, CmdArgType
 
-from bridges.pva.mapping import AlarmSeverity, attribute_mapping, decode_encoded_image, severity_of
+from bridges.pva.mapping import attribute_mapping, decode_encoded_image, severity_of
+from ophyd_tango.core.quality import Severity
 from ophyd_tango.core.subscription import AttributeUpdate
 from ophyd_tango.core.types import STATE_LABELS, AttributeType
 
@@ -59,9 +60,9 @@ def test_double_scalar_is_ntscalar_with_display_control_and_value_alarm():
         350.0,
         400.0,
     )
-    assert (alarm.lowAlarmSeverity, alarm.highWarningSeverity) == (AlarmSeverity.MAJOR, AlarmSeverity.MINOR)
+    assert (alarm.lowAlarmSeverity, alarm.highWarningSeverity) == (Severity.MAJOR, Severity.MINOR)
     # nothing from Tango yet: INVALID, and the message says so
-    assert initial["alarm.severity"] == AlarmSeverity.INVALID
+    assert initial["alarm.severity"] == Severity.INVALID
     assert "waiting" in initial["alarm.message"]
 
 

@@ -4,7 +4,15 @@ import numpy as np
 import pytest
 import redis
 
-from bridges.redis._publisher import RedisPublisher, redact_url
+from bridges.redis._publisher import (
+    _HASH,
+    _HSET_EXPIRE_PUBLISH,
+    _SET_PUBLISH,
+    _XADD,
+    RedisPublisher,
+    _encode,
+    redact_url,
+)
 from bridges.redis._serialisation import pack, unpack, value_message
 from tango_servers.stack.waiting import wait_until
 
@@ -151,3 +159,54 @@ def test_a_refused_command_is_counted_and_writing_goes_on(private_redis, publish
     status = publisher.status()
     assert status.errors == 1 and "WRONGTYPE" in status.last_error and status.connected
     assert client.get("tango:after") == b"ok"
+
+
+def _redis_py_bytes(build) -> bytes:
+    """What redis-py's own pipeline sends for the commands `build(pipeline)` queues (nothing is sent)."""
+    pipeline = redis.Redis(host="127.0.0.1", port=1).pipeline(transaction=False)
+    build(pipeline)
+    connection = redis.connection.Connection()
+    return b"".join(connection.pack_commands([args for args, _ in pipeline.command_stack]))
+
+
+def _encoded(*ops) -> bytes:
+    buffers, _ = _encode(list(ops))
+    return b"".join(buffers)
+
+
+def test_resp_writer_matches_redis_py_byte_for_byte():
+    big = bytes(range(256)) * 300  # past the size sent as its own buffer
+    payload = pack(value_message(1.5, 2.0, "ATTR_VALID"))
+
+    def expected(pipe):
+        pipe.set("tango:k", payload)
+        pipe.publish("tango:k", payload)
+        pipe.set("tango:big", big)
+        pipe.publish("tango:big", big)
+        pipe.xadd("tango:s", {"msg": payload}, maxlen=1000, approximate=True)
+        pipe.xadd("tango:p", {"msg": payload}, maxlen=10, approximate=False)
+        pipe.expire("tango:p", 60)
+        pipe.execute_command("MULTI")
+        pipe.delete("tango:m")
+        pipe.hset("tango:m", mapping={"unit": "mm", "min_value": "0.5"})
+        pipe.execute_command("EXEC")
+        pipe.publish("tango:m", b"note")
+        pipe.hset("tango:h", "frame", big)
+        pipe.expire("tango:h", 5)
+        pipe.publish("tango:c", b"n")
+
+    written = _encoded(
+        (_SET_PUBLISH, "tango:k", payload),
+        (_SET_PUBLISH, "tango:big", big),
+        (_XADD, "tango:s", payload, 1000, True, None),
+        (_XADD, "tango:p", payload, 10, False, 60),
+        (_HASH, "tango:m", {"unit": "mm", "min_value": "0.5"}, b"note"),
+        (_HSET_EXPIRE_PUBLISH, "tango:h", "frame", big, 5, "tango:c", b"n"),
+    )
+    assert written == _redis_py_bytes(expected)
+
+
+def test_tls_urls_are_refused_in_one_clear_line():
+    with pytest.raises(ValueError, match=r"TLS \(rediss://\) is not supported") as info:
+        RedisPublisher("rediss://user:secret@127.0.0.1:6380/0")
+    assert "\n" not in str(info.value) and "secret" not in str(info.value)

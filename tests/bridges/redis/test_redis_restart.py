@@ -5,6 +5,8 @@ import tango
 from bridges.redis import unpack
 from tango_servers.stack.waiting import wait_until
 
+from .conftest import BRIDGE_DEVICE, EXTRA_SERVERS, bridge_config
+
 
 def test_redis_restart_mid_stream_is_survived(private_redis_with_password, start_feed_stack):
     redis_server = private_redis_with_password
@@ -68,3 +70,12 @@ def test_restart_of_a_followed_server_is_reported_and_values_resume(private_redi
 
     wait_until(resumed, 30, interval=0.5, message="values of the restarted server in Redis")
     assert fs.bridge.State() == tango.DevState.ON
+
+
+def test_a_tls_url_is_refused_with_a_clear_status_and_the_server_stays_up(make_stack):
+    running = make_stack(bridge_config("rediss://127.0.0.1:6380/0"), extra_servers=EXTRA_SERVERS, redis=False)
+    bridge = running.proxy(BRIDGE_DEVICE)
+    assert bridge.state() == tango.DevState.FAULT
+    status = bridge.status()
+    assert "redis_url" in status and "TLS (rediss://) is not supported" in status and "\n" not in status
+    bridge.ping()  # the server keeps running
