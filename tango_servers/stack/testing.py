@@ -162,3 +162,11 @@ def start_stack(
         stop_stack(state, state.read() or {})
         raise
     return RunningStack(state)
+
+
+def drained(pubsub: Any, into: list, decode: Any = None) -> list:
+    """Append the messages a redis-py PubSub has waiting to `into` (each through `decode`, when
+    given) without blocking for more than 10 ms per message; returns `into`."""
+    while (message := pubsub.get_message(timeout=0.01)) is not None:
+        into.append(decode(message) if decode else message)
+    return into

@@ -4,7 +4,6 @@ import contextlib
 import os
 import shutil
 import signal
-import socket
 import subprocess
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -15,21 +14,16 @@ import pytest
 import redis
 import tango
 
+from tango_servers.stack.processes import free_port
 from tango_servers.stack.testing import start_stack
 from tango_servers.stack.waiting import wait_until
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 class PrivateRedis:
     """A redis-server on 127.0.0.1 owned by one test: `.url`, `.client()`, `.stop()`, `.start()`."""
 
     def __init__(self, directory: Path, password: str | None = None) -> None:
-        self.port = _free_port()
+        self.port = free_port()
         self.directory = directory
         self.password = password
         self.process: subprocess.Popen | None = None

@@ -7,13 +7,8 @@ import pytest
 import tango
 
 from bridges.redis import unpack
+from tango_servers.stack.testing import drained
 from tango_servers.stack.waiting import wait_until
-
-
-def _drain(pubsub, into: list) -> list:
-    while (message := pubsub.get_message(timeout=0.01)) is not None:
-        into.append(message)
-    return into
 
 
 def _subscribe(fs, *channels):
@@ -37,7 +32,9 @@ def test_values_meta_and_stream_reach_redis(shared_feed):
     pubsub = _subscribe(fs, fs.key("level"))
     fs.feed.SetLevel(1.5)
     seen = wait_until(
-        lambda: [m for m in _drain(pubsub, []) if unpack(m["data"])["value"] == 1.5], 10, message="level published"
+        lambda: [m for m in drained(pubsub, []) if unpack(m["data"])["value"] == 1.5],
+        10,
+        message="level published",
     )
     message = unpack(seen[0]["data"])
     assert message["quality"] == "ATTR_VALID" and message["severity"] == 0 and message["timestamp"] > 0
@@ -61,7 +58,7 @@ def test_a_subscriber_sees_every_value_of_a_burst(shared_feed):
     n = 500
     fs.feed.Burst(n)
     received: list = []
-    wait_until(lambda: any(unpack(m["data"])["value"] == n for m in _drain(pubsub, received)), 20, message="the burst")
+    wait_until(lambda: any(unpack(m["data"])["value"] == n for m in drained(pubsub, received)), 20, message="the burst")
     values = [unpack(m["data"])["value"] for m in received]
     assert values == list(range(1, n + 1))
     assert unpack(fs.redis.get(fs.key("count")))["value"] == n
@@ -108,7 +105,7 @@ def test_file_events_and_progress(shared_feed):
         return [unpack(m["data"]) for m in received if m["channel"].decode() == channel]
 
     wait_until(
-        lambda: _drain(pubsub, received) and len(seen(file_key)) >= 2 and any(p["done"] for p in seen(progress_key)),
+        lambda: drained(pubsub, received) and len(seen(file_key)) >= 2 and any(p["done"] for p in seen(progress_key)),
         10,
         message="file and progress events",
     )
@@ -158,7 +155,7 @@ def test_oav_forwarder_writes_jpeg_frames_with_expiry_and_stops_at_frame_bound(s
     assert all(data.startswith(b"\xff\xd8") and data.endswith(b"\xff\xd9") for data in fields.values())
     assert 7 * 24 * 3600 - 60 < fs.redis.ttl(key) <= 7 * 24 * 3600
     notes: list = []
-    wait_until(lambda: len(_drain(pubsub, notes)) >= 5, 5, message="notifications")
+    wait_until(lambda: len(drained(pubsub, notes)) >= 5, 5, message="notifications")
     assert {m["data"].decode() for m in notes} == set(fields)
     assert "5 frames" in fs.bridge.oav_outcome
 

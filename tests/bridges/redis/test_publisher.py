@@ -14,7 +14,12 @@ from bridges.redis._publisher import (
     redact_url,
 )
 from bridges.redis._serialisation import pack, unpack, value_message
+from tango_servers.stack.testing import drained
 from tango_servers.stack.waiting import wait_until
+
+
+def _data(message: dict) -> dict:
+    return unpack(message["data"])
 
 
 def test_scalar_message_round_trip():
@@ -63,7 +68,7 @@ def test_values_are_set_and_published(private_redis, publisher):
     assert publisher.flush(5)
     assert unpack(client.get("tango:sim/x/1/position"))["value"] == 99.0
     seen = []
-    wait_until(lambda: _drain(pubsub, seen) or len(seen) == 100, 5, message="100 published values")
+    wait_until(lambda: len(drained(pubsub, seen, _data)) == 100, 5, message="100 published values")
     assert [m["value"] for m in seen] == [float(i) for i in range(100)]
     status = publisher.status()
     assert status.written == 100 and status.errors == 0 and status.connected
@@ -126,11 +131,6 @@ def test_wrong_password_reports_instead_of_raising(private_redis):
         assert "refused" in publisher.status().last_error or "Redis" in publisher.status().last_error
     finally:
         publisher.close(timeout=1)
-
-
-def _drain(pubsub: redis.client.PubSub, into: list) -> None:
-    while (message := pubsub.get_message(timeout=0.01)) is not None:
-        into.append(unpack(message["data"]))
 
 
 def test_big_payloads_are_written_and_published_whole(private_redis, publisher):

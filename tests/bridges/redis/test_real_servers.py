@@ -5,6 +5,7 @@ import json
 import pytest
 
 from bridges.redis import unpack
+from tango_servers.stack.testing import drained
 from tango_servers.stack.waiting import wait_until
 
 CTRL, AXIS, PILATUS, OAV = "sim/aerotech/ctrl", "sim/aerotech/x", "sim/pilatus/1", "sim/oav/1"
@@ -32,10 +33,8 @@ def _subscribe(client, *channels):
     return pubsub
 
 
-def _drain(pubsub, into: list) -> list:
-    while (message := pubsub.get_message(timeout=0.01)) is not None:
-        into.append(unpack(message["data"]))
-    return into
+def _data(message: dict) -> dict:
+    return unpack(message["data"])
 
 
 def test_axis_position_and_its_meta(client):
@@ -51,7 +50,9 @@ def test_aerotech_task_progress(stack, client):
     stack.proxy(CTRL).RunProgram("Dwell(0.3)\nDwell(0.3)")
     seen: list = []
     wait_until(
-        lambda: any(p["done"] and p["value"] >= 1.0 for p in _drain(pubsub, seen)), 10, message="the program to finish"
+        lambda: any(p["done"] and p["value"] >= 1.0 for p in drained(pubsub, seen, _data)),
+        10,
+        message="the program to finish",
     )
     assert any(not p["done"] and 0 <= p["value"] < 1.0 for p in seen), "progress while running"
     assert all(p["max_value"] == 1.0 for p in seen)
@@ -84,7 +85,7 @@ def test_pilatus_file_events(stack, client, tmp_path, request):
     path = str(tmp_path / "redis_0000.h5")
     seen: list = []
     wait_until(
-        lambda: any(e["file_path"] == path and e["done"] for e in _drain(pubsub, seen)),
+        lambda: any(e["file_path"] == path and e["done"] for e in drained(pubsub, seen, _data)),
         20,
         message="the file to be closed",
     )
