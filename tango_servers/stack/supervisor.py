@@ -4,6 +4,7 @@ It runs as its own process (`python -m tango_servers.stack.supervisor STATE_DIR`
 options `tango-suite up` left in the state directory and reports everything in `state.json`.
 """
 
+import contextlib
 import json
 import logging
 import os
@@ -34,6 +35,8 @@ BACKOFF = (0.5, 1.0, 2.0, 4.0, 8.0)
 MAX_CRASHES = 5
 CRASH_WINDOW = 120.0
 TICK = 0.1
+HANG_TIMEOUT = 10.0
+HEALTH_INTERVAL = 1.0
 
 log = logging.getLogger("tango-suite")
 
@@ -49,6 +52,7 @@ class StackOptions:
     bridges: bool = True
     extra_servers: dict[str, str] = field(default_factory=dict)
     sardana: bool = False
+    hang_timeout: float = HANG_TIMEOUT  # seconds without an answer to State() before a server is restarted
 
     def save(self, state: StackState) -> None:
         (state.root / OPTIONS_FILE).write_text(json.dumps(asdict(self), indent=2))
@@ -83,12 +87,17 @@ class Component:
     started_at: float | None = None
     crashes: list[float] = field(default_factory=list)
     restart_at: float | None = None
+    last_answer: float | None = None
+    started_at_monotonic: float = 0.0
+    next_check: float = 0.0
     message: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
 
     def start(self) -> None:
         self.process = self.launch()
         self.started_at = time.time()
+        self.started_at_monotonic = time.monotonic()
+        self.last_answer = None
 
     def report(self) -> dict[str, Any]:
         return {
@@ -119,6 +128,8 @@ class Supervisor:
         self.phase = "starting"
         self.error: str | None = None
         self.services: dict[str, Any] = {}
+        self.proxies: dict[str, tango.DeviceProxy] = {}
+        self.records_failing: str | None = None  # why state.json cannot be written, while it cannot
         self.env = {
             **os.environ,
             "TANGO_HOST": options.tango_host,
@@ -131,18 +142,32 @@ class Supervisor:
 
     # -- reporting -----------------------------------------------------------------------
     def publish(self) -> None:
-        self.state.write(
-            {
-                "phase": self.phase,
-                "error": self.error,
-                "supervisor_pid": os.getpid(),
-                "tango_host": self.options.tango_host,
-                "state_dir": str(self.state.root),
-                "config": self.config.source,
-                "services": self.services,
-                "components": [c.report() for c in self.components],
-            }
-        )
+        """Write state.json; on a full or read-only disk, say so once and keep supervising."""
+        record = {
+            "phase": self.phase,
+            "error": self.error,
+            "supervisor_pid": os.getpid(),
+            "tango_host": self.options.tango_host,
+            "state_dir": str(self.state.root),
+            "config": self.config.source,
+            "services": self.services,
+            "components": [c.report() for c in self.components],
+        }
+        if self.records_failing:
+            record["records"] = f"state.json could not be written for a while ({self.records_failing})"
+        try:
+            self.state.write(record)
+        except OSError as exc:
+            if not self.records_failing:
+                self.records_failing = f"{time.strftime('%H:%M:%S')}: {exc}"
+                warning = f"cannot write {self.state.state_file} ({exc}); still supervising"
+                log.error(warning)
+                with contextlib.suppress(OSError):  # stderr may be on the same full disk
+                    print(f"tango-suite supervisor: {warning}", file=sys.stderr, flush=True)
+            return
+        if self.records_failing and "records" in record:
+            log.warning("state.json written again after a failure (%s)", self.records_failing)
+            self.records_failing = None
 
     # -- start-up ------------------------------------------------------------------------
     def start_all(self) -> None:
@@ -243,11 +268,22 @@ class Supervisor:
                 sys.executable, "-m", "tango_servers.stack.serve", server, instance,
                 "-ORBendPoint", f"giop:tcp:{LOOPBACK}:{component.port}",
             ]  # fmt: skip
-            with open(self.state.log_file(name), "ab") as out:
-                out.write(f"\n--- {time.strftime('%Y-%m-%d %H:%M:%S')} starting {' '.join(command)}\n".encode())
-                out.flush()
+            try:
+                with open(self.state.log_file(name), "ab") as out:
+                    out.write(f"\n--- {time.strftime('%Y-%m-%d %H:%M:%S')} starting {' '.join(command)}\n".encode())
+                    out.flush()
+                    return subprocess.Popen(
+                        command, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=self.env
+                    )
+            except OSError as exc:
+                # A full disk must not stop the restart: run without a log and say so.
+                log.error("%s: cannot write its log (%s); starting it without one", name, exc)
                 return subprocess.Popen(
-                    command, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=self.env
+                    command,
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                    stdin=subprocess.DEVNULL,
+                    env=self.env,
                 )
 
         component.launch = launch
@@ -257,9 +293,11 @@ class Supervisor:
 
     def _devices_answer(self, devices: list[str]) -> bool:
         for device in devices:
-            proxy = tango.DeviceProxy(f"tango://{self.options.tango_host}/{device}")
-            proxy.set_timeout_millis(1000)
-            proxy.state()
+            if device not in self.proxies:
+                proxy = tango.DeviceProxy(f"tango://{self.options.tango_host}/{device}")
+                proxy.set_timeout_millis(1000)
+                self.proxies[device] = proxy
+            self.proxies[device].state()
         return True
 
     def _bring_up(self, component: Component) -> None:
@@ -281,6 +319,7 @@ class Supervisor:
             try:
                 if component.ready():
                     component.status = "running"
+                    component.last_answer = time.monotonic()
                     self.publish()
                     return
             except tango.DevFailed:
@@ -313,10 +352,12 @@ class Supervisor:
         return True
 
     def supervise(self) -> None:
-        """Restart components that die until asked to stop."""
+        """Restart components that die or hang until asked to stop."""
         while not self.stopping.wait(TICK):
             for component in self.components:
                 self._supervise_one(component)
+            if self.records_failing:
+                self.publish()
 
     def _supervise_one(self, component: Component) -> None:
         if component.status in ("failed", "stopped") or component.process is None:
@@ -333,6 +374,32 @@ class Supervisor:
             return
         if component.process.poll() is not None:
             self._record_crash(component)
+        elif component.kind == "server":
+            self._check_answers(component)
+
+    def _check_answers(self, component: Component) -> None:
+        """Restart a running server whose devices have not answered State() for `hang_timeout` s."""
+        now = time.monotonic()
+        if now < component.next_check:
+            return
+        component.next_check = now + HEALTH_INTERVAL
+        try:
+            component.ready()
+            component.last_answer = time.monotonic()
+            return
+        except tango.DevFailed:
+            pass
+        silent = time.monotonic() - (component.last_answer or component.started_at_monotonic)
+        if silent < self.options.hang_timeout:
+            return
+        log.warning("%s (pid %d) has not answered State() for %.1f s: killing it", component.name,
+                    component.process.pid, silent)  # fmt: skip
+        component.process.kill()
+        component.process.wait(timeout=10)
+        self._record_crash(component)
+        component.extra["last_hang"] = f"{time.strftime('%Y-%m-%d %H:%M:%S')}: no answer to State() for {silent:.1f} s"
+        component.message = f"hung, killed; {component.message}"
+        self.publish()
 
     def _check_ready(self, component: Component) -> None:
         if component.process.poll() is not None:
@@ -342,6 +409,7 @@ class Supervisor:
             if component.ready():
                 component.status = "running"
                 component.message = ""
+                component.last_answer = time.monotonic()
                 self.publish()
                 self._restart_followers(component)
         except tango.DevFailed:

@@ -1,0 +1,97 @@
+"""Issue 20, Aerotech: no value a client sends wedges the Automation1 server (real stack, real server)."""
+
+import pytest
+import tango
+from tango import DevState
+
+from tango_servers.aerotech.backend import PulseEvent
+from tango_servers.aerotech.limits import MAX_PULSES_PER_EVENT
+from tango_servers.stack.testing import shipped_servers, start_stack
+from tango_servers.stack.waiting import wait_until
+
+CTRL, X = "sim/aerotech/ctrl", "sim/aerotech/x"
+
+
+@pytest.fixture(scope="module")
+def automation1(tmp_path_factory: pytest.TempPathFactory):
+    running = start_stack(
+        tmp_path_factory.mktemp("automation1"),
+        config={"servers": shipped_servers("Automation1")},
+        redis=False,
+        bridges=False,
+    )
+    try:
+        yield running
+    finally:
+        running.down()
+
+
+def refusal(call) -> tango.DevError:
+    with pytest.raises(tango.DevFailed) as exc:
+        call()
+    return exc.value.args[0]
+
+
+def test_pso_distance_below_the_encoder_resolution_is_refused_and_nothing_changes(automation1):
+    ctrl = automation1.proxy(CTRL)
+    before = ctrl.pso_distance
+    error = refusal(lambda: ctrl.write_attribute("pso_distance", 1e-300))
+    assert error.reason == "PsoDistanceTooSmall"
+    assert "below the minimum" in error.desc and "encoder resolution" in error.desc
+    assert ctrl.pso_distance == before
+    ctrl.PsoArm()
+    ctrl.PsoDisarm()
+    assert ctrl.state() == DevState.ON
+
+
+def test_memorized_bad_pso_distance_does_not_wedge_init(automation1):
+    ctrl = automation1.proxy(CTRL)
+    before = ctrl.pso_distance
+    db = tango.Database(*automation1.tango_host.split(":"))
+    db.put_device_attribute_property(CTRL, {"pso_distance": {"__value": ["1e-300"]}})
+    ctrl.Init()
+    wait_until(lambda: ctrl.state() is not None, 10, message="the controller to answer after Init")
+    assert ctrl.pso_distance == before
+    x = automation1.proxy(X)
+    ctrl.PsoArm()
+    x.write_attribute("position", x.position + 0.5)
+    wait_until(lambda: x.state() != DevState.MOVING, 30, message="X to stop")
+    ctrl.PsoDisarm()
+    assert ctrl.pso_pulse_count == round(0.5 / before)
+    assert ctrl.state() == DevState.ON
+
+
+def test_huge_dwell_is_refused_naming_its_line(automation1):
+    error = refusal(lambda: automation1.proxy(CTRL).RunProgram("Dwell(0.1)\nDwell(1e300)\n"))
+    assert error.reason == "ProgramRejected"
+    assert error.desc.startswith("line 2: ") and "longer than the maximum" in error.desc
+
+
+def test_deeply_nested_expression_names_the_line(automation1):
+    program = "var $a = 1\nDwell(" + "(" * 5000 + "0" + ")" * 5000 + ")\n"
+    error = refusal(lambda: automation1.proxy(CTRL).RunProgram(program))
+    assert error.reason == "ProgramSyntaxError"
+    assert error.desc.startswith("line 2: ") and "nested deeper than" in error.desc
+    assert "Recursion" not in error.desc
+
+
+def test_over_long_program_is_refused_and_axes_still_answer(automation1):
+    ctrl, x = automation1.proxy(CTRL), automation1.proxy(X)
+    error = refusal(lambda: ctrl.RunProgram("Dwell(0)\n" * 100_000))
+    assert error.reason == "ProgramSyntaxError"
+    assert "program too long (100000 lines" in error.desc
+    assert x.state() != DevState.FAULT and ctrl.task_state != 1
+
+
+def test_every_pulse_event_is_bounded_even_after_a_long_step(make_harness):
+    harness = make_harness()
+    sim = harness.sim
+    sim.pso_configure(axis="X", distance=1e-4)
+    sim.pso_arm()
+    sim.move_absolute("X", 10.0, velocity=50.0)
+    harness.step(1.0)  # one late worker step covering a whole second of pulses
+    pulses = [event for event in harness.events if isinstance(event, PulseEvent)]
+    assert max(len(event.timestamps) for event in pulses) <= MAX_PULSES_PER_EVENT
+    assert sum(len(event.timestamps) for event in pulses) == sim.pso_status().pulse_count > MAX_PULSES_PER_EVENT
+    firsts = [event.first for event in pulses]
+    assert firsts == sorted(firsts) and firsts[0] == 1

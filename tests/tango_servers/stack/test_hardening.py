@@ -1,0 +1,151 @@
+"""Issue 20, the launcher and the supervisor: hung servers, concurrent `up`s, read-only commands,
+a full disk and bad input, each against a real supervisor, database and server processes."""
+
+import json
+import os
+import resource
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import tango
+
+from tango_servers.stack.cli import stop_stack, wait_until_up
+from tango_servers.stack.processes import LOOPBACK, free_port, pid_alive, started_by
+from tango_servers.stack.serve import EXTRA_SERVERS_ENV
+from tango_servers.stack.state import StackState
+from tango_servers.stack.supervisor import StackOptions, spawn_supervisor
+from tango_servers.stack.testing import RunningStack
+from tango_servers.stack.waiting import wait_until
+
+HERE = Path(__file__).parent
+HEARTBEAT = f"{HERE / 'heartbeat_server.py'}:main"
+HEARTBEAT_CONFIG = {"servers": {"Heartbeat": {"test": {"Heartbeat": {"test/heartbeat/1": {}}}}}}
+SERVER = "Heartbeat/test"
+
+
+def suite(state_dir: Path, *args: str) -> subprocess.CompletedProcess:
+    """Run the installed `tango-suite` command as a user would."""
+    environment = {**os.environ, EXTRA_SERVERS_ENV: json.dumps({"Heartbeat": HEARTBEAT})}
+    command = [str(Path(sys.executable).with_name("tango-suite")), *args, "--state-dir", str(state_dir)]
+    return subprocess.run(command, capture_output=True, text=True, env=environment, timeout=240)
+
+
+def ours(state_dir: Path) -> list[int]:
+    return [int(p.name) for p in Path("/proc").iterdir() if p.name.isdigit() and started_by(int(p.name), state_dir)]
+
+
+@pytest.fixture
+def heartbeat_stack(tmp_path: Path):
+    """A heartbeat stack started with a short hang timeout; stopped (by PID) afterwards."""
+    state = StackState(tmp_path / "state")
+    state.ensure()
+    config = tmp_path / "heartbeat.json"
+    config.write_text(json.dumps(HEARTBEAT_CONFIG))
+    options = StackOptions(
+        state_dir=str(state.root),
+        tango_host=f"{LOOPBACK}:{free_port()}",
+        config_path=str(config),
+        extra_servers={"Heartbeat": HEARTBEAT},
+        hang_timeout=2.0,
+    )
+    supervisor = spawn_supervisor(state, options)
+    try:
+        wait_until_up(state, supervisor, quiet=True)
+        yield RunningStack(state), supervisor
+    finally:
+        stop_stack(state, state.read() or {"supervisor_pid": supervisor.pid})
+        supervisor.wait(timeout=60)
+        for pid in ours(state.root):
+            os.kill(pid, signal.SIGKILL)
+
+
+def test_hung_server_is_killed_restarted_and_recorded(heartbeat_stack) -> None:
+    running, _ = heartbeat_stack
+    hung = running.server_pid(SERVER)
+    os.kill(hung, signal.SIGSTOP)
+    try:
+        component = running.wait_server_back(SERVER, hung, timeout=60)
+    finally:
+        if pid_alive(hung):
+            os.kill(hung, signal.SIGCONT)
+    assert component["restarts"] == 1
+    assert "no answer to State()" in component["last_hang"]
+    assert not pid_alive(hung)
+    assert running.proxy("test/heartbeat/1").state() == tango.DevState.ON
+
+
+def test_supervisor_keeps_supervising_when_it_cannot_write_records(heartbeat_stack) -> None:
+    running, supervisor = heartbeat_stack
+    old = running.server_pid(SERVER)
+    # Every write of the supervisor that grows a file past 1 byte now fails with EFBIG, like a full disk.
+    resource.prlimit(supervisor.pid, resource.RLIMIT_FSIZE, (1, resource.RLIM_INFINITY))
+    os.kill(old, signal.SIGKILL)
+    proxy = running.proxy("test/heartbeat/1")
+    wait_until(lambda: proxy.state() == tango.DevState.ON and not pid_alive(old), 60, message="the server back")
+    assert supervisor.poll() is None
+    assert running.component(SERVER)["pid"] == old  # nothing could be recorded yet
+    resource.prlimit(supervisor.pid, resource.RLIMIT_FSIZE, (resource.RLIM_INFINITY, resource.RLIM_INFINITY))
+    wait_until(lambda: running.component(SERVER)["restarts"] == 1, 30, message="the restart to be recorded")
+    assert "could not be written" in running.current["records"]
+
+
+def test_status_and_env_never_stop_an_unsupervised_stack_and_up_cleans_it(heartbeat_stack) -> None:
+    running, supervisor = heartbeat_stack
+    server = running.server_pid(SERVER)
+    os.kill(supervisor.pid, signal.SIGKILL)
+    supervisor.wait(timeout=10)
+
+    status = suite(running.state_dir, "status")
+    assert status.returncode == 1
+    assert "is unsupervised" in status.stdout
+    rows = json.loads(suite(running.state_dir, "status", "--json").stdout)
+    assert [row["status"] for row in rows] == ["unsupervised", "unsupervised"]
+    env = suite(running.state_dir, "env")
+    assert env.returncode == 1 and "is unsupervised" in env.stderr
+    assert pid_alive(server)
+    assert running.proxy("test/heartbeat/1").state() == tango.DevState.ON
+
+    config, host = running.current["config"], f"{LOOPBACK}:{free_port()}"
+    up = suite(running.state_dir, "up", "--detach", "--config", config, "--tango-host", host)
+    assert up.returncode == 0, up.stdout + up.stderr
+    assert "cleaned stale state" in up.stdout
+    assert not pid_alive(server)
+
+
+def test_second_up_while_one_is_starting_is_refused(tmp_path: Path) -> None:
+    state = StackState(tmp_path / "state")
+    state.ensure()
+    with state.starting():
+        second = suite(state.root, "up", "--detach", "--tango-host", f"{LOOPBACK}:{free_port()}")
+    assert second.returncode == 1
+    assert f"the stack in {state.root} is being started by another 'tango-suite up' (pid {os.getpid()})" in (
+        second.stderr
+    )
+    assert ours(state.root) == []
+
+
+@pytest.mark.parametrize(
+    ("host", "expected"),
+    [
+        (f"{LOOPBACK}:99999", "port 99999 is not between 1 and 65535"),
+        (f"{LOOPBACK}:0", "port 0 is not between 1 and 65535"),
+    ],
+)
+def test_bad_port_gives_one_line(tmp_path: Path, host: str, expected: str) -> None:
+    result = suite(tmp_path / "state", "up", "--detach", "--tango-host", host)
+    assert result.returncode == 2
+    assert expected in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert ours(tmp_path / "state") == []
+
+
+def test_unwritable_state_dir_gives_one_line(tmp_path: Path) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")  # root ignores modes: a regular file as parent makes the dir uncreatable
+    result = suite(blocker / "state", "up", "--detach", "--tango-host", f"{LOOPBACK}:{free_port()}")
+    assert result.returncode == 2
+    assert f"state dir {blocker / 'state'} is not writable" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
