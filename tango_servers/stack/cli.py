@@ -307,6 +307,9 @@ def cmd_env(args: argparse.Namespace) -> int:
     services = current.get("services", {})
     if services.get("redis_url"):
         print(f"export TANGO_SUITE_REDIS_URL={services['redis_url']}")
+    if services.get("redis_password_file"):
+        password = Path(services["redis_password_file"]).read_text().strip()
+        print(f"export TANGO_SUITE_REDIS_PASSWORD={password}")
     for key, value in services.get("pva", {}).items():
         print(f"export {key}={value}")
     return 0

@@ -85,8 +85,11 @@ class StackState:
             return {}
 
     def write(self, state: dict[str, Any]) -> None:
+        """Replace state.json atomically; owner-only, since it holds the Redis client URL."""
         tmp = self.state_file.with_suffix(".tmp")
-        tmp.write_text(json.dumps(state, indent=2))
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as out:
+            out.write(json.dumps(state, indent=2))
         tmp.replace(self.state_file)
 
     def clear(self) -> None:

@@ -24,7 +24,7 @@ from . import sardana
 from .config import SuiteConfig, load_config
 from .database import load_into_database, start_database, wait_for_database
 from .processes import LOOPBACK, free_port, stop_child
-from .redis_server import redis_url, start_redis, wait_for_redis
+from .redis_server import password_file, redis_url, stack_password, start_redis, wait_for_redis
 from .serve import EXTRA_SERVERS_ENV
 from .state import MARKER_ENV, StackState
 from .wiring import wire_services
@@ -173,7 +173,11 @@ class Supervisor:
     def start_all(self) -> None:
         db = self._start_database()
         redis_port = self._start_redis() if self._wants_redis() else None
-        self.services = wire_services(self.config, redis_url(redis_port) if redis_port else None)
+        url, secret = (redis_url(redis_port), password_file(self.redis_dir)) if redis_port else (None, None)
+        self.services = wire_services(self.config, url, secret)
+        if url and self.services.get("redis_url") == url:  # clients of the launcher's Redis log in
+            self.services["redis_url"] = redis_url(redis_port, stack_password(self.redis_dir))
+            self.services["redis_password_file"] = str(secret)
         self.services["tango_host"] = self.options.tango_host
         calls = load_into_database(self.config, db)
         log.info("configuration %s loaded into the database (%d calls)", self.config.source, calls)
@@ -203,6 +207,10 @@ class Supervisor:
                 component.extra["follows"] = server.follows
             self.components.append(component)
             self._bring_up(component)
+
+    @property
+    def redis_dir(self) -> Path:
+        return self.state.root / "redis"
 
     def _wants_redis(self) -> bool:
         return self.options.redis and any(s.server == "RedisBridge" for s in self.config.servers)
@@ -242,7 +250,7 @@ class Supervisor:
             name="redis",
             kind="redis",
             port=port,
-            launch=lambda: start_redis(port, self.state.root / "redis", self.state.log_file("redis"), self.env),
+            launch=lambda: start_redis(port, self.redis_dir, self.state.log_file("redis"), self.env),
             ready=lambda: True,
             extra={"url": redis_url(port)},
         )
@@ -251,7 +259,7 @@ class Supervisor:
         self.publish()
         component.start()
         try:
-            wait_for_redis(port, component.process)
+            wait_for_redis(port, component.process, stack_password(self.redis_dir))
         except (TimeoutError, RuntimeError) as exc:
             raise StartupError(f"redis-server on {LOOPBACK}:{port}: {exc}") from exc
         component.status = "running"

@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import redis
 import tango
 
 from tango_servers.stack.cli import stop_stack, wait_until_up
@@ -149,3 +150,41 @@ def test_unwritable_state_dir_gives_one_line(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert f"state dir {blocker / 'state'} is not writable" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_stack_redis_requires_its_own_password_which_only_the_owner_can_read(tmp_path: Path) -> None:
+    config = tmp_path / "redis.json"
+    config.write_text(json.dumps({"servers": {"RedisBridge": {"1": {"RedisBridge": {"sys/bridge/redis": {}}}}}}))
+    state_dir = tmp_path / "state"
+    host = f"{LOOPBACK}:{free_port()}"
+    up = suite(state_dir, "up", "--detach", "--config", str(config), "--tango-host", host)
+    assert up.returncode == 0, up.stdout + up.stderr
+    try:
+        secret = state_dir / "redis" / "password"
+        password = secret.read_text().strip()
+        assert len(password) >= 32
+        for owner_only in (secret, state_dir / "redis" / "redis.conf", state_dir / "state.json"):
+            assert owner_only.stat().st_mode & 0o077 == 0, owner_only
+        redis_pid = next(
+            c["pid"] for c in json.loads((state_dir / "state.json").read_text())["components"] if c["name"] == "redis"
+        )
+        assert password.encode() not in Path(f"/proc/{redis_pid}/cmdline").read_bytes()
+
+        env = dict(line.removeprefix("export ").split("=", 1) for line in suite(state_dir, "env").stdout.splitlines())
+        assert env["TANGO_SUITE_REDIS_PASSWORD"] == password
+        url = env["TANGO_SUITE_REDIS_URL"]
+        anonymous = redis.Redis.from_url(url.replace(f":{password}@", ""), socket_timeout=5.0)
+        with pytest.raises(redis.AuthenticationError):
+            anonymous.ping()
+        assert redis.Redis.from_url(url, socket_timeout=5.0).ping()
+
+        bridge = tango.DeviceProxy(f"tango://{host}/sys/bridge/redis")
+        bridge.set_timeout_millis(3000)
+        wait_until(lambda: bridge.read_attribute("connected").value, 30, message="the bridge to log in to Redis")
+        properties = tango.Database(*host.split(":")).get_device_property(
+            "sys/bridge/redis", ["redis_url", "redis_password", "redis_password_file"]
+        )
+        assert password not in json.dumps({k: list(v) for k, v in properties.items()})
+        assert list(properties["redis_password_file"]) == [str(secret)]
+    finally:
+        assert suite(state_dir, "down").returncode == 0
