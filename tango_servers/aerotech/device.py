@@ -14,7 +14,7 @@ import logging
 import os
 import tempfile
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -89,6 +89,23 @@ def _as_devfailed(origin: str) -> Iterator[None]:
         yield
     except MotionError as exc:
         tango.Except.throw_exception(exc.reason, str(exc), origin)
+
+
+def _memorize(device: Device, attribute: str, value: object, undo: Callable[[], object]) -> None:
+    """Store a memorized value now, so a write succeeds whole or changes nothing: when the database
+    cannot store it (a full disk), `undo` puts the previous value back and the write fails."""
+    try:
+        tango.Util.instance().get_database().put_device_attribute_property(
+            device.get_name(), {attribute: {"__value": [str(value)]}}
+        )
+    except tango.DevFailed as exc:
+        undo()
+        reason = exc.args[0].desc.strip().splitlines()[-1] if exc.args else str(exc)
+        tango.Except.throw_exception(
+            "MemorizeFailed",
+            f"{device.get_name()}/{attribute}: the database cannot store {value!r} ({reason}); nothing changed.",
+            f"{type(device).__name__}.{attribute}",
+        )
 
 
 def _publish_roles(device: Device) -> None:
@@ -362,8 +379,10 @@ class Automation1Controller(_BackendDevice):
 
     @pso_axis.write
     def pso_axis(self, value: str) -> None:
+        before = self._backend.pso_status().axis
         with _as_devfailed("Automation1Controller.pso_axis"):
             self._backend.pso_configure(axis=value)
+        _memorize(self, "pso_axis", value, lambda: self._backend.pso_configure(axis=before))
 
     @attribute(
         dtype=float,
@@ -379,8 +398,10 @@ class Automation1Controller(_BackendDevice):
 
     @pso_distance.write
     def pso_distance(self, value: float) -> None:
+        before = self._backend.pso_status().distance
         with _as_devfailed("Automation1Controller.pso_distance"):
             self._backend.pso_configure(distance=value)
+        _memorize(self, "pso_distance", value, lambda: self._backend.pso_configure(distance=before))
 
     @attribute(
         dtype=float,
@@ -672,8 +693,10 @@ class Automation1Axis(_BackendDevice):
 
     @velocity.write
     def velocity(self, value: float) -> None:
+        before = self._status().velocity
         with _as_devfailed("Automation1Axis.velocity"):
             self._backend.set_velocity(self._axis, value)
+        _memorize(self, "velocity", value, lambda: self._backend.set_velocity(self._axis, before))
 
     @attribute(
         dtype=float,
@@ -689,8 +712,10 @@ class Automation1Axis(_BackendDevice):
 
     @acceleration.write
     def acceleration(self, value: float) -> None:
+        before = self._status().acceleration
         with _as_devfailed("Automation1Axis.acceleration"):
             self._backend.set_acceleration(self._axis, value)
+        _memorize(self, "acceleration", value, lambda: self._backend.set_acceleration(self._axis, before))
 
     @attribute(
         dtype=float,

@@ -1,5 +1,7 @@
 """Issue 20, Aerotech: no value a client sends wedges the Automation1 server (real stack, real server)."""
 
+import resource
+
 import pytest
 import tango
 from tango import DevState
@@ -95,3 +97,24 @@ def test_every_pulse_event_is_bounded_even_after_a_long_step(make_harness):
     assert sum(len(event.timestamps) for event in pulses) == sim.pso_status().pulse_count > MAX_PULSES_PER_EVENT
     firsts = [event.first for event in pulses]
     assert firsts == sorted(firsts) and firsts[0] == 1
+
+
+@pytest.mark.parametrize(("attribute", "value"), [("velocity", 7.0), ("acceleration", 150.0)])
+def test_memorized_write_on_a_full_database_disk_changes_nothing(automation1, attribute, value):
+    x = automation1.proxy(X)
+    before = x.read_attribute(attribute).value
+    database = automation1.component("database")["pid"]
+    # The database's next file growth fails with EFBIG, as on a full disk.
+    resource.prlimit(database, resource.RLIMIT_FSIZE, (1, resource.RLIM_INFINITY))
+    try:
+        error = refusal(lambda: x.write_attribute(attribute, value))
+    finally:
+        resource.prlimit(database, resource.RLIMIT_FSIZE, (resource.RLIM_INFINITY, resource.RLIM_INFINITY))
+    assert error.reason == "MemorizeFailed"
+    assert f"{X}/{attribute}: the database cannot store" in error.desc and "nothing changed" in error.desc
+    assert x.read_attribute(attribute).value == before
+    x.write_attribute(attribute, value)  # with room again, the same write succeeds and is memorized
+    assert x.read_attribute(attribute).value == value
+    db = tango.Database(*automation1.tango_host.split(":"))
+    assert float(db.get_device_attribute_property(X, attribute)[attribute]["__value"][0]) == value
+    x.write_attribute(attribute, before)
