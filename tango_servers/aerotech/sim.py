@@ -462,21 +462,40 @@ class Automation1Sim:
         except ProgramError as exc:
             raise MotionError("ProgramSyntaxError", str(exc)) from exc
         with self._cond:
+            self._check_can_start(program)
+            machine, basis = self._virtual_machine(), self._program_basis()
+        try:  # the dry run works on a copy, also outside the lock
+            duration = dry_run(program, machine)
+        except ProgramError as exc:
+            raise MotionError("ProgramRejected", str(exc)) from exc
+        with self._cond:
             t = self._now()
-            if self._task is not None:
+            self._check_can_start(program)
+            if self._program_basis() != basis:
                 raise MotionError(
-                    "ProgramRunning", f"a program is running (line {self._task.line}); AbortProgram it first."
+                    "ProgramRejected", "the axes or PSO changed while the program was checked; run it again."
                 )
-            for name in program.moved_axes:
-                if self._axes[name].motion is not None:
-                    raise MotionError("AxisBusy", f"axis {name} is moving; wait for it or Stop it before RunProgram.")
-            try:
-                duration = dry_run(program, self._virtual_machine())
-            except ProgramError as exc:
-                raise MotionError("ProgramRejected", str(exc)) from exc
             self._start_task(t, program, duration)
             self._notify()
             return self._current_task_status(t)
+
+    def _check_can_start(self, program: Program) -> None:
+        if self._task is not None:
+            raise MotionError(
+                "ProgramRunning", f"a program is running (line {self._task.line}); AbortProgram it first."
+            )
+        for name in program.moved_axes:
+            if self._axes[name].motion is not None:
+                raise MotionError("AxisBusy", f"axis {name} is moving; wait for it or Stop it before RunProgram.")
+
+    def _program_basis(self) -> tuple:
+        """Everything a dry run depends on, to tell whether it still holds (lock held)."""
+        p = self._pso
+        axes = tuple(
+            (a.position, a.velocity, a.acceleration, a.soft_limit_low, a.soft_limit_high, a.enabled, a.faults, a.motion)
+            for a in self._axes.values()
+        )
+        return axes, (p.axis, p.distance, p.window_low, p.window_high, p.armed)
 
     def abort_program(self) -> TaskStatus:
         """Stop the program and every axis it moves (abort deceleration); state Idle."""
