@@ -8,6 +8,7 @@ from .backend import MotionError
 
 MAX_PULSE_RATE = 1e6  # PSO pulses per second the controller (and one event per pulse) can sustain
 MAX_PULSES_PER_EVENT = 10_000  # so no per-event payload grows with a slow worker step
+MAX_CAPTURE = 1_000_000  # pulses captured per arm: the max_dim_x of the captured spectra
 MAX_DWELL = 86_400.0  # seconds: a day; anything longer is a typo that would wedge the task
 
 

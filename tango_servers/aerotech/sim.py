@@ -51,7 +51,15 @@ from .backend import (
     TaskState,
     TaskStatus,
 )
-from .limits import MAX_PULSES_PER_EVENT, check_can_move, check_number, check_pso_distance, check_speed, check_target
+from .limits import (
+    MAX_CAPTURE,
+    MAX_PULSES_PER_EVENT,
+    check_can_move,
+    check_number,
+    check_pso_distance,
+    check_speed,
+    check_target,
+)
 from .profile import Motion, plan_move, scaled, stopping_motion
 from .program import Program, ProgramError, ProgramRunner, VirtualAxis, VirtualMachine, dry_run, linear_path_limits
 from .program import parse as parse_program
@@ -177,6 +185,10 @@ class Automation1Sim:
     ):
         if not axes:
             raise ValueError("the controller needs at least one axis")
+        if not 1 <= capture_capacity <= MAX_CAPTURE:
+            raise ValueError(
+                f"capture_capacity {capture_capacity} must be between 1 and {MAX_CAPTURE} (Tango's spectra)"
+            )
         self._configs = tuple(axes)
         self._clock = clock or SimClock()
         self._tick = tick

@@ -7,7 +7,8 @@ import tango
 from tango import DevState
 
 from tango_servers.aerotech.backend import PulseEvent
-from tango_servers.aerotech.limits import MAX_PULSES_PER_EVENT
+from tango_servers.aerotech.limits import MAX_CAPTURE, MAX_PULSES_PER_EVENT
+from tango_servers.aerotech.sim import Automation1Sim
 from tango_servers.stack.testing import shipped_servers, start_stack
 from tango_servers.stack.waiting import wait_until
 
@@ -118,3 +119,8 @@ def test_memorized_write_on_a_full_database_disk_changes_nothing(automation1, at
     db = tango.Database(*automation1.tango_host.split(":"))
     assert float(db.get_device_attribute_property(X, attribute)[attribute]["__value"][0]) == value
     x.write_attribute(attribute, before)
+
+
+def test_capture_capacity_beyond_the_spectra_is_refused():
+    with pytest.raises(ValueError, match=f"capture_capacity 2000000 must be between 1 and {MAX_CAPTURE}"):
+        Automation1Sim(capture_capacity=2_000_000, start=False)
