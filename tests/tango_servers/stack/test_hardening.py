@@ -188,3 +188,32 @@ def test_stack_redis_requires_its_own_password_which_only_the_owner_can_read(tmp
         assert list(properties["redis_password_file"]) == [str(secret)]
     finally:
         assert suite(state_dir, "down").returncode == 0
+
+
+def test_two_ups_at_once_start_one_stack_and_down_stops_everything(tmp_path: Path) -> None:
+    config = tmp_path / "heartbeat.json"
+    config.write_text(json.dumps(HEARTBEAT_CONFIG))
+    state_dir = tmp_path / "state"
+    environment = {**os.environ, EXTRA_SERVERS_ENV: json.dumps({"Heartbeat": HEARTBEAT})}
+    command = [str(Path(sys.executable).with_name("tango-suite")), "up", "--detach", "--state-dir", str(state_dir)]
+    ups = [
+        subprocess.Popen(
+            [*command, "--config", str(config), "--tango-host", f"{LOOPBACK}:{free_port()}"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=environment,
+        )
+        for _ in range(2)
+    ]
+    try:
+        results = [(up.wait(timeout=240), *up.communicate(timeout=10)) for up in ups]
+        started = [r for r in results if "starting on" in r[1]]
+        assert len(started) == 1 and started[0][0] == 0, results
+        code, out, err = next(r for r in results if r is not started[0])
+        refused = code == 1 and "is being started by another 'tango-suite up'" in err
+        came_after = code == 0 and "already up" in out  # the second started once the first was ready
+        assert refused or came_after, results
+    finally:
+        assert suite(state_dir, "down").returncode == 0
+    assert ours(state_dir) == []
