@@ -36,6 +36,10 @@ MAX_CRASHES = 5
 CRASH_WINDOW = 120.0
 TICK = 0.1
 HANG_TIMEOUT = 10.0
+# Longer than Tango's 3.2 s wait for a busy device's monitor, so a busy server replies (with
+# an error) before this client gives up on it as hung.
+STATE_TIMEOUT_MS = 4000
+NO_REPLY_REASONS = {"API_DeviceTimedOut", "API_CantConnectToDevice", "API_DeviceNotExported"}
 HEALTH_INTERVAL = 1.0
 
 log = logging.getLogger("tango-suite")
@@ -112,6 +116,13 @@ class Component:
             "message": self.message,
             **self.extra,
         }
+
+
+def _no_reply(exc: tango.DevFailed) -> bool:
+    """True when the call got no reply at all (timed out, or nobody listening), as from a hung server."""
+    reasons = {error.reason for error in exc.args}
+    text = " ".join(error.desc for error in exc.args)
+    return bool(reasons & NO_REPLY_REASONS) or "TRANSIENT" in text
 
 
 class StartupError(RuntimeError):
@@ -303,7 +314,7 @@ class Supervisor:
         for device in devices:
             if device not in self.proxies:
                 proxy = tango.DeviceProxy(f"tango://{self.options.tango_host}/{device}")
-                proxy.set_timeout_millis(1000)
+                proxy.set_timeout_millis(STATE_TIMEOUT_MS)
                 self.proxies[device] = proxy
             self.proxies[device].state()
         return True
@@ -395,8 +406,10 @@ class Supervisor:
             component.ready()
             component.last_answer = time.monotonic()
             return
-        except tango.DevFailed:
-            pass
+        except tango.DevFailed as exc:
+            if not _no_reply(exc):  # the server replied with an error (e.g. busy): alive, not hung
+                component.last_answer = time.monotonic()
+                return
         silent = time.monotonic() - (component.last_answer or component.started_at_monotonic)
         if silent < self.options.hang_timeout:
             return

@@ -217,3 +217,12 @@ def test_two_ups_at_once_start_one_stack_and_down_stops_everything(tmp_path: Pat
     finally:
         assert suite(state_dir, "down").returncode == 0
     assert ours(state_dir) == []
+
+
+def test_busy_server_is_not_taken_for_hung(heartbeat_stack) -> None:
+    running, _ = heartbeat_stack
+    pid = running.server_pid(SERVER)
+    busy = running.proxy("test/heartbeat/1", timeout=30)
+    busy.Busy(8.0)  # 4x the hang timeout; State() meanwhile gets "cannot acquire the monitor"
+    assert running.server_pid(SERVER) == pid
+    assert running.component(SERVER)["restarts"] == 0 and "last_hang" not in running.component(SERVER)
