@@ -1,13 +1,15 @@
 """Issue 20, Aerotech: no value a client sends wedges the Automation1 server (real stack, real server)."""
 
 import resource
+import threading
 
 import pytest
 import tango
 from tango import DevState
 
-from tango_servers.aerotech.backend import PulseEvent
+from tango_servers.aerotech.backend import PulseEvent, TaskState
 from tango_servers.aerotech.limits import MAX_CAPTURE, MAX_PULSES_PER_EVENT
+from tango_servers.aerotech.program import MAX_LINES
 from tango_servers.aerotech.sim import Automation1Sim
 from tango_servers.stack.testing import shipped_servers, start_stack
 from tango_servers.stack.waiting import wait_until
@@ -124,3 +126,18 @@ def test_memorized_write_on_a_full_database_disk_changes_nothing(automation1, at
 def test_capture_capacity_beyond_the_spectra_is_refused():
     with pytest.raises(ValueError, match=f"capture_capacity 2000000 must be between 1 and {MAX_CAPTURE}"):
         Automation1Sim(capture_capacity=2_000_000, start=False)
+
+
+def test_axis_reads_go_on_while_a_long_program_is_checked(make_harness):
+    """Parsing and the dry run of the longest allowed program happen outside the simulator's lock."""
+    sim = make_harness().sim
+    program = "MoveIncremental(X, 0.001)\nMoveIncremental(X, -0.001)\n" * (MAX_LINES // 2)
+    checked = threading.Thread(target=sim.run_program, args=(program,))
+    checked.start()
+    reads_while_checking = 0
+    while checked.is_alive():
+        sim.axis_status("X")
+        reads_while_checking += checked.is_alive()
+    checked.join()
+    assert reads_while_checking > 1  # a check under the lock would let at most the first read through
+    assert sim.task_status().state is TaskState.Running
