@@ -226,3 +226,25 @@ def test_busy_server_is_not_taken_for_hung(heartbeat_stack) -> None:
     busy.Busy(8.0)  # 4x the hang timeout; State() meanwhile gets "cannot acquire the monitor"
     assert running.server_pid(SERVER) == pid
     assert running.component(SERVER)["restarts"] == 0 and "last_hang" not in running.component(SERVER)
+
+
+def test_read_only_state_dir_gives_one_line(tmp_path: Path) -> None:
+    """A read-only file system, mounted in a private mount namespace that ends with the command."""
+    mount_point = tmp_path / "ro"
+    mount_point.mkdir()
+    tango_suite = Path(sys.executable).with_name("tango-suite")
+    script = f'mount -t tmpfs -o ro tmpfs "{mount_point}" && exec "{tango_suite}" up --detach --state-dir "$1"'
+    probe = subprocess.run(["unshare", "-m", "true"], capture_output=True, timeout=30)
+    if probe.returncode:
+        pytest.skip(f"no mount namespaces here: {probe.stderr.decode().strip()}")
+    result = subprocess.run(
+        ["unshare", "-m", "sh", "-c", script, "sh", str(mount_point / "state")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert (
+        result.stderr.strip()
+        == f"tango-suite: state dir {mount_point / 'state'} is not writable: Read-only file system"
+    )
