@@ -91,17 +91,14 @@ class Component:
     started_at: float | None = None
     crashes: list[float] = field(default_factory=list)
     restart_at: float | None = None
-    last_answer: float | None = None
-    started_at_monotonic: float = 0.0
-    next_check: float = 0.0
+    silent_since: float | None = None  # when the first State() call still without any reply began
     message: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
 
     def start(self) -> None:
         self.process = self.launch()
         self.started_at = time.time()
-        self.started_at_monotonic = time.monotonic()
-        self.last_answer = None
+        self.silent_since = None
 
     def report(self) -> dict[str, Any]:
         return {
@@ -315,6 +312,7 @@ class Supervisor:
             if device not in self.proxies:
                 proxy = tango.DeviceProxy(f"tango://{self.options.tango_host}/{device}")
                 proxy.set_timeout_millis(STATE_TIMEOUT_MS)
+                proxy.set_transparency_reconnection(False)  # a hung server fails one call, not several
                 self.proxies[device] = proxy
             self.proxies[device].state()
         return True
@@ -338,7 +336,6 @@ class Supervisor:
             try:
                 if component.ready():
                     component.status = "running"
-                    component.last_answer = time.monotonic()
                     self.publish()
                     return
             except tango.DevFailed:
@@ -372,6 +369,11 @@ class Supervisor:
 
     def supervise(self) -> None:
         """Restart components that die or hang until asked to stop."""
+        for component in self.components:
+            if component.kind == "server":
+                threading.Thread(
+                    target=self._watch_answers, args=(component,), name=f"watch {component.name}", daemon=True
+                ).start()
         while not self.stopping.wait(TICK):
             for component in self.components:
                 self._supervise_one(component)
@@ -396,21 +398,27 @@ class Supervisor:
         elif component.kind == "server":
             self._check_answers(component)
 
+    def _watch_answers(self, component: Component) -> None:
+        """Ask a running server's devices for State() every HEALTH_INTERVAL and note each reply.
+
+        One thread per server, so a hung server blocks only its own watcher."""
+        while not self.stopping.wait(HEALTH_INTERVAL):
+            if component.status != "running":
+                continue
+            asked = time.monotonic()
+            try:
+                component.ready()
+            except tango.DevFailed as exc:
+                if _no_reply(exc):
+                    component.silent_since = component.silent_since or asked
+                    continue
+            component.silent_since = None  # a reply, even an error (e.g. a busy device), shows it is alive
+
     def _check_answers(self, component: Component) -> None:
         """Restart a running server whose devices have not answered State() for `hang_timeout` s."""
-        now = time.monotonic()
-        if now < component.next_check:
+        if component.silent_since is None:
             return
-        component.next_check = now + HEALTH_INTERVAL
-        try:
-            component.ready()
-            component.last_answer = time.monotonic()
-            return
-        except tango.DevFailed as exc:
-            if not _no_reply(exc):  # the server replied with an error (e.g. busy): alive, not hung
-                component.last_answer = time.monotonic()
-                return
-        silent = time.monotonic() - (component.last_answer or component.started_at_monotonic)
+        silent = time.monotonic() - component.silent_since
         if silent < self.options.hang_timeout:
             return
         log.warning("%s (pid %d) has not answered State() for %.1f s: killing it", component.name,
@@ -430,7 +438,6 @@ class Supervisor:
             if component.ready():
                 component.status = "running"
                 component.message = ""
-                component.last_answer = time.monotonic()
                 self.publish()
                 self._restart_followers(component)
         except tango.DevFailed:
