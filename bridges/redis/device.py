@@ -2,6 +2,7 @@
 
 import os
 import threading
+from pathlib import Path
 
 import tango
 from tango.server import Device, attribute, class_property, command, device_property, run
@@ -28,6 +29,9 @@ class RedisBridge(Device):
     )
     redis_username = device_property(dtype=str, default_value="", doc="ACL user (overrides the URL's)")
     redis_password = device_property(dtype=str, default_value="", doc="password (overrides the URL's)")
+    redis_password_file = device_property(
+        dtype=str, default_value="", doc="file holding the password, read at Init (overrides redis_password)"
+    )
     prefix = device_property(dtype=str, default_value=DEFAULT_PREFIX, doc="prefix of every key and channel")
     devices = device_property(dtype=(str,), default_value=["sim/*/*"], doc="device name patterns to follow")
     exclude_devices = device_property(dtype=(str,), default_value=[], doc="device name patterns to skip")
@@ -73,10 +77,14 @@ class RedisBridge(Device):
         self.set_status("connecting to Redis")
         for name in ("connected", "redis_errors", "oav_forwarding", "oav_forwarded_frames"):
             self.set_change_event(name, True, False)
+        password = self.redis_password or None
+        if self.redis_password_file:
+            try:
+                password = Path(self.redis_password_file).read_text().strip()
+            except OSError as exc:  # Redis then refuses the connection, which the status shows
+                self.error_stream(f"redis_password_file {self.redis_password_file}: {exc.strerror or exc}")
         try:
-            self._publisher = RedisPublisher(
-                self.redis_url, username=self.redis_username or None, password=self.redis_password or None
-            )
+            self._publisher = RedisPublisher(self.redis_url, username=self.redis_username or None, password=password)
         except ValueError as exc:  # e.g. a rediss:// URL: the server stays up and says why
             self._fault = f"{self.get_name()} property redis_url: {exc}"
             self.set_state(tango.DevState.FAULT)

@@ -59,6 +59,7 @@ class AxisConfig:
     soft_limit_low: float = -50.0
     soft_limit_high: float = 50.0
     home_position: float = 0.0
+    encoder_resolution: float = 1e-6  # units per encoder count: the finest PSO distance
 
     @classmethod
     def from_spec(cls, spec: str) -> AxisConfig:
@@ -179,7 +180,8 @@ class AxisEvent:
 
 @dataclass(frozen=True, slots=True)
 class PulseEvent:
-    """PSO pulses number `first`, `first + 1`, ... fired at `timestamps` (one entry per pulse)."""
+    """PSO pulses number `first`, `first + 1`, ... fired at `timestamps` (one entry per pulse,
+    at most `limits.MAX_PULSES_PER_EVENT`)."""
 
     first: int
     timestamps: Sequence[float]

@@ -16,12 +16,15 @@ import os
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import tango
 from tango import AttrQuality, AttrWriteType, DevState
 from tango.server import Device, attribute, class_property, command, device_property, run
+
+from ophyd_tango.core.errors import error_description
 
 from ..common import EventPublisher, publish_roles, refusals, refuse
 from .backend import (
@@ -96,6 +99,23 @@ def _push(item: tuple[_BackendDevice, BackendEvent]) -> None:
 def _as_devfailed(origin: str) -> contextlib.AbstractContextManager[None]:
     """A backend rejection as a DevFailed carrying its reason and sentence."""
     return refusals(origin, MotionError)
+
+
+def _memorize(device: Device, attribute: str, value: object, undo: Callable[[], object]) -> None:
+    """Store a memorized value now, so a write succeeds whole or changes nothing: when the database
+    cannot store it (a full disk), `undo` puts the previous value back and the write fails."""
+    try:
+        tango.Util.instance().get_database().put_device_attribute_property(
+            device.get_name(), {attribute: {"__value": [str(value)]}}
+        )
+    except tango.DevFailed as exc:
+        undo()
+        refuse(
+            "MemorizeFailed",
+            f"{device.get_name()}/{attribute}: the database cannot store {value!r} ({error_description(exc)}); "
+            "nothing changed.",
+            f"{type(device).__name__}.{attribute}",
+        )
 
 
 class _BackendDevice(Device):
@@ -384,8 +404,10 @@ class Automation1Controller(_BackendDevice):
 
     @pso_axis.write
     def pso_axis(self, value: str) -> None:
+        before = self._backend.pso_status().axis
         with _as_devfailed("Automation1Controller.pso_axis"):
             self._backend.pso_configure(axis=value)
+        _memorize(self, "pso_axis", value, lambda: self._backend.pso_configure(axis=before))
 
     @attribute(
         dtype=float,
@@ -401,8 +423,10 @@ class Automation1Controller(_BackendDevice):
 
     @pso_distance.write
     def pso_distance(self, value: float) -> None:
+        before = self._backend.pso_status().distance
         with _as_devfailed("Automation1Controller.pso_distance"):
             self._backend.pso_configure(distance=value)
+        _memorize(self, "pso_distance", value, lambda: self._backend.pso_configure(distance=before))
 
     @attribute(
         dtype=float,
@@ -697,8 +721,10 @@ class Automation1Axis(_BackendDevice):
 
     @velocity.write
     def velocity(self, value: float) -> None:
+        before = self._status().velocity
         with _as_devfailed("Automation1Axis.velocity"):
             self._backend.set_velocity(self._axis, value)
+        _memorize(self, "velocity", value, lambda: self._backend.set_velocity(self._axis, before))
 
     @attribute(
         dtype=float,
@@ -714,8 +740,10 @@ class Automation1Axis(_BackendDevice):
 
     @acceleration.write
     def acceleration(self, value: float) -> None:
+        before = self._status().acceleration
         with _as_devfailed("Automation1Axis.acceleration"):
             self._backend.set_acceleration(self._axis, value)
+        _memorize(self, "acceleration", value, lambda: self._backend.set_acceleration(self._axis, before))
 
     @attribute(
         dtype=float,

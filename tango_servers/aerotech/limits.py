@@ -6,6 +6,31 @@ import math
 
 from .backend import MotionError
 
+MAX_PULSE_RATE = 1e6  # PSO pulses per second the controller (and one event per pulse) can sustain
+MAX_PULSES_PER_EVENT = 10_000  # so no per-event payload grows with a slow worker step
+MAX_CAPTURE = 1_000_000  # pulses captured per arm: the max_dim_x of the captured spectra
+MAX_DWELL = 86_400.0  # seconds: a day; anything longer is a typo that would wedge the task
+
+
+def min_pso_distance(resolution: float, max_velocity: float) -> float:
+    """The finest PSO distance: one encoder count, and no faster than MAX_PULSE_RATE at full speed."""
+    return max(resolution, max_velocity / MAX_PULSE_RATE)
+
+
+def check_pso_distance(name: str, distance: float, resolution: float, max_velocity: float, units: str) -> None:
+    """Reject a PSO distance the controller cannot fire at, naming the minimum."""
+    check_number(name, distance, "the PSO distance")
+    if distance <= 0:
+        raise MotionError("InvalidPsoDistance", f"PSO distance {distance:g} must be positive.")
+    minimum = min_pso_distance(resolution, max_velocity)
+    if distance < minimum:
+        raise MotionError(
+            "PsoDistanceTooSmall",
+            f"PSO distance {distance:g} {units} for axis {name} is below the minimum {minimum:g} {units} "
+            f"(encoder resolution {resolution:g} {units}, at most {MAX_PULSE_RATE:g} pulses/s at "
+            f"{max_velocity:g} {units}/s).",
+        )
+
 
 def check_number(name: str, value: float, what: str) -> None:
     if not math.isfinite(value):

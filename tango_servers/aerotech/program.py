@@ -41,10 +41,13 @@ from dataclasses import dataclass, field
 from typing import NamedTuple, Protocol
 
 from .backend import MotionError
-from .limits import check_can_move, check_speed, check_target
+from .limits import MAX_DWELL, check_can_move, check_speed, check_target
 from .profile import move_duration
 
 MAX_STEPS = 100_000
+MAX_LINES = 10_000
+MAX_CHARACTERS = 1_000_000
+MAX_NESTING = 100  # parentheses and signs; deeper is not a real program and would exhaust the stack
 Env = dict[str, float]
 Expr = Callable[[Env], float]
 
@@ -162,6 +165,7 @@ class _ExprParser:
     def __init__(self, tokens: _Tokens, declared: set[str]):
         self.t = tokens
         self.declared = declared
+        self.depth = 0
 
     def expr(self) -> Expr:
         left = self.term()
@@ -184,6 +188,15 @@ class _ExprParser:
                 return left
 
     def unary(self) -> Expr:
+        self.depth += 1
+        try:
+            if self.depth > MAX_NESTING:
+                raise ProgramError(self.t.line, f"expression nested deeper than {MAX_NESTING} levels")
+            return self._unary()
+        finally:
+            self.depth -= 1
+
+    def _unary(self) -> Expr:
         if self.t.accept("-"):
             inner = self.unary()
             return lambda env: -inner(env)
@@ -328,6 +341,8 @@ class _Dwell(_Instruction):
             seconds = _finite(self.line, self.seconds(run.env), "the dwell time")
             if seconds < 0:
                 raise ProgramError(self.line, f"dwell time {seconds:g} s is negative")
+            if seconds > MAX_DWELL:
+                raise ProgramError(self.line, f"dwell time {seconds:g} s is longer than the maximum {MAX_DWELL:g} s")
             run.dwell_until = t + seconds
         if run.dwell_until > t:
             return run.dwell_until
@@ -358,7 +373,14 @@ class _Parser:
         self.hidden = 0
 
     def parse(self) -> Program:
-        for number, raw in enumerate(self.text.splitlines(), start=1):
+        lines = self.text.splitlines()
+        if len(lines) > MAX_LINES or len(self.text) > MAX_CHARACTERS:
+            raise ProgramError(
+                min(len(lines), MAX_LINES + 1),
+                f"program too long ({len(lines)} lines, {len(self.text)} characters); "
+                f"the limit is {MAX_LINES} lines and {MAX_CHARACTERS} characters",
+            )
+        for number, raw in enumerate(lines, start=1):
             line = raw.split("//", 1)[0].strip()
             if line:
                 self.statement(number, _tokenize(number, line))

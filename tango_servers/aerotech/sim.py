@@ -51,7 +51,15 @@ from .backend import (
     TaskState,
     TaskStatus,
 )
-from .limits import check_can_move, check_number, check_speed, check_target
+from .limits import (
+    MAX_CAPTURE,
+    MAX_PULSES_PER_EVENT,
+    check_can_move,
+    check_number,
+    check_pso_distance,
+    check_speed,
+    check_target,
+)
 from .profile import Motion, plan_move, scaled, stopping_motion
 from .program import Program, ProgramError, ProgramRunner, VirtualAxis, VirtualMachine, dry_run, linear_path_limits
 from .program import parse as parse_program
@@ -177,6 +185,10 @@ class Automation1Sim:
     ):
         if not axes:
             raise ValueError("the controller needs at least one axis")
+        if not 1 <= capture_capacity <= MAX_CAPTURE:
+            raise ValueError(
+                f"capture_capacity {capture_capacity} must be between 1 and {MAX_CAPTURE} (Tango's spectra)"
+            )
         self._configs = tuple(axes)
         self._clock = clock or SimClock()
         self._tick = tick
@@ -457,26 +469,45 @@ class Automation1Sim:
 
         Raises MotionError("ProgramError", "line N: ...") and moves nothing when it is rejected.
         """
+        try:  # outside the lock: a long program must not hold up the worker or axis reads
+            program = parse_program(text, list(self._axes))
+        except ProgramError as exc:
+            raise MotionError("ProgramSyntaxError", str(exc)) from exc
+        with self._cond:
+            self._check_can_start(program)
+            machine, basis = self._virtual_machine(), self._program_basis()
+        try:  # the dry run works on a copy, also outside the lock
+            duration = dry_run(program, machine)
+        except ProgramError as exc:
+            raise MotionError("ProgramRejected", str(exc)) from exc
         with self._cond:
             t = self._now()
-            if self._task is not None:
+            self._check_can_start(program)
+            if self._program_basis() != basis:
                 raise MotionError(
-                    "ProgramRunning", f"a program is running (line {self._task.line}); AbortProgram it first."
+                    "ProgramRejected", "the axes or PSO changed while the program was checked; run it again."
                 )
-            try:
-                program = parse_program(text, list(self._axes))
-            except ProgramError as exc:
-                raise MotionError("ProgramSyntaxError", str(exc)) from exc
-            for name in program.moved_axes:
-                if self._axes[name].motion is not None:
-                    raise MotionError("AxisBusy", f"axis {name} is moving; wait for it or Stop it before RunProgram.")
-            try:
-                duration = dry_run(program, self._virtual_machine())
-            except ProgramError as exc:
-                raise MotionError("ProgramRejected", str(exc)) from exc
             self._start_task(t, program, duration)
             self._notify()
             return self._current_task_status(t)
+
+    def _check_can_start(self, program: Program) -> None:
+        if self._task is not None:
+            raise MotionError(
+                "ProgramRunning", f"a program is running (line {self._task.line}); AbortProgram it first."
+            )
+        for name in program.moved_axes:
+            if self._axes[name].motion is not None:
+                raise MotionError("AxisBusy", f"axis {name} is moving; wait for it or Stop it before RunProgram.")
+
+    def _program_basis(self) -> tuple:
+        """Everything a dry run depends on, to tell whether it still holds (lock held)."""
+        p = self._pso
+        axes = tuple(
+            (a.position, a.velocity, a.acceleration, a.soft_limit_low, a.soft_limit_high, a.enabled, a.faults, a.motion)
+            for a in self._axes.values()
+        )
+        return axes, (p.axis, p.distance, p.window_low, p.window_high, p.armed)
 
     def abort_program(self) -> TaskStatus:
         """Stop the program and every axis it moves (abort deceleration); state Idle."""
@@ -604,9 +635,8 @@ class Automation1Sim:
         if p.armed and not check_only and (name != p.axis or (distance is not None and distance != p.distance)):
             raise MotionError("PsoArmed", "PSO is armed; PsoDisarm before changing the PSO axis or distance.")
         if distance is not None:
-            check_number(name, distance, "the PSO distance")
-            if distance <= 0:
-                raise MotionError("InvalidPsoDistance", f"PSO distance {distance:g} must be positive.")
+            config = self._axes[name].config
+            check_pso_distance(name, distance, config.encoder_resolution, config.max_velocity, config.units)
         low = p.window_low if window_low is None else window_low
         high = p.window_high if window_high is None else window_high
         check_number(name, low, "the PSO window low")
@@ -761,7 +791,8 @@ class Automation1Sim:
             for ax in self._axes.values()
         ]
         self._capture.append(stamps, columns)
-        self._outbox.append(PulseEvent(first, stamps.tolist()))
+        for start in range(0, len(stamps), MAX_PULSES_PER_EVENT):
+            self._outbox.append(PulseEvent(first + start, stamps[start : start + MAX_PULSES_PER_EVENT].tolist()))
 
     def _emit_periodic(self) -> None:
         """Worker-tick events: moving axes (every tick), task progress and PSO counters (throttled)."""

@@ -28,9 +28,9 @@ from .processes import LOOPBACK, pid_alive, port_in_use, started_by, stop_proces
 from .redis_server import redis_server_path
 from .sardana import sardana_available
 from .serve import EXTRA_SERVERS_ENV
-from .state import StackState, default_state_dir
+from .state import StackBusy, StackState, default_state_dir
 from .status import stack_status, status_table
-from .supervisor import StackOptions, runnable, spawn_supervisor
+from .supervisor import HANG_TIMEOUT, StackOptions, runnable, spawn_supervisor
 from .tiled_server import DEFAULT_TILED_PORT
 
 DEFAULT_TANGO_HOST = f"{LOOPBACK}:10000"
@@ -49,6 +49,9 @@ def main(argv: list[str] | None = None) -> int:
     except (UsageError, ConfigError) as exc:
         print(f"tango-suite: {exc}", file=sys.stderr)
         return 2
+    except StackBusy as exc:
+        print(f"tango-suite: {exc}", file=sys.stderr)
+        return 1
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -72,6 +75,12 @@ def _parser() -> argparse.ArgumentParser:
     tiled = up.add_mutually_exclusive_group()
     tiled.add_argument("--no-tiled", action="store_true", help="do not start a Tiled server (runs are not kept)")
     tiled.add_argument("--tiled-uri", help="keep runs in this Tiled instead (API key from $TILED_API_KEY)")
+    up.add_argument(
+        "--hang-timeout",
+        type=float,
+        default=HANG_TIMEOUT,
+        help=f"restart a server whose devices do not answer State() for this many seconds (default {HANG_TIMEOUT:g})",
+    )
     up.set_defaults(func=cmd_up)
 
     status = sub.add_parser("status", parents=[common], help="servers, devices, states, pids")
@@ -113,18 +122,34 @@ def _state(args: argparse.Namespace) -> StackState:
 
 
 def running_state(state: StackState) -> dict[str, Any] | None:
-    """The state of a live stack in `state`, or None; stale state from a crashed run is cleaned."""
+    """The state of a live, supervised stack in `state`, or None. Reads only: never stops anything."""
     current = state.read()
     if current is None:
         return None
     if current.get("phase") not in ("failed", "stopped") and started_by(current.get("supervisor_pid"), state.root):
         return current
-    clean_stale(state, current)
     return None
 
 
+def leftover_pids(state: StackState, stale: dict[str, Any]) -> list[int]:
+    """PIDs of this stack's processes still alive after its supervisor died."""
+    return [c["pid"] for c in stale.get("components", []) if started_by(c.get("pid"), state.root)]
+
+
+def unsupervised_message(state: StackState) -> str | None:
+    """One line about a stack whose supervisor died while some of its processes run; None otherwise."""
+    stale = state.read()
+    if not stale or running_state(state) or not (leftovers := leftover_pids(state, stale)):
+        return None
+    return (
+        f"the stack in {state.root} is unsupervised: its supervisor (pid {stale.get('supervisor_pid')}) is gone "
+        f"but {len(leftovers)} of its processes still run; 'tango-suite up' cleans and restarts it, "
+        "'tango-suite down' stops them"
+    )
+
+
 def clean_stale(state: StackState, stale: dict[str, Any]) -> None:
-    leftovers = [c["pid"] for c in stale.get("components", []) if started_by(c.get("pid"), state.root)]
+    leftovers = leftover_pids(state, stale)
     for pid in leftovers:
         stop_process(pid, state.root)
     state.clear()
@@ -138,6 +163,8 @@ def _parse_tango_host(value: str) -> str:
     host, _, port = value.rpartition(":")
     if host not in (LOOPBACK, "localhost") or not port.isdigit():
         raise UsageError(f"--tango-host '{value}': expected {LOOPBACK}:PORT (the stack binds to loopback only)")
+    if not 1 <= int(port) <= 65535:
+        raise UsageError(f"--tango-host '{value}': port {int(port)} is not between 1 and 65535")
     return f"{LOOPBACK}:{int(port)}"
 
 
@@ -147,14 +174,40 @@ def _parse_tiled_uri(value: str) -> str:
     return value.rstrip("/")
 
 
+def _ensure_writable(state: StackState) -> None:
+    """Create the state directory and prove it can be written, or say in one line why not."""
+    try:
+        state.ensure()
+        probe = state.root / ".write-probe"
+        probe.write_text("ok")
+        probe.unlink()
+    except OSError as exc:
+        raise UsageError(f"state dir {state.root} is not writable: {exc.strerror or exc}") from exc
+
+
 def cmd_up(args: argparse.Namespace) -> int:
     state = _state(args)
+    tango_host = _parse_tango_host(args.tango_host)
+    if args.hang_timeout <= 0:
+        raise UsageError(f"--hang-timeout {args.hang_timeout:g}: expected a positive number of seconds")
+    _ensure_writable(state)
+    with state.starting():
+        supervisor = _start_locked(state, args, tango_host)
+    if supervisor is None:
+        return 0
+    return follow(state, supervisor, detach=args.detach)
+
+
+def _start_locked(state: StackState, args: argparse.Namespace, tango_host: str) -> subprocess.Popen | None:
+    """Under the start-up lock: check, clean a dead stack explicitly, start, wait until ready."""
     current = running_state(state)
     if current:
         print(f"tango-suite: the stack is already up on {current['tango_host']} (state dir {state.root})")
         print("'tango-suite status' shows it; 'tango-suite down' stops it.")
-        return 0
-    tango_host = _parse_tango_host(args.tango_host)
+        return None
+    stale = state.read()
+    if stale is not None:
+        clean_stale(state, stale)
     options = StackOptions(
         state_dir=str(state.root),
         tango_host=tango_host,
@@ -166,6 +219,7 @@ def cmd_up(args: argparse.Namespace) -> int:
         tiled=not args.no_tiled,
         tiled_port=DEFAULT_TILED_PORT if tango_host == DEFAULT_TANGO_HOST else None,
         tiled_uri=_parse_tiled_uri(args.tiled_uri) if args.tiled_uri else None,
+        hang_timeout=args.hang_timeout,
     )
     if options.sardana and not sardana_available():
         raise UsageError("--sardana needs Sardana in this environment: pip install -e '.[sardana]'")
@@ -187,8 +241,10 @@ def cmd_up(args: argparse.Namespace) -> int:
             redis_server_path()
         except FileNotFoundError as exc:
             raise UsageError(f"{exc} (needed by the RedisBridge in {config.source}; or use --no-redis)") from exc
-    state.ensure()
-    return bring_up(state, options, detach=args.detach)
+    print(f"tango-suite: starting on {options.tango_host} (state dir {state.root})", flush=True)
+    supervisor = spawn_supervisor(state, options)
+    print(status_table(stack_status(wait_until_up(state, supervisor))))
+    return supervisor
 
 
 def wait_until_up(state: StackState, supervisor: subprocess.Popen, *, quiet: bool = False) -> dict[str, Any]:
@@ -219,15 +275,11 @@ def wait_until_up(state: StackState, supervisor: subprocess.Popen, *, quiet: boo
         time.sleep(0.1)
 
 
-def bring_up(state: StackState, options: StackOptions, *, detach: bool) -> int:
-    print(f"tango-suite: starting on {options.tango_host} (state dir {state.root})", flush=True)
-    supervisor = spawn_supervisor(state, options)
-    current = wait_until_up(state, supervisor)
-    print(status_table(stack_status(current)))
+def follow(state: StackState, supervisor: subprocess.Popen, *, detach: bool) -> int:
+    """Return at once with --detach; else wait for the supervisor, stopping the stack on Ctrl-C."""
     if detach:
-        print(
-            f"The stack is up. 'tango-suite env' prints TANGO_HOST={options.tango_host}; 'tango-suite down' stops it."
-        )
+        tango_host = (state.read() or {}).get("tango_host")
+        print(f"The stack is up. 'tango-suite env' prints TANGO_HOST={tango_host}; 'tango-suite down' stops it.")
         return 0
     print("The stack is up; press Ctrl-C to stop it.", flush=True)
     try:
@@ -271,10 +323,12 @@ def cmd_status(args: argparse.Namespace) -> int:
     state = _state(args)
     current = running_state(state)
     if not current:
+        unsupervised = unsupervised_message(state)
         if args.json:
-            print("[]")
+            rows = [{**row, "status": "unsupervised"} for row in stack_status(state.read())] if unsupervised else []
+            print(json.dumps(rows, indent=2))
         else:
-            print(f"tango-suite: no stack is running in {state.root}")
+            print(f"tango-suite: {unsupervised or f'no stack is running in {state.root}'}")
         return 1
     rows = stack_status(current)
     print(json.dumps(rows, indent=2) if args.json else status_table(rows))
@@ -303,12 +357,15 @@ def cmd_env(args: argparse.Namespace) -> int:
     state = _state(args)
     current = running_state(state)
     if not current:
-        print(f"tango-suite: no stack is running in {state.root}", file=sys.stderr)
+        print(f"tango-suite: {unsupervised_message(state) or f'no stack is running in {state.root}'}", file=sys.stderr)
         return 1
     print(f"export TANGO_HOST={current['tango_host']}")
     services = current.get("services", {})
     if services.get("redis_url"):
         print(f"export TANGO_SUITE_REDIS_URL={services['redis_url']}")
+    if services.get("redis_password_file"):
+        password = Path(services["redis_password_file"]).read_text().strip()
+        print(f"export TANGO_SUITE_REDIS_PASSWORD={password}")
     for key, value in services.get("pva", {}).items():
         print(f"export {key}={value}")
     tiled = services.get("tiled")

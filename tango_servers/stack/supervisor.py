@@ -4,6 +4,7 @@ It runs as its own process (`python -m tango_servers.stack.supervisor STATE_DIR`
 options `tango-suite up` left in the state directory and reports everything in `state.json`.
 """
 
+import contextlib
 import json
 import logging
 import os
@@ -23,7 +24,7 @@ from . import sardana
 from .config import SuiteConfig, load_config
 from .database import load_into_database, start_database, wait_for_database
 from .processes import LOOPBACK, free_port, stop_child
-from .redis_server import redis_url, start_redis, wait_for_redis
+from .redis_server import password_file, redis_url, stack_password, start_redis, wait_for_redis
 from .serve import EXTRA_SERVERS_ENV
 from .state import MARKER_ENV, StackState
 from .tiled_server import api_key_file, backup_dir, start_tiled, tiled_answers, tiled_uri, wait_for_tiled
@@ -35,6 +36,12 @@ BACKOFF = (0.5, 1.0, 2.0, 4.0, 8.0)
 MAX_CRASHES = 5
 CRASH_WINDOW = 120.0
 TICK = 0.1
+HANG_TIMEOUT = 10.0
+# Longer than Tango's 3.2 s wait for a busy device's monitor, so a busy server replies (with
+# an error) before this client gives up on it as hung.
+STATE_TIMEOUT_MS = 4000
+NO_REPLY_REASONS = {"API_DeviceTimedOut", "API_CantConnectToDevice", "API_DeviceNotExported"}
+HEALTH_INTERVAL = 1.0
 
 log = logging.getLogger("tango-suite")
 
@@ -53,6 +60,7 @@ class StackOptions:
     tiled: bool = True
     tiled_port: int | None = None  # None: a free port
     tiled_uri: str | None = None  # an existing Tiled instead of our own
+    hang_timeout: float = HANG_TIMEOUT  # seconds without an answer to State() before a server is restarted
 
     def save(self, state: StackState) -> None:
         (state.root / OPTIONS_FILE).write_text(json.dumps(asdict(self), indent=2))
@@ -87,12 +95,14 @@ class Component:
     started_at: float | None = None
     crashes: list[float] = field(default_factory=list)
     restart_at: float | None = None
+    silent_since: float | None = None  # when the first State() call still without any reply began
     message: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
 
     def start(self) -> None:
         self.process = self.launch()
         self.started_at = time.time()
+        self.silent_since = None
 
     def report(self) -> dict[str, Any]:
         return {
@@ -109,6 +119,13 @@ class Component:
         }
 
 
+def _no_reply(exc: tango.DevFailed) -> bool:
+    """True when the call got no reply at all (timed out, or nobody listening), as from a hung server."""
+    reasons = {error.reason for error in exc.args}
+    text = " ".join(error.desc for error in exc.args)
+    return bool(reasons & NO_REPLY_REASONS) or "TRANSIENT" in text
+
+
 class StartupError(RuntimeError):
     """A component could not be brought up; the message says which and why."""
 
@@ -123,6 +140,8 @@ class Supervisor:
         self.phase = "starting"
         self.error: str | None = None
         self.services: dict[str, Any] = {}
+        self.proxies: dict[str, tango.DeviceProxy] = {}
+        self.records_failing: str | None = None  # why state.json cannot be written, while it cannot
         self.env = {
             **os.environ,
             "TANGO_HOST": options.tango_host,
@@ -135,24 +154,42 @@ class Supervisor:
 
     # -- reporting -----------------------------------------------------------------------
     def publish(self) -> None:
-        self.state.write(
-            {
-                "phase": self.phase,
-                "error": self.error,
-                "supervisor_pid": os.getpid(),
-                "tango_host": self.options.tango_host,
-                "state_dir": str(self.state.root),
-                "config": self.config.source,
-                "services": self.services,
-                "components": [c.report() for c in self.components],
-            }
-        )
+        """Write state.json; on a full or read-only disk, say so once and keep supervising."""
+        record = {
+            "phase": self.phase,
+            "error": self.error,
+            "supervisor_pid": os.getpid(),
+            "tango_host": self.options.tango_host,
+            "state_dir": str(self.state.root),
+            "config": self.config.source,
+            "services": self.services,
+            "components": [c.report() for c in self.components],
+        }
+        if self.records_failing:
+            record["records"] = f"state.json could not be written for a while ({self.records_failing})"
+        try:
+            self.state.write(record)
+        except OSError as exc:
+            if not self.records_failing:
+                self.records_failing = f"{time.strftime('%H:%M:%S')}: {exc}"
+                warning = f"cannot write {self.state.state_file} ({exc}); still supervising"
+                log.error(warning)
+                with contextlib.suppress(OSError):  # stderr may be on the same full disk
+                    print(f"tango-suite supervisor: {warning}", file=sys.stderr, flush=True)
+            return
+        if self.records_failing and "records" in record:
+            log.warning("state.json written again after a failure (%s)", self.records_failing)
+            self.records_failing = None
 
     # -- start-up ------------------------------------------------------------------------
     def start_all(self) -> None:
         db = self._start_database()
         redis_port = self._start_redis() if self._wants_redis() else None
-        self.services = wire_services(self.config, redis_url(redis_port) if redis_port else None)
+        url, secret = (redis_url(redis_port), password_file(self.redis_dir)) if redis_port else (None, None)
+        self.services = wire_services(self.config, url, secret)
+        if url and self.services.get("redis_url") == url:  # clients of the launcher's Redis log in
+            self.services["redis_url"] = redis_url(redis_port, stack_password(self.redis_dir))
+            self.services["redis_password_file"] = str(secret)
         self.services["tango_host"] = self.options.tango_host
         if self.options.tiled_uri:
             self.services["tiled"] = {"uri": self.options.tiled_uri, "backup_dir": str(backup_dir(self.state.root))}
@@ -186,6 +223,10 @@ class Supervisor:
                 component.extra["follows"] = server.follows
             self.components.append(component)
             self._bring_up(component)
+
+    @property
+    def redis_dir(self) -> Path:
+        return self.state.root / "redis"
 
     def _wants_redis(self) -> bool:
         return self.options.redis and any(s.server == "RedisBridge" for s in self.config.servers)
@@ -225,7 +266,7 @@ class Supervisor:
             name="redis",
             kind="redis",
             port=port,
-            launch=lambda: start_redis(port, self.state.root / "redis", self.state.log_file("redis"), self.env),
+            launch=lambda: start_redis(port, self.redis_dir, self.state.log_file("redis"), self.env),
             ready=lambda: True,
             extra={"url": redis_url(port)},
         )
@@ -234,7 +275,7 @@ class Supervisor:
         self.publish()
         component.start()
         try:
-            wait_for_redis(port, component.process)
+            wait_for_redis(port, component.process, stack_password(self.redis_dir))
         except (TimeoutError, RuntimeError) as exc:
             raise StartupError(f"redis-server on {LOOPBACK}:{port}: {exc}") from exc
         component.status = "running"
@@ -275,11 +316,22 @@ class Supervisor:
                 sys.executable, "-m", "tango_servers.stack.serve", server, instance,
                 "-ORBendPoint", f"giop:tcp:{LOOPBACK}:{component.port}",
             ]  # fmt: skip
-            with open(self.state.log_file(name), "ab") as out:
-                out.write(f"\n--- {time.strftime('%Y-%m-%d %H:%M:%S')} starting {' '.join(command)}\n".encode())
-                out.flush()
+            try:
+                with open(self.state.log_file(name), "ab") as out:
+                    out.write(f"\n--- {time.strftime('%Y-%m-%d %H:%M:%S')} starting {' '.join(command)}\n".encode())
+                    out.flush()
+                    return subprocess.Popen(
+                        command, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=self.env
+                    )
+            except OSError as exc:
+                # A full disk must not stop the restart: run without a log and say so.
+                log.error("%s: cannot write its log (%s); starting it without one", name, exc)
                 return subprocess.Popen(
-                    command, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=self.env
+                    command,
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                    stdin=subprocess.DEVNULL,
+                    env=self.env,
                 )
 
         component.launch = launch
@@ -289,9 +341,12 @@ class Supervisor:
 
     def _devices_answer(self, devices: list[str]) -> bool:
         for device in devices:
-            proxy = tango.DeviceProxy(f"tango://{self.options.tango_host}/{device}")
-            proxy.set_timeout_millis(1000)
-            proxy.state()
+            if device not in self.proxies:
+                proxy = tango.DeviceProxy(f"tango://{self.options.tango_host}/{device}")
+                proxy.set_timeout_millis(STATE_TIMEOUT_MS)
+                proxy.set_transparency_reconnection(False)  # a hung server fails one call, not several
+                self.proxies[device] = proxy
+            self.proxies[device].state()
         return True
 
     def _bring_up(self, component: Component) -> None:
@@ -345,10 +400,17 @@ class Supervisor:
         return True
 
     def supervise(self) -> None:
-        """Restart components that die until asked to stop."""
+        """Restart components that die or hang until asked to stop."""
+        for component in self.components:
+            if component.kind == "server":
+                threading.Thread(
+                    target=self._watch_answers, args=(component,), name=f"watch {component.name}", daemon=True
+                ).start()
         while not self.stopping.wait(TICK):
             for component in self.components:
                 self._supervise_one(component)
+            if self.records_failing:
+                self.publish()
 
     def _supervise_one(self, component: Component) -> None:
         if component.status in ("failed", "stopped") or component.process is None:
@@ -365,6 +427,40 @@ class Supervisor:
             return
         if component.process.poll() is not None:
             self._record_crash(component)
+        elif component.kind == "server":
+            self._check_answers(component)
+
+    def _watch_answers(self, component: Component) -> None:
+        """Ask a running server's devices for State() every HEALTH_INTERVAL and note each reply.
+
+        One thread per server, so a hung server blocks only its own watcher."""
+        while not self.stopping.wait(HEALTH_INTERVAL):
+            if component.status != "running":
+                continue
+            asked = time.monotonic()
+            try:
+                component.ready()
+            except tango.DevFailed as exc:
+                if _no_reply(exc):
+                    component.silent_since = component.silent_since or asked
+                    continue
+            component.silent_since = None  # a reply, even an error (e.g. a busy device), shows it is alive
+
+    def _check_answers(self, component: Component) -> None:
+        """Restart a running server whose devices have not answered State() for `hang_timeout` s."""
+        if component.silent_since is None:
+            return
+        silent = time.monotonic() - component.silent_since
+        if silent < self.options.hang_timeout:
+            return
+        log.warning("%s (pid %d) has not answered State() for %.1f s: killing it", component.name,
+                    component.process.pid, silent)  # fmt: skip
+        component.process.kill()
+        component.process.wait(timeout=10)
+        self._record_crash(component)
+        component.extra["last_hang"] = f"{time.strftime('%Y-%m-%d %H:%M:%S')}: no answer to State() for {silent:.1f} s"
+        component.message = f"hung, killed; {component.message}"
+        self.publish()
 
     def _check_ready(self, component: Component) -> None:
         if component.process.poll() is not None:

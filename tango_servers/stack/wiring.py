@@ -5,14 +5,21 @@ before loading the configuration, so Jive shows it and the bridges read it like 
 Values already present in the configuration are kept.
 """
 
+from pathlib import Path
 from typing import Any
 
 from .config import SuiteConfig
 from .processes import LOOPBACK, free_port
 
 
-def wire_services(config: SuiteConfig, redis_url: str | None) -> dict[str, Any]:
-    """Fill in bridge properties in `config` and return the client settings for `tango-suite env`."""
+def wire_services(
+    config: SuiteConfig, redis_url: str | None, redis_password_file: Path | None = None
+) -> dict[str, Any]:
+    """Fill in bridge properties in `config` and return the client settings for `tango-suite env`.
+
+    The launcher's Redis password reaches the bridge as a file name, so the Tango database never
+    holds it.
+    """
     services: dict[str, Any] = {}
     for spec in config.servers:
         for device in spec.devices:
@@ -20,6 +27,8 @@ def wire_services(config: SuiteConfig, redis_url: str | None) -> dict[str, Any]:
             if spec.server == "RedisBridge":
                 if redis_url and "redis_url" not in properties:
                     properties["redis_url"] = [redis_url]
+                    if redis_password_file:
+                        properties.setdefault("redis_password_file", [str(redis_password_file)])
                 services["redis_url"] = properties.get("redis_url", [None])[0]
             elif spec.server == "PvaBridge":
                 properties.setdefault("server_port", [str(free_port())])

@@ -3,7 +3,7 @@
 import threading
 
 from tango import AttrWriteType, DevState
-from tango.server import Device, attribute, device_property, run
+from tango.server import Device, attribute, command, device_property, run
 
 
 class Heartbeat(Device):
@@ -28,6 +28,11 @@ class Heartbeat(Device):
     @attribute(dtype=int, access=AttrWriteType.READ)
     def beats(self) -> int:
         return self._beats
+
+    @command(dtype_in=float)
+    def Busy(self, seconds: float) -> None:
+        """Hold the device (its monitor) for `seconds`, like a long blocking command."""
+        self._stop.wait(seconds)
 
 
 class Crasher(Device):
