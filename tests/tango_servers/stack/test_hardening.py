@@ -103,7 +103,7 @@ def test_status_and_env_never_stop_an_unsupervised_stack_and_up_cleans_it(heartb
     assert status.returncode == 1
     assert "is unsupervised" in status.stdout
     rows = json.loads(suite(running.state_dir, "status", "--json").stdout)
-    assert [row["status"] for row in rows] == ["unsupervised", "unsupervised"]
+    assert len(rows) >= 2 and all(row["status"] == "unsupervised" for row in rows), rows
     env = suite(running.state_dir, "env")
     assert env.returncode == 1 and "is unsupervised" in env.stderr
     assert pid_alive(server)
