@@ -7,8 +7,10 @@ The PVA sink of `bridges.core.BridgeCore`: the core finds devices and attributes
 filters, retries, rescans, counters) and follows them through the shared engine; this module
 exports one PV per attribute (opened INVALID until Tango's first value), posts every update to it
 and brings it up to date when the engine reports a configuration change (units, limits, enum
-labels; a new PV type when it must). Puts run on a small pool of worker threads so one slow
-Tango write does not hold up the others.
+labels; a new PV type when it must). Each device also gets one PV per command without input (a
+put of 1 runs it) and its PVI structure `{DEVICE}:PVI` listing them all (`pvi.py`), for
+ophyd-async's PviDeviceConnector. Puts run on a small pool of worker threads so one slow Tango
+write or command does not hold up the others.
 """
 
 from __future__ import annotations
@@ -32,8 +34,9 @@ from ophyd_tango.core.types import AttributeType
 from ..core import BridgeCore
 from .config import BridgeConfig
 from .mapping import AttributeMapping, attribute_mapping
+from .pvi import PVI_SUFFIX, attribute_access, command_value, exported_commands, pvi_value
 
-__all__ = ["ExportedPv", "TangoPvaBridge"]
+__all__ = ["ExportedCommand", "ExportedPv", "TangoPvaBridge"]
 
 logger = logging.getLogger(__name__)
 
@@ -61,6 +64,18 @@ class ExportedPv:
         return self.mapping.attribute
 
 
+@dataclass
+class ExportedCommand:
+    """One command PV (a PVI `x` entry) and the Tango command behind it."""
+
+    name: str
+    device: str
+    command: str
+    description: str
+    writable: bool  # allowed by put_allowlist
+    shared: SharedPV = field(repr=False)
+
+
 class AgeTracker:
     """How old Tango's values are when posted (post time - Tango timestamp), last `size` updates."""
 
@@ -79,7 +94,7 @@ class AgeTracker:
 
 
 class _PutHandler:
-    """p4p handler of one PV: runs the bridge's put on the put worker pool."""
+    """p4p handler of one PV: runs the bridge's put (or command) on the put worker pool."""
 
     def __init__(self, bridge: TangoPvaBridge, pv_name: str):
         self._bridge = bridge
@@ -87,6 +102,11 @@ class _PutHandler:
 
     def put(self, shared: SharedPV, op: Any) -> None:
         self._bridge._put(self._pv_name, op)
+
+
+class _CommandHandler(_PutHandler):
+    def put(self, shared: SharedPV, op: Any) -> None:
+        self._bridge._run_command(self._pv_name, op)
 
 
 class TangoPvaBridge:
@@ -128,6 +148,9 @@ class TangoPvaBridge:
         self._server: Server | None = None
         self._pvs: dict[str, ExportedPv] = {}  # PV name -> PV
         self._by_attribute: dict[tuple[str, str], ExportedPv] = {}  # (device, attribute lower) -> PV
+        self._commands: dict[str, ExportedCommand] = {}  # PV name -> command PV
+        self._pvi: dict[str, SharedPV] = {}  # device -> its PVI PV
+        self._pvi_entries: dict[str, dict[str, dict[str, str]]] = {}  # device -> child -> {access: PV}
         self.ages = AgeTracker()
         self.put_count = 0
 
@@ -162,8 +185,10 @@ class TangoPvaBridge:
         if self._server is not None:
             self._server.stop()
             self._server = None
-        for pv in list(self._pvs.values()):
-            pv.shared.close()
+        for shared in [pv.shared for pv in self._pvs.values()] + [c.shared for c in self._commands.values()]:
+            shared.close()
+        for shared in list(self._pvi.values()):
+            shared.close()
         self._puts.stop()
 
     def __enter__(self) -> TangoPvaBridge:
@@ -193,6 +218,15 @@ class TangoPvaBridge:
     @property
     def pv_count(self) -> int:
         return len(self._pvs)
+
+    @property
+    def pvi_names(self) -> list[str]:
+        """The PVI PV of each exported device."""
+        return sorted(self.config.pv_name(device, PVI_SUFFIX) for device in self._pvi)
+
+    @property
+    def command_pv_names(self) -> list[str]:
+        return sorted(self._commands)
 
     @property
     def disconnected_pv_count(self) -> int:
@@ -240,13 +274,47 @@ class TangoPvaBridge:
             name = self.config.pv_name(device, atype.name)
             shared = SharedPV(handler=_PutHandler(self, name), initial=mapping.initial(), queue=self._puts)
             new.append(ExportedPv(name, mapping, self.config.allows_put(device, atype.name), shared))
+        entries = self._pvi_entries.setdefault(device, {})
         for pv in new:
             self._pvs[pv.name] = pv
             self._by_attribute[(device, pv.attribute.lower())] = pv
             self._provider.add(pv.name, pv.shared)
+            entries[pv.attribute] = {attribute_access(pv.mapping.attr): pv.name}
+        if device not in self._pvi:
+            self._add_commands(device, entries)
         if new:
             logger.info("exported %d PVs of %s", len(new), device)
+        self._publish_pvi(device)
         return [pv.attribute for pv in new]
+
+    def _add_commands(self, device: str, entries: dict[str, dict[str, str]]) -> None:
+        """One PV (an `x` entry) per command of `device` without input that the filters select."""
+        try:
+            commands = exported_commands(self._subscriber.proxy(device).command_list_query())
+        except tango.DevFailed as exc:
+            self._core.record_error(f"cannot list the commands of {device}: {error_text(exc)}")
+            return
+        for info in commands:
+            name = self.config.pv_name(device, info.cmd_name)
+            if info.cmd_name in entries or not self.config.exports(device, info.cmd_name):
+                continue
+            description = info.in_type_desc if info.in_type_desc not in ("", "Uninitialised") else info.cmd_name
+            shared = SharedPV(handler=_CommandHandler(self, name), initial=command_value(description), queue=self._puts)
+            writable = self.config.allows_put(device, info.cmd_name)
+            self._commands[name] = ExportedCommand(name, device, info.cmd_name, description, writable, shared)
+            self._provider.add(name, shared)
+            entries[info.cmd_name] = {"x": name}
+
+    def _publish_pvi(self, device: str) -> None:
+        """Serve (or re-serve, when attributes were added) `{DEVICE}:PVI` with every entry."""
+        value = pvi_value(f"Tango device {device}", self._pvi_entries[device])
+        shared = self._pvi.get(device)
+        if shared is None:
+            self._pvi[device] = shared = SharedPV(initial=value)
+            self._provider.add(self.config.pv_name(device, PVI_SUFFIX), shared)
+        else:  # a new structure type: clients reconnect to it
+            shared.close()
+            shared.open(value)
 
     def on_config(self, update: ConfigUpdate) -> None:
         pv = self._by_attribute.get((update.device, update.type.name.lower()))
@@ -318,5 +386,29 @@ class TangoPvaBridge:
             self._core.record_error(f"put to {name} failed in Tango: {error_text(exc)}")
             op.done(error=f"Tango refused the write to {target}: {error_text(exc)}")
             return
+        self.put_count += 1
+        op.done()
+
+    def _run_command(self, name: str, op: Any) -> None:
+        """Run the Tango command of a command PV on a put of 1 (True); report its outcome."""
+        command = self._commands[name]
+        target = f"{command.device}/{command.command}"
+        if not command.writable:
+            op.done(error=f"{name} is read-only: add '{target}' to put_allowlist of the PVA bridge to run the command")
+            return
+        value = op.value()
+        if not value.changed("value") or not value["value"]:
+            op.done(error=f"put 1 (True) to {name} to run the Tango command {target}")
+            return
+        command.shared.post(command_value(command.description, running=True))
+        try:
+            self._subscriber.proxy(command.device).command_inout(command.command)
+        except tango.DevFailed as exc:
+            message = f"Tango command {target} failed: {error_text(exc)}"
+            self._core.record_error(f"{name}: {message}")
+            command.shared.post(command_value(command.description, failure=message))
+            op.done(error=message)
+            return
+        command.shared.post(command_value(command.description))
         self.put_count += 1
         op.done()

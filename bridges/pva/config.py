@@ -11,12 +11,17 @@ device win over the file:
     prefix: ""                        # prepended to every PV name, e.g. "BL1:"
     server_port: 5075                 # PVA TCP port (0: any free port)
     broadcast_port: 5076              # PVA UDP search port (0: any free port)
+    interface: 127.0.0.1              # IPv4 address the server binds, answers on and announces
 
-The bridge binds to 127.0.0.1 and sends its beacons there only.
+The TCP listener binds `interface`; searches are answered only when addressed to it (or, for
+0.0.0.0, to any local address), and beacons go to it only. pvxs, p4p's server library, binds its
+UDP sockets to the wildcard address on every platform (pvxs src/udp_collector.cpp, "Always bind
+to wildcard") and drops the searches not addressed to a configured interface; see docs/pva.md.
 """
 
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
 from pathlib import Path
@@ -51,6 +56,24 @@ class BridgeConfig:
     broadcast_port: int = 5076
     interface: str = LOOPBACK
 
+    def __post_init__(self) -> None:
+        try:
+            ipaddress.IPv4Address(self.interface)
+        except ValueError:
+            raise ValueError(
+                f"PVA bridge interface {self.interface!r} is not an IPv4 address: "
+                f"give an address of this host, {LOOPBACK} (the default) or 0.0.0.0 (every interface)"
+            ) from None
+        for key in ("server_port", "broadcast_port"):
+            port = getattr(self, key)
+            if not 0 <= port <= 65535:
+                raise ValueError(f"PVA bridge {key} {port} is not a port number: 0 (any free port) to 65535")
+
+    @property
+    def wildcard(self) -> bool:
+        """True when the server listens on every interface (0.0.0.0)."""
+        return ipaddress.IPv4Address(self.interface).is_unspecified
+
     @classmethod
     def from_mapping(cls, values: dict[str, Any]) -> BridgeConfig:
         """From a dict of property-like values (lists of strings, or plain YAML values)."""
@@ -63,7 +86,7 @@ class BridgeConfig:
                 kwargs[key] = tuple(str(v) for v in ([value] if isinstance(value, str) else value))
             else:
                 single = value[0] if isinstance(value, list | tuple) else value
-                kwargs[key] = int(single) if key.endswith("_port") else str(single)
+                kwargs[key] = _port(key, single) if key.endswith("_port") else str(single)
         return cls(**kwargs)
 
     @classmethod
@@ -102,11 +125,19 @@ class BridgeConfig:
         return pv_name(device, attribute, self.prefix)
 
     def server_conf(self) -> dict[str, str]:
-        """p4p Server configuration: listen, answer searches and send beacons on loopback only."""
+        """p4p Server configuration: listen, answer searches and send beacons on `interface` only
+        (on 0.0.0.0, beacons go to every interface's broadcast address, as pvxs does by default)."""
         return {
             "EPICS_PVAS_INTF_ADDR_LIST": self.interface,
-            "EPICS_PVAS_BEACON_ADDR_LIST": self.interface,
-            "EPICS_PVAS_AUTO_BEACON_ADDR_LIST": "NO",
+            "EPICS_PVAS_BEACON_ADDR_LIST": "" if self.wildcard else self.interface,
+            "EPICS_PVAS_AUTO_BEACON_ADDR_LIST": "YES" if self.wildcard else "NO",
             "EPICS_PVAS_SERVER_PORT": str(self.server_port),
             "EPICS_PVAS_BROADCAST_PORT": str(self.broadcast_port),
         }
+
+
+def _port(key: str, value: Any) -> int:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"PVA bridge {key} {value!r} is not a port number: 0 (any free port) to 65535") from None

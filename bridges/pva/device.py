@@ -16,7 +16,16 @@ from .config import BridgeConfig
 
 __all__ = ["PvaBridge", "main"]
 
-_SETTINGS = ("devices", "attributes", "exclude_attributes", "put_allowlist", "prefix", "server_port", "broadcast_port")
+_SETTINGS = (
+    "devices",
+    "attributes",
+    "exclude_attributes",
+    "put_allowlist",
+    "prefix",
+    "server_port",
+    "broadcast_port",
+    "interface",
+)
 
 
 class PvaBridge(Device):
@@ -32,6 +41,7 @@ class PvaBridge(Device):
     prefix = device_property(dtype=str, doc="prepended to every PV name, e.g. BL1:")
     server_port = device_property(dtype=int, doc="PVA TCP port (default 5075; 0 picks a free one)")
     broadcast_port = device_property(dtype=int, doc="PVA UDP search port (default 5076; 0 picks a free one)")
+    interface = device_property(dtype=str, doc="IPv4 address the PVA server binds and announces (default 127.0.0.1)")
     config_file = device_property(dtype=str, doc="YAML file with the same settings (properties win)")
 
     pv_count = attribute(dtype=int, doc="PVs published")
@@ -46,7 +56,9 @@ class PvaBridge(Device):
     error_count = attribute(dtype=tango.DevLong64, doc="errors since start: lost attributes, refused puts")
     last_error = attribute(dtype=str, doc="the most recent error")
     waiting_devices = attribute(dtype=(str,), max_dim_x=4096, doc="matching devices not reachable yet")
-    pv_names = attribute(dtype=(str,), max_dim_x=100_000, doc="names of the published PVs")
+    pv_names = attribute(dtype=(str,), max_dim_x=100_000, doc="names of the published attribute PVs")
+    pvi_names = attribute(dtype=(str,), max_dim_x=4096, doc="the PVI PV of each exported device")
+    command_pv_names = attribute(dtype=(str,), max_dim_x=100_000, doc="names of the command PVs (PVI x entries)")
     actual_server_port = attribute(dtype=int, access=AttrWriteType.READ, doc="PVA TCP port in use")
     actual_broadcast_port = attribute(dtype=int, access=AttrWriteType.READ, doc="PVA UDP search port in use")
 
@@ -134,6 +146,12 @@ class PvaBridge(Device):
 
     def read_pv_names(self) -> list[str]:
         return self._require_bridge().pv_names
+
+    def read_pvi_names(self) -> list[str]:
+        return self._require_bridge().pvi_names
+
+    def read_command_pv_names(self) -> list[str]:
+        return self._require_bridge().command_pv_names
 
     def read_actual_server_port(self) -> int:
         return self._require_bridge().server_port

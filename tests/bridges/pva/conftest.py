@@ -14,7 +14,13 @@ from tango_servers.stack.waiting import wait_until
 TARGET_SERVER = Path(__file__).with_name("target_server.py")
 TARGET = "test/target/1"
 PREFIX = "TEST:TARGET:1:"
-ALLOWED = ["test/target/*/temperature", "test/target/*/mode", "test/target/*/setpoint", "test/target/*/State"]
+ALLOWED = [
+    "test/target/*/temperature",
+    "test/target/*/mode",
+    "test/target/*/setpoint",
+    "test/target/*/State",
+    "test/target/*/Bump",
+]
 
 
 def bridge_stack_config(allowlist: list[str] | None = None) -> dict[str, Any]:

@@ -62,3 +62,24 @@ def test_bad_settings_are_named():
         BridgeConfig.from_mapping({"devics": ["sim/*/*"]})
     with pytest.raises(ValueError, match="cannot read"):
         BridgeConfig.load({}, "/nonexistent/pva.yaml")
+
+
+def test_interface_is_bound_and_announced():
+    conf = BridgeConfig(interface="192.0.2.7").server_conf()
+    assert conf["EPICS_PVAS_INTF_ADDR_LIST"] == "192.0.2.7"
+    assert conf["EPICS_PVAS_BEACON_ADDR_LIST"] == "192.0.2.7"
+    everywhere = BridgeConfig.from_mapping({"interface": ["0.0.0.0"]})
+    assert everywhere.wildcard and everywhere.server_conf()["EPICS_PVAS_INTF_ADDR_LIST"] == "0.0.0.0"
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        ({"interface": "eth0"}, r"interface 'eth0' is not an IPv4 address: .*127\.0\.0\.1.*0\.0\.0\.0"),
+        ({"server_port": "http"}, r"server_port 'http' is not a port number: 0 .* 65535"),
+        ({"broadcast_port": 99999}, r"broadcast_port 99999 is not a port number"),
+    ],
+)
+def test_bad_interface_and_ports_are_named(values, message):
+    with pytest.raises(ValueError, match=message):
+        BridgeConfig.from_mapping(values)
