@@ -218,6 +218,7 @@ def _start_locked(state: StackState, args: argparse.Namespace, tango_host: str) 
         sardana=args.sardana,
         tiled=not args.no_tiled,
         tiled_port=DEFAULT_TILED_PORT if tango_host == DEFAULT_TANGO_HOST else None,
+        pva_standard_ports=tango_host == DEFAULT_TANGO_HOST,
         tiled_uri=_parse_tiled_uri(args.tiled_uri) if args.tiled_uri else None,
         hang_timeout=args.hang_timeout,
     )

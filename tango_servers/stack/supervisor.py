@@ -59,6 +59,7 @@ class StackOptions:
     sardana: bool = False
     tiled: bool = True
     tiled_port: int | None = None  # None: a free port
+    pva_standard_ports: bool = False  # the PVA bridge on 5075/5076 when free (the default stack)
     tiled_uri: str | None = None  # an existing Tiled instead of our own
     hang_timeout: float = HANG_TIMEOUT  # seconds without an answer to State() before a server is restarted
 
@@ -186,7 +187,7 @@ class Supervisor:
         db = self._start_database()
         redis_port = self._start_redis() if self._wants_redis() else None
         url, secret = (redis_url(redis_port), password_file(self.redis_dir)) if redis_port else (None, None)
-        self.services = wire_services(self.config, url, secret)
+        self.services = wire_services(self.config, url, secret, standard_pva_ports=self.options.pva_standard_ports)
         if url and self.services.get("redis_url") == url:  # clients of the launcher's Redis log in
             self.services["redis_url"] = redis_url(redis_port, stack_password(self.redis_dir))
             self.services["redis_password_file"] = str(secret)

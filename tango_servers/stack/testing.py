@@ -135,6 +135,7 @@ def start_stack(
     sardana: bool = False,
     tiled: bool = False,
     tiled_uri: str | None = None,
+    pva_standard_ports: bool = False,
 ) -> RunningStack:
     """Bring up a stack on free loopback ports with its own state dir and sqlite database
     (Tiled only when asked: most tests keep no runs, and it costs seconds of start-up)."""
@@ -154,6 +155,7 @@ def start_stack(
         sardana=sardana,
         tiled=tiled,
         tiled_uri=tiled_uri,
+        pva_standard_ports=pva_standard_ports,
     )
     supervisor = spawn_supervisor(state, options)
     try:

@@ -89,11 +89,15 @@ def target(bridge_stack: RunningStack):
 
 @pytest.fixture
 def make_bridge_stack(make_stack):
-    """`make_bridge_stack(allowlist=None) -> RunningStack`: a private stack for destructive tests."""
+    """`make_bridge_stack(allowlist=None, **start_stack_options) -> RunningStack`: a private stack
+    for destructive tests."""
 
-    def make(allowlist: list[str] | None = None) -> RunningStack:
+    def make(allowlist: list[str] | None = None, **options: Any) -> RunningStack:
         return make_stack(
-            bridge_stack_config(allowlist), extra_servers={"BridgeTarget": f"{TARGET_SERVER}:main"}, redis=False
+            bridge_stack_config(allowlist),
+            extra_servers={"BridgeTarget": f"{TARGET_SERVER}:main"},
+            redis=False,
+            **options,
         )
 
     return make
