@@ -111,6 +111,27 @@ def test_config_service_loads_the_shipped_config_and_valid_overrides(tmp_path: P
     assert "redis" in SERVICES["redis-bridge"]["depends_on"]
 
 
-@pytest.mark.parametrize("published", ["10000:10000", "6379:6379", "5075:5075"])
-def test_client_ports_are_published(published: str) -> None:
-    assert any(published in service.get("ports", []) for service in SERVICES.values())
+@pytest.mark.parametrize("published", ["10000:10000", "6379:6379", "5075:5075", "5076:5076/udp"])
+def test_client_ports_are_published_on_the_host_loopback(published: str) -> None:
+    assert any(f"127.0.0.1:{published}" in service.get("ports", []) for service in SERVICES.values())
+
+
+def test_every_published_port_is_on_the_host_loopback_only() -> None:
+    for name, service in SERVICES.items():
+        for published in service.get("ports", []):
+            assert published.startswith("127.0.0.1:"), f"{name} publishes {published} on every host interface"
+
+
+def test_each_server_endpoint_is_published_for_docker_host_clients() -> None:
+    """A host client reaches a server at the hostname and port of its IOR (hostname -> 127.0.0.1)."""
+    for name, service in suite_services().items():
+        port = re.search(r"-ORBendPointPublish giop:tcp:[\w-]+:(\d+)", " ".join(service["command"])).group(1)
+        assert f"127.0.0.1:{port}:{port}" in service["ports"], name
+
+
+def test_pva_bridge_listens_on_its_container_interfaces_on_the_standard_ports() -> None:
+    overrides = json.loads((DOCKER / "overrides.json").read_text())
+    properties = overrides["servers"]["PvaBridge"]["1"]["PvaBridge"]["sys/bridge/pva"]["properties"]
+    assert properties["interface"] == ["0.0.0.0"]
+    assert (properties["server_port"], properties["broadcast_port"]) == (["5075"], ["5076"])
+    assert {"127.0.0.1:5075:5075", "127.0.0.1:5076:5076/udp"} <= set(SERVICES["pva-bridge"]["ports"])
