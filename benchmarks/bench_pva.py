@@ -10,6 +10,9 @@ Both measurements run side by side with their baseline in the same run:
 - images: 1024 x 1024 uint16 frames, pushed as fast as the source can, through the bridge to a
   p4p monitor, against a bare p4p server (separate process) posting the same frames to the same
   kind of monitor; frames/s = frames received / time from first to last frame received.
+
+The bridge serves the source's PVI structure (`BENCH:PVA:1:PVI`) and command PVs throughout, so
+the figures above include what serving PVI costs; the last row times a get of the PVI PV.
 """
 
 import argparse
@@ -334,6 +337,18 @@ def report_images(bridged: list[dict], direct: list[dict], tango_only: dict, fra
     print(f"\nimage shapes seen via the bridge: {sorted(shapes)}")
 
 
+def bench_pvi(running: RunningStack, gets: int = 20) -> dict:
+    """Entries in the source's PVI structure and the median time of a get of it."""
+    with Context("pva", conf=dict(running.pva), useenv=False) as context:
+        entries = len(context.get(PV_PREFIX + "PVI", timeout=10.0).value.todict())
+        times = []
+        for _ in range(gets):
+            start = time.perf_counter()
+            context.get(PV_PREFIX + "PVI", timeout=10.0)
+            times.append(time.perf_counter() - start)
+    return {"entries": entries, "gets": gets, "median": statistics.median(times)}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=float, default=5.0, help="length of the 1 kHz burst")
@@ -351,6 +366,7 @@ def main() -> None:
         bridged, direct, tango_only = [], [], {}
         try:
             scalar = [bench_scalar(running, args.seconds) for _ in range(args.repeats)]
+            pvi = bench_pvi(running)
             if not args.scalar_only:
                 bridge_context = Context("pva", conf=dict(running.pva), useenv=False)
                 bare_context = Context("pva", conf=bare_conf, useenv=False)
@@ -372,6 +388,8 @@ def main() -> None:
     report_scalar(scalar)
     if bridged:
         report_images(bridged, direct, tango_only, args.frames)
+    pvi_row = f"get of {PV_PREFIX}PVI ({pvi['entries']} entries), median of {pvi['gets']}"
+    print(f"| {pvi_row} | {pvi['median'] * 1e3:.2f} ms | | |")
 
 
 if __name__ == "__main__":

@@ -327,6 +327,11 @@ class TangoPvaBridge:
             return
         if mapping.attr != pv.mapping.attr:
             self._reconfigure(pv, mapping)
+        access = {attribute_access(mapping.attr): pv.name}
+        entries = self._pvi_entries.get(update.device, {})
+        if entries.get(pv.attribute) != access:  # Tango's writability changed: so does the PVI entry
+            entries[pv.attribute] = access
+            self._publish_pvi(update.device)
 
     def _reconfigure(self, pv: ExportedPv, mapping: AttributeMapping) -> None:
         """The attribute's configuration changed: new metadata, or a new PV type when it must."""

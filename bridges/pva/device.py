@@ -95,7 +95,8 @@ class PvaBridge(Device):
             return self._fault
         lines = [
             f"Serving {bridge.pv_count} PVs on {bridge.config.interface}:{bridge.server_port} "
-            f"(search port {bridge.broadcast_port}) for {len(bridge.exported_devices)} devices."
+            f"(search port {bridge.broadcast_port}) for {len(bridge.exported_devices)} devices, "
+            f"with {len(bridge.command_pv_names)} command PVs and a PVI structure per device."
         ]
         if not bridge.wait_first_scan(0):
             lines.append("Looking for devices in the Tango database.")

@@ -5,10 +5,14 @@ import asyncio
 
 import pytest
 import tango
-from ophyd_async.core import Device, SignalR, SignalRW
+from ophyd_async.core import Device, SignalR, SignalRW, SignalW
 from ophyd_async.epics.core import PviDeviceConnector
+from ophyd_async.epics.core._pvi_connector import SignalDetails
 from p4p.client.thread import RemoteError
+from tango import AttrDataFormat, AttrWriteType, CmdArgType
 
+from bridges.pva.pvi import attribute_access, pvi_value
+from ophyd_tango.core.types import AttributeType
 from tango_servers.stack.waiting import wait_until
 
 from .conftest import PREFIX, TARGET
@@ -16,6 +20,23 @@ from .conftest import PREFIX, TARGET
 TIMEOUT = 10.0
 AXIS = "sim/aerotech/x"
 BRIDGE = "sys/bridge/pva"
+
+
+@pytest.mark.parametrize(
+    ("writable", "access", "signal"),
+    [
+        (AttrWriteType.READ, "r", SignalR),
+        (AttrWriteType.WRITE, "w", SignalW),
+        (AttrWriteType.READ_WRITE, "rw", SignalRW),
+        (AttrWriteType.READ_WITH_WRITE, "rw", SignalRW),
+    ],
+)
+def test_tango_access_becomes_the_pvi_mode_ophyd_async_reads(writable, access, signal):
+    attr = AttributeType(name="x", data_type=CmdArgType.DevDouble, data_format=AttrDataFormat.SCALAR, writable=writable)
+    assert attribute_access(attr) == access
+    value = pvi_value("Tango device a/b/c", {"x": {access: "A:B:C:x"}})
+    entry = value.value.todict()["x"]
+    assert SignalDetails.from_entry(entry).signal_type is signal  # ophyd-async's own parsing
 
 
 def test_pvi_lists_attributes_by_access_and_void_commands_as_x(pva, target):
