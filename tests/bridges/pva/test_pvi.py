@@ -5,7 +5,7 @@ import asyncio
 
 import pytest
 import tango
-from ophyd_async.core import Device, SignalR, SignalRW, SignalW
+from ophyd_async.core import Device, SignalR, SignalRW, SignalW, TriggerableCommand
 from ophyd_async.epics.core import PviDeviceConnector
 from ophyd_async.epics.core._pvi_connector import SignalDetails
 from p4p.client.thread import RemoteError
@@ -95,13 +95,16 @@ def test_ophyd_async_pvi_device_reads_and_moves_a_bridged_axis(stack, monkeypatc
     async def refused() -> float:
         axis = await _connect("SIM:AEROTECH:X:")
         assert isinstance(axis.State, SignalR) and not isinstance(axis.State, SignalRW)  # filled from PVI
+        assert isinstance(axis.Stop, TriggerableCommand)  # a Tango command, an x entry
+        with pytest.raises(Exception, match=r"read-only: add 'sim/aerotech/x/Stop' to put_allowlist"):
+            await axis.Stop.trigger(timeout=TIMEOUT)
         with pytest.raises(Exception, match=r"read-only: add 'sim/aerotech/x/position' to put_allowlist"):
             await axis.position.set(target, timeout=TIMEOUT)
         return await axis.position.get_value()
 
     assert asyncio.run(refused()) == pytest.approx(float(proxy.position), abs=1e-6)
 
-    bridge.put_property({"put_allowlist": [f"{AXIS}/position"]})
+    bridge.put_property({"put_allowlist": [f"{AXIS}/position", f"{AXIS}/Stop"]})
     try:
         bridge.Init()
 
@@ -112,6 +115,7 @@ def test_ophyd_async_pvi_device_reads_and_moves_a_bridged_axis(stack, monkeypatc
             while abs(await axis.position.get_value() - target) > 1e-6:
                 assert asyncio.get_running_loop().time() < deadline, "the axis did not reach its target"
                 await asyncio.sleep(0.1)  # polling with a deadline: the position PV reads the readback
+            await axis.Stop.trigger(timeout=TIMEOUT)  # runs the Tango command (at rest: nothing to stop)
             return await axis.position.get_value()
 
         assert asyncio.run(moves()) == pytest.approx(target, abs=1e-6)
