@@ -44,7 +44,7 @@ class PvaBridge(Device):
     interface = device_property(dtype=str, doc="IPv4 address the PVA server binds and announces (default 127.0.0.1)")
     config_file = device_property(dtype=str, doc="YAML file with the same settings (properties win)")
 
-    pv_count = attribute(dtype=int, doc="PVs published")
+    pv_count = attribute(dtype=int, doc="attribute PVs published")
     disconnected_pv_count = attribute(dtype=int, doc="PVs whose Tango attribute is unreachable or failing")
     update_rate = attribute(dtype=float, unit="Hz", format="%.1f", doc="PV updates per second, last 5 s")
     update_age_p50 = attribute(
