@@ -16,6 +16,7 @@ write or command does not hold up the others.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
@@ -151,6 +152,7 @@ class TangoPvaBridge:
         self._commands: dict[str, ExportedCommand] = {}  # PV name -> command PV
         self._pvi: dict[str, SharedPV] = {}  # device -> its PVI PV
         self._pvi_entries: dict[str, dict[str, dict[str, str]]] = {}  # device -> child -> {access: PV}
+        self._pvi_lock = threading.Lock()  # discovery and configuration events both re-serve PVI
         self.ages = AgeTracker()
         self.put_count = 0
 
@@ -274,7 +276,7 @@ class TangoPvaBridge:
             name = self.config.pv_name(device, atype.name)
             shared = SharedPV(handler=_PutHandler(self, name), initial=mapping.initial(), queue=self._puts)
             new.append(ExportedPv(name, mapping, self.config.allows_put(device, atype.name), shared))
-        entries = self._pvi_entries.setdefault(device, {})
+        entries = {}
         for pv in new:
             self._pvs[pv.name] = pv
             self._by_attribute[(device, pv.attribute.lower())] = pv
@@ -284,7 +286,7 @@ class TangoPvaBridge:
             self._add_commands(device, entries)
         if new:
             logger.info("exported %d PVs of %s", len(new), device)
-        self._publish_pvi(device)
+        self._update_pvi(device, entries)
         return [pv.attribute for pv in new]
 
     def _add_commands(self, device: str, entries: dict[str, dict[str, str]]) -> None:
@@ -305,16 +307,22 @@ class TangoPvaBridge:
             self._provider.add(name, shared)
             entries[info.cmd_name] = {"x": name}
 
-    def _publish_pvi(self, device: str) -> None:
-        """Serve (or re-serve, when attributes were added) `{DEVICE}:PVI` with every entry."""
-        value = pvi_value(f"Tango device {device}", self._pvi_entries[device])
-        shared = self._pvi.get(device)
-        if shared is None:
-            self._pvi[device] = shared = SharedPV(initial=value)
-            self._provider.add(self.config.pv_name(device, PVI_SUFFIX), shared)
-        else:  # a new structure type: clients reconnect to it
-            shared.close()
-            shared.open(value)
+    def _update_pvi(self, device: str, changed: dict[str, dict[str, str]]) -> None:
+        """Serve `{DEVICE}:PVI` with the `changed` entries (new, or with a new access mode); it is
+        re-served with a new structure type when they change it, and clients reconnect."""
+        with self._pvi_lock:
+            entries = self._pvi_entries.setdefault(device, {})
+            shared = self._pvi.get(device)
+            if shared is not None and all(entries.get(name) == modes for name, modes in changed.items()):
+                return
+            entries.update(changed)
+            value = pvi_value(f"Tango device {device}", entries)
+            if shared is None:
+                self._pvi[device] = SharedPV(initial=value)
+                self._provider.add(self.config.pv_name(device, PVI_SUFFIX), self._pvi[device])
+            else:
+                shared.close()
+                shared.open(value)
 
     def on_config(self, update: ConfigUpdate) -> None:
         pv = self._by_attribute.get((update.device, update.type.name.lower()))
@@ -327,11 +335,7 @@ class TangoPvaBridge:
             return
         if mapping.attr != pv.mapping.attr:
             self._reconfigure(pv, mapping)
-        access = {attribute_access(mapping.attr): pv.name}
-        entries = self._pvi_entries.get(update.device, {})
-        if entries.get(pv.attribute) != access:  # Tango's writability changed: so does the PVI entry
-            entries[pv.attribute] = access
-            self._publish_pvi(update.device)
+        self._update_pvi(update.device, {pv.attribute: {attribute_access(mapping.attr): pv.name}})
 
     def _reconfigure(self, pv: ExportedPv, mapping: AttributeMapping) -> None:
         """The attribute's configuration changed: new metadata, or a new PV type when it must."""
