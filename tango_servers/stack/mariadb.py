@@ -169,6 +169,25 @@ def start_starter(host: str, log: Path, env: dict[str, str]) -> subprocess.Popen
         )
 
 
+def same_named_processes(server: str) -> list[int]:
+    """PIDs Starter would take for `server` ("Exe/instance"): it matches the executable, or the
+    script a Python runs, and the first argument after it, in the host's process list."""
+    executable, instance = server.split("/")
+    pids = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            args = proc.joinpath("cmdline").read_bytes().decode(errors="replace").split("\0")
+        except OSError:
+            continue
+        if args and Path(args[0]).name.startswith("python"):
+            args = [arg for arg in args[1:] if not arg.startswith("-")]
+        if len(args) > 1 and Path(args[0]).name == executable and args[1].lower() == instance.lower():
+            pids.append(int(proc.name))
+    return pids
+
+
 @dataclass
 class Facility:
     """MariaDB, DataBaseds and a Starter running for a test; `stop()` stops them and their servers."""
@@ -205,7 +224,18 @@ class Facility:
         """DevStart `server` (e.g. "Pilatus/sim") as Astor does, and wait until Starter sees it run."""
         if server not in self.running_servers():
             self.starter_proxy().command_inout("DevStart", server)
-        wait_until(lambda: server in self.running_servers(), timeout, interval=0.2, message=f"Starter to run {server}")
+
+        def why() -> str:
+            others = [pid for pid in same_named_processes(server) if not started_by(pid, self.root)]
+            if not others:
+                return f"Starter to run {server}"
+            command = server.replace("/", " ")
+            return (
+                f"Starter to run {server}: process {others[0]} on this host already runs '{command}', "
+                f"which Starter takes for it (pick another instance name)"
+            )
+
+        wait_until(lambda: server in self.running_servers(), timeout, interval=0.2, message=why)
 
     def stop_server(self, server: str, timeout: float = 60.0) -> None:
         """DevStop `server` as Astor does, and wait until Starter sees it stopped."""
