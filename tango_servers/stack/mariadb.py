@@ -19,7 +19,7 @@ from pathlib import Path
 import tango
 
 from .database import database_proxy
-from .processes import LOOPBACK, free_port, started_by, stop_child, stop_process
+from .processes import LOOPBACK, free_port, started_by, stop_child, stop_process, wait_until_ready
 from .state import MARKER_ENV
 from .waiting import wait_until
 
@@ -100,14 +100,11 @@ def start_mariadb(root: Path, port: int | None = None, timeout: float = 60.0) ->
             stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
         )  # fmt: skip
     mariadb = MariaDB(root, port, process)
-
-    def answers() -> bool:
-        if process.poll() is not None:
-            raise RuntimeError(f"mariadbd exited with code {process.returncode}; see {root / 'mariadb.log'}")
-        return mariadb.sql("SELECT 1").strip() == "1"
-
     try:
-        wait_until(answers, timeout, interval=0.1, message=f"MariaDB on {LOOPBACK}:{port}")
+        wait_until_ready(
+            process, lambda: mariadb.sql("SELECT 1").strip() == "1", timeout, f"MariaDB on {LOOPBACK}:{port}",
+            root / "mariadb.log",
+        )  # fmt: skip
     except Exception:
         mariadb.stop()
         raise
@@ -280,7 +277,10 @@ def start_facility(
         raise
     facility = Facility(root, tango_host, starter_host_name(), mariadb, databaseds, env=env)
     try:
-        wait_until(lambda: _database_answers(facility), timeout, interval=0.1, message=f"DataBaseds on {tango_host}")
+        wait_until_ready(
+            databaseds, lambda: facility.database().get_info(), timeout, f"DataBaseds on {tango_host}",
+            root / "databaseds.log",
+        )  # fmt: skip
         if starter:
             _start_host_starter(facility, address, timeout)
     except Exception:
@@ -308,21 +308,10 @@ def _start_host_starter(facility: Facility, address: str, timeout: float) -> Non
     log_home.mkdir(exist_ok=True)
     register_starter(facility.database(), facility.host, log_home)
     facility.starter = start_starter(facility.host, facility.root / "starter.log", facility.env)
-    wait_until(lambda: _starter_answers(facility), timeout, interval=0.1, message=f"Starter {facility.starter_device}")
-
-
-def _database_answers(facility: Facility) -> tango.Database:
-    if facility.databaseds.poll() is not None:
-        raise RuntimeError(f"DataBaseds exited with code {facility.databaseds.returncode}")
-    db = facility.database()
-    db.get_info()
-    return db
-
-
-def _starter_answers(facility: Facility) -> bool:
-    if facility.starter.poll() is not None:
-        raise RuntimeError(f"Starter exited with code {facility.starter.returncode}; see {facility.root}")
-    return facility.proxy(facility.starter_device).state() == tango.DevState.ON
+    wait_until_ready(
+        facility.starter, lambda: facility.proxy(facility.starter_device).state() == tango.DevState.ON, timeout,
+        f"Starter {facility.starter_device}", facility.root / "starter.log",
+    )  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -2,6 +2,7 @@
 
 - `facility` (session): MariaDB with the packaged Tango schema, DataBaseds and a Starter for this host,
   on free loopback ports in a temporary directory; skipped with the install command when missing.
+- `config_for` (session): the deployed configuration for a given server instance name.
 - `servers` (session): the deployed server names, Automation1 first (Starter's startup-level order).
 - `deployed` (session): `tango-suite deploy` of Automation1 and a small Pilatus onto it: a dry run,
   the write and a second deploy, with what each printed and the database after the dry run.
@@ -63,6 +64,12 @@ def unique_instance(prefix: str) -> str:
 
 
 INSTANCE = unique_instance("deploy")
+
+
+@pytest.fixture(scope="session")
+def config_for() -> Callable[[str], dict]:
+    """config_for(instance) -> the deployed configuration with that server instance name."""
+    return deploy_config
 
 
 @pytest.fixture(scope="session")

@@ -1,17 +1,19 @@
 """The client host's part of the multi-host test, run inside its network namespace.
 
-    python cross_host_client.py TANGO_HOST STARTER_DEVICE DB_NAMESPACE HARDWARE_LINK FLAG_DIR
+    python cross_host_client.py TANGO_HOST STARTER_DEVICE DB_NAMESPACE HARDWARE_LINK HW_NAMESPACE INSTANCE FLAGS
 
-Starts Automation1 and Pilatus through the hardware host's Starter, flies, cuts the hardware
-host's link (HARDWARE_LINK, its bridge port in DB_NAMESPACE) mid-fly and mid step scan, restores
-it, and scans again with the same ophyd objects; then, while the test restarts the database host
-(flag files in FLAG_DIR: it touches "db-down" and "db-up", this script "ready-for-db-restart" and
-"read-while-db-down"), reads and flies with the same objects.
+Starts Automation1/INSTANCE and Pilatus/INSTANCE through the hardware host's Starter and flies. Cuts the
+hardware host's link (HARDWARE_LINK, its bridge port in DB_NAMESPACE) mid-fly and mid step scan, and checks
+that a TCP connect to a server port of the hardware host (HW_NAMESPACE) then fails; restores the link and
+scans again with the same ophyd objects. Then, while the test restarts the database host (flag files in
+FLAGS: it touches "db-down" and "db-up", this script "ready-for-db-restart" and "read-while-db-down"),
+reads and flies with the same objects.
 Prints one JSON line of outcomes and times (wall clock, s).
 """
 
 import contextlib
 import json
+import socket
 import subprocess
 import sys
 import threading
@@ -26,11 +28,40 @@ from ophyd_tango import connect
 from ophyd_tango.plans import fly_scan
 from tango_servers.stack.waiting import wait_until
 
-SERVERS = ("Automation1/sim", "Pilatus/hw")
-
 
 def set_link(namespace: str, link: str, state: str) -> None:
     subprocess.run(["ip", "netns", "exec", namespace, "ip", "link", "set", link, state], check=True, timeout=10)
+
+
+def listening_address(namespace: str) -> tuple[str, int]:
+    """One TCP address:port a server listens on in `namespace` (the hardware host)."""
+    listing = subprocess.run(
+        ["ip", "netns", "exec", namespace, "ss", "-Htln"], capture_output=True, text=True, check=True, timeout=10
+    ).stdout
+    local = next(line.split()[3] for line in listing.splitlines() if not line.split()[3].startswith("127."))
+    address, _, port = local.rpartition(":")
+    return address, int(port)
+
+
+def reachable(where: tuple[str, int]) -> bool:
+    """Whether a TCP connect to `where` completes within 1 s."""
+    try:
+        socket.create_connection(where, timeout=1).close()
+    except OSError:
+        return False
+    return True
+
+
+def outcome(documents: list[tuple[str, dict]], started: float) -> dict:
+    """What a run ended with: exit status, reason, event count, start and stop times."""
+    stop_doc = next(doc for name, doc in documents if name == "stop")
+    return {
+        "exit_status": stop_doc["exit_status"],
+        "reason": stop_doc["reason"],
+        "events": sum(name == "event" for name, _ in documents),
+        "started": started,
+        "stopped": stop_doc["time"],
+    }
 
 
 def fly(devices: dict, stop: float, num: int, during=None) -> dict:
@@ -43,14 +74,7 @@ def fly(devices: dict, stop: float, num: int, during=None) -> dict:
             fly_scan([devices["pilatus"]], devices["x"], 0.0, stop, num, 0.004),
             lambda name, doc: documents.append((name, doc)),
         )
-    stop_doc = next(doc for name, doc in documents if name == "stop")
-    return {
-        "exit_status": stop_doc["exit_status"],
-        "reason": stop_doc["reason"],
-        "events": sum(name == "event" for name, _ in documents),
-        "started": started,
-        "stopped": stop_doc["time"],
-    }
+    return outcome(documents, started)
 
 
 def step_scan(devices: dict, num: int, cut_after: int | None = None, cut=None) -> dict:
@@ -67,13 +91,8 @@ def step_scan(devices: dict, num: int, cut_after: int | None = None, cut=None) -
     started = time.time()
     with contextlib.suppress(Exception):  # the stop document says why
         RunEngine({}, context_managers=[])(scan([devices["x"]], devices["x"], 0.0, 2.0, num), collect)
-    stop_doc = next(doc for name, doc in documents if name == "stop")
     return {
-        "exit_status": stop_doc["exit_status"],
-        "reason": stop_doc["reason"],
-        "events": sum(name == "event" for name, _ in documents),
-        "started": started,
-        "stopped": stop_doc["time"],
+        **outcome(documents, started),
         "cut_at": cut_at.get("at"),
         "event_times": [doc["time"] for name, doc in documents if name == "event"],
         "x": [doc["data"]["x"] for name, doc in documents if name == "event"],
@@ -81,12 +100,13 @@ def step_scan(devices: dict, num: int, cut_after: int | None = None, cut=None) -
 
 
 def main() -> None:
-    tango_host, starter_device, db_namespace, link, flag_dir = sys.argv[1:]
+    tango_host, starter_device, db_namespace, link, hw_namespace, instance, flag_dir = sys.argv[1:]
+    servers = (f"Automation1/{instance}", f"Pilatus/{instance}")
     flags = Path(flag_dir)
     starter = tango.DeviceProxy(f"tango://{tango_host}/{starter_device}")
     starter.set_timeout_millis(10000)
     result: dict = {}
-    for server in SERVERS:  # in startup-level order, as Starter's DevStartAll would
+    for server in servers:  # in startup-level order, as Starter's DevStartAll would
         started = time.time()
         if server not in starter.command_inout("DevGetRunningServers", True):
             starter.command_inout("DevStart", server)
@@ -96,6 +116,7 @@ def main() -> None:
     ctrl = tango.DeviceProxy(f"tango://{tango_host}/sim/aerotech/ctrl")
     ctrl.set_timeout_millis(3000)
     result["server_host"] = devices["x"].proxy.info().server_host
+    hardware = listening_address(hw_namespace)
     result["fly"] = fly(devices, 1.0, 100)
 
     devices["x"].set(0.0).wait(30)
@@ -108,6 +129,7 @@ def main() -> None:
 
     result["cut"] = fly(devices, 10.0, 1000, during=cut_link)
     result["cut"]["cut_at"] = cut["at"]
+    result["cut"]["isolated"] = not reachable(hardware)  # the cut is real: no TCP connect gets through
     set_link(db_namespace, link, "up")
     restored = time.time()
     wait_until(lambda: devices["x"].signal("position").get() is not None, 60, interval=0.05)
@@ -122,6 +144,7 @@ def main() -> None:
     result["fly_again"] = fly(devices, 1.0, 100)
 
     result["step_cut"] = step_scan(devices, 40, cut_after=5, cut=lambda: set_link(db_namespace, link, "down"))
+    result["step_cut"]["isolated"] = not reachable(hardware)
     set_link(db_namespace, link, "up")
     restored = time.time()
     wait_until(lambda: devices["x"].signal("position").get() is not None, 60, interval=0.05)
@@ -139,7 +162,7 @@ def main() -> None:
     (flags / "read-while-db-down").touch()
     wait_until(lambda: (flags / "db-up").exists(), 120, interval=0.05, message="the database host to restart")
     result["fly_after_db_restart"] = fly(devices, 1.0, 100)
-    for server in reversed(SERVERS):
+    for server in reversed(servers):
         starter.command_inout("DevStop", server)
     print(json.dumps(result), flush=True)
 
