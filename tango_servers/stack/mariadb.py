@@ -23,9 +23,19 @@ from .processes import LOOPBACK, free_port, started_by, stop_child, stop_process
 from .state import MARKER_ENV
 from .waiting import wait_until
 
-INSTALL_HINT = "run 'make debian-packages' as root (apt: mariadb-server dbconfig-no-thanks tango-db tango-starter)"
+INSTALL_HINT = (
+    "run 'make debian-packages' as root "
+    "(apt: mariadb-server dbconfig-no-thanks tango-db tango-starter tango-accesscontrol)"
+)
 DATABASEDS = Path("/usr/lib/tango/DataBaseds")
 STARTER = Path("/usr/lib/tango/Starter")
+ACCESS_CONTROL = Path("/usr/lib/tango/TangoAccessControl")
+# tango-db's schema defines this device (server TangoAccessControl/1) and the default rule: every
+# user, from every address, may write every device. Clients look the service up in CtrlSystem/Services.
+ACCESS_CONTROL_DEVICE = "sys/access_control/1"
+ACCESS_CONTROL_SERVICE = f"AccessControl/tango:{ACCESS_CONTROL_DEVICE}"
+CONTROL_SYSTEM, SERVICES = "CtrlSystem", "Services"
+ACCESS_CONTROL_SQL_MODE = "NO_ENGINE_SUBSTITUTION"
 # tango-db's dbconfig-common install script: the tables, stored procedures and initial rows.
 TANGO_SCHEMA = Path("/usr/share/dbconfig-common/data/tango-db/install/mysql")
 DATABASE_NAME = "tango"
@@ -195,6 +205,7 @@ class Facility:
     mariadb: MariaDB | None = None
     databaseds: subprocess.Popen | None = None
     starter: subprocess.Popen | None = None
+    access_control: subprocess.Popen | None = None
     env: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -246,7 +257,37 @@ class Facility:
         pids = [int(p.name) for p in Path("/proc").iterdir() if p.name.isdigit()]
         return [pid for pid in pids if pid != os.getpid() and started_by(pid, self.root)]
 
+    def services(self) -> list[str]:
+        """The control system's services (free property CtrlSystem/Services)."""
+        return list(self.database().get_property(CONTROL_SYSTEM, [SERVICES])[SERVICES])
+
+    def enable_access_control(self, timeout: float = 30.0) -> None:
+        """Run Tango's TangoAccessControl on this MariaDB and declare it in CtrlSystem/Services:
+        from then on every client checks its rights there when it builds a DeviceProxy. It runs
+        until `stop()`: a client keeps asking the service it found, and reads only when it is gone."""
+        binary = _require(ACCESS_CONTROL, "Tango's TangoAccessControl (tango-accesscontrol)")
+        log = self.root / "accesscontrol.log"
+        if self.mariadb is None:
+            raise RuntimeError("TangoAccessControl reads the facility's own MariaDB: this Facility has none")
+        # TangoAccessControl 9.3 inserts rules without their `updated` column, which MariaDB's default
+        # strict mode refuses ("Field 'updated' doesn't have a default value"): its sessions need a lax one.
+        self.mariadb.sql(f"SET GLOBAL sql_mode = '{ACCESS_CONTROL_SQL_MODE}'")
+        with open(log, "ab") as out:
+            self.access_control = subprocess.Popen(
+                [binary, "1", "-ORBendPoint", f"giop:tcp:{self.tango_host.rpartition(':')[0]}:"],
+                stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                env={**self.env, **databaseds_env(self.mariadb, self.tango_host)},
+            )  # fmt: skip
+        wait_until_ready(
+            self.access_control, lambda: self.proxy(ACCESS_CONTROL_DEVICE).ping() >= 0, timeout,
+            f"TangoAccessControl {ACCESS_CONTROL_DEVICE}", log,
+        )  # fmt: skip
+        if ACCESS_CONTROL_SERVICE not in self.services():
+            self.database().put_property(CONTROL_SYSTEM, {SERVICES: [*self.services(), ACCESS_CONTROL_SERVICE]})
+
     def stop(self) -> None:
+        if self.access_control is not None:
+            stop_child(self.access_control)
         if self.starter is not None:
             stop_child(self.starter)
         for pid in self.our_processes():
