@@ -21,10 +21,10 @@ $(TEST_STAMP): $(STAMP)
 venv: $(STAMP)
 
 # Debian packages the suite runs against: redis-server for the Redis bridge; MariaDB, Tango's
-# C++ DataBaseds (tango-db), Starter and TangoTest for the facility-deployment tests. Installed
+# C++ DataBaseds (tango-db), Starter, TangoAccessControl and TangoTest for the facility-deployment tests. Installed
 # with apt when missing and we are root, else say how. dbconfig-no-thanks keeps tango-db's
 # postinst from wanting a running system MariaDB: the tests create the schema themselves.
-DEBIAN_PACKAGES := redis-server mariadb-server tango-db tango-starter tango-test
+DEBIAN_PACKAGES := redis-server mariadb-server tango-db tango-starter tango-accesscontrol tango-test
 DEBIAN_EXTRA := dbconfig-no-thanks
 debian-packages:
 	@missing=""; for p in $(DEBIAN_PACKAGES); do \

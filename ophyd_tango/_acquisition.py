@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import threading
 import time
 import uuid
@@ -23,13 +24,13 @@ from typing import Any
 
 import tango
 from event_model import compose_stream_resource
-from ophyd.status import DeviceStatus
 
-from ._deadline import Deadline, wait_until
+from ._deadline import ANSWER_MARGIN, UNREACHABLE_GRACE, Deadline, call_within, wait_until
 from ._host import LogicHost
 from ._link import AttributeValue, DeviceLink
 from ._roles import Roles
-from .core.errors import TangoDeviceError, TangoTimeoutError
+from ._status import TangoStatus
+from .core.errors import TangoDeviceError, TangoTimeoutError, is_unreachable
 from .core.subscription import AttributeUpdate, Subscription
 
 __all__ = ["AcquisitionFailed", "AcquisitionLogic", "FileStream"]
@@ -37,7 +38,14 @@ __all__ = ["AcquisitionFailed", "AcquisitionLogic", "FileStream"]
 logger = logging.getLogger(__name__)
 
 SAFETY_PERIOD = 1.0
+RETRY_PERIOD = 0.2  # seconds between reads once one failed
 DEFAULT_DATASET = "/entry_0000/measurement/data"  # LimaCCDs' HDF5 layout
+BLACK_BOX_DEPTH = 25
+# One black-box line: "02/12/2026 04:10:13:51 : Operation command_inout_4 (cmd = abortAcq) from
+# cache_device requested from vm (CPP/Python client with PID 15496)"
+BLACK_BOX_COMMAND = re.compile(
+    r"^(?P<when>.+?) : Operation \S+ \(cmd = (?P<command>\w+)\).* requested from (?P<who>.+)$"
+)
 LIMA_IMAGE_TYPES = {
     "Bpp8": "|u1", "Bpp8S": "|i1", "Bpp10": "<u2", "Bpp12": "<u2", "Bpp14": "<u2", "Bpp16": "<u2",
     "Bpp16S": "<i2", "Bpp32": "<u4", "Bpp32S": "<i4", "Bpp32F": "<f4",
@@ -73,6 +81,7 @@ class AcquisitionLogic:
         self.frames_triggered = 0
         self.frames_saved = 0  # frames on disk in this acquisition (frame_counter + 1)
         self.armed = False
+        self.failure: Exception | None = None  # why a frame of this staging failed
         self._wake = threading.Event()
         self._values: dict[str, AttributeValue] = {}
         self.stream: FileStream | None = None
@@ -119,6 +128,7 @@ class AcquisitionLogic:
         if not self.framed:
             return
         self.frames_triggered = self.frames_saved = 0
+        self.failure = None
         if self.stream is not None:
             self.stream.reset()
         if self.prepare_command:
@@ -130,20 +140,24 @@ class AcquisitionLogic:
         self.armed = True
 
     def before_unstage(self) -> None:
-        """Stop the acquisition and wait until the detector is Ready (its files closed)."""
+        """Stop the acquisition and wait until the detector is Ready (its files closed), for as
+        long as a frame may take; a detector that stopped answering is not waited for."""
         if not self.framed or not self.armed:
             return
         self.armed = False
+        if self.failure is not None and is_unreachable(getattr(self.failure, "reason", "")):
+            return
         try:
             if self.acq_status_label() != self.ready_value and self.stop_command:
                 self.link.command(self.stop_command)
-            self.wait_until_ready(30.0)
+            self.wait_until_ready(self._trigger_timeout())
         except (TangoDeviceError, TimeoutError) as exc:
             logger.warning("%s: stopping the acquisition at unstage: %s", self.device.name, exc)
 
     # ---- trigger -------------------------------------------------------------------------------
-    def trigger(self) -> DeviceStatus:
-        status = DeviceStatus(self.device, call_stop_on_failure=False)
+    def trigger(self) -> TangoStatus:
+        status = TangoStatus(self.device, call_stop_on_failure=False)
+        status.add_callback(self._remember_failure)
         if self.framed and not self.armed:
             threading.Thread(target=self._one_shot, args=(status,), daemon=True).start()
             return status
@@ -154,14 +168,28 @@ class AcquisitionLogic:
             if self.trigger_command:
                 self.link.command(self.trigger_command)
         except TangoDeviceError as exc:
-            status.set_exception(AcquisitionFailed(f"{self.device.name}: trigger refused: {exc}", exc.reason))
+            status.set_exception(
+                AcquisitionFailed(f"{self.device.name}: trigger refused: {exc}{self._ended_note()}", exc.reason)
+            )
             return status
         threading.Thread(
             target=self._watch, args=(status, index, started), name=f"trigger:{self.device.name}", daemon=True
         ).start()
         return status
 
-    def _one_shot(self, status: DeviceStatus) -> None:
+    def _ended_note(self) -> str:
+        """Why a trigger was refused, when the acquisition armed at stage has ended."""
+        try:
+            ended = self.framed and self.armed and self.acq_status_label(fresh=True) == self.ready_value
+        except TangoDeviceError:
+            return ""
+        return f" (the acquisition had ended: {self.who_ended()})" if ended else ""
+
+    def _remember_failure(self, status: TangoStatus) -> None:
+        if not status.success:
+            self.failure = self.failure or status.exception(timeout=0)
+
+    def _one_shot(self, status: TangoStatus) -> None:
         """trigger() on an unstaged framed detector: stage, take one frame, unstage."""
         try:
             self.device.stage()
@@ -184,19 +212,29 @@ class AcquisitionLogic:
                 exposure = 0.0
         return 2 * exposure + 10.0 + 2 * self.link.timeout
 
-    def _watch(self, status: DeviceStatus, index: int, started: float) -> None:
+    def _watch(self, status: TangoStatus, index: int, started: float) -> None:
         name = self.device.name
         limit = self._trigger_timeout()
         deadline = Deadline(limit)
         next_check = 0.0
+        failing_since: float | None = None
+        first_error: TangoDeviceError | None = None  # the most telling: later ones say "delayed"
         while not status.done:
             now = time.monotonic()
             if now >= next_check or self._looks_done(index):
                 next_check = now + SAFETY_PERIOD
                 try:
-                    verdict = self._check(index)
+                    verdict = call_within(self.link.timeout + ANSWER_MARGIN, self.link.key, self._check, index)
+                    failing_since, first_error = None, None
                 except TangoDeviceError as exc:
-                    verdict = str(exc) if deadline.expired else None
+                    failing_since, first_error = failing_since or now, first_error or exc
+                    # A timed-out read has waited the link's timeout already: the device is hung.
+                    hung = isinstance(exc, TangoTimeoutError)
+                    if hung or deadline.expired or time.monotonic() - failing_since >= UNREACHABLE_GRACE:
+                        lost = f"{name}: frame {index} not taken, {self.link.key} stopped answering: {first_error}"
+                        status.set_exception(AcquisitionFailed(lost, first_error.reason))
+                        return
+                    verdict, next_check = None, now + RETRY_PERIOD
                 if verdict is True:
                     status.set_finished()
                     return
@@ -210,7 +248,7 @@ class AcquisitionLogic:
                     logger.warning("%s: stop after a trigger timeout failed: %s", name, exc)
                 status.set_exception(TangoTimeoutError(f"{name}: frame {index} not done after {limit:.1f} s; stopped"))
                 return
-            deadline.pause(SAFETY_PERIOD, self._wake)
+            deadline.pause(max(0.0, next_check - time.monotonic()), self._wake)
 
     def _looks_done(self, index: int) -> bool:
         """From events alone (no I/O): worth confirming with a read?"""
@@ -228,11 +266,16 @@ class AcquisitionLogic:
         if self.frame_counter is not None:
             names = [self.frame_counter] + ([self.acq_status] if self.acq_status else [])
             values = self.link.read(names)
-            if self.acq_status and self.label(values[self.acq_status].value) == self.fault_value:
+            label = self.label(values[self.acq_status].value) if self.acq_status else None
+            if label == self.fault_value:
                 return f"acquisition failed: {self.status_text()}"
             saved = int(values[self.frame_counter].value)
             self.frames_saved = max(self.frames_saved, saved + 1)
-            return True if saved >= index else None
+            if saved >= index:
+                return True
+            if self.armed and label == self.ready_value:
+                return f"acquisition ended with {saved + 1} of {index + 1} frames saved: {self.who_ended()}"
+            return None
         state = self.link.read(["State"])["State"].value
         if state == tango.DevState.FAULT:
             return f"FAULT during acquisition: {self.status_text()}"
@@ -250,6 +293,21 @@ class AcquisitionLogic:
         cached = None if fresh else self._values.get(self.acq_status.lower())
         value = cached.value if cached is not None else self.link.read_one(self.acq_status).value
         return self.label(value)
+
+    def who_ended(self) -> str:
+        """Who ended the acquisition, from the device's black box (Tango's log of the calls it
+        received): the stop or abort command another client sent, else a restart."""
+        ending = {c.lower() for c in (self.stop_command, self.abort_command) if c}
+        try:
+            calls = list(self.link.proxy.black_box(BLACK_BOX_DEPTH))
+        except Exception:  # an old or odd server: say what we know
+            calls = []
+        for call in calls:  # newest first
+            match = BLACK_BOX_COMMAND.match(call.strip())
+            if match and match.group("command").lower() in ending and f"PID {os.getpid()})" not in call:
+                return f"{match.group('command')} sent by another client at {match['when']}, from {match['who']}"
+        status = (self.status_text().splitlines() or [""])[0]
+        return f"no stop nor abort in its black box (restarted or reset?); Status: {status}"
 
     def status_text(self) -> str:
         """The device's Status text, for error messages (never raises)."""

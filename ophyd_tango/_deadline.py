@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
+import concurrent.futures
 import threading
 import time
 from collections.abc import Callable
+from typing import TypeVar
 
 from .core.errors import TangoTimeoutError
 
-__all__ = ["Deadline", "wait_until"]
+__all__ = ["ANSWER_MARGIN", "UNREACHABLE_GRACE", "Deadline", "call_within", "wait_until"]
+
+T = TypeVar("T")
+ANSWER_MARGIN = 0.5  # seconds past a link's timeout before a call counts as unanswered
+UNREACHABLE_GRACE = 1.0  # seconds a device may fail to answer before what waits on it fails
+# Watchers' reads run here, so that a call hung in Tango's client retries (a stopped server:
+# several timeouts in a row) never holds a Status past its deadline.
+_calls = concurrent.futures.ThreadPoolExecutor(max_workers=4, thread_name_prefix="ophyd_tango-bounded")
 
 
 class Deadline:
@@ -50,3 +59,13 @@ def wait_until(
         if deadline.expired:
             raise TangoTimeoutError(f"{what} after {timeout:.0f} s")
         deadline.pause(period, wake)
+
+
+def call_within(limit: float, what: str, function: Callable[..., T], *args: object) -> T:
+    """`function(*args)`, waited for at most `limit` s; then TangoTimeoutError("<what>: no answer
+    within <limit> s", "API_DeviceTimedOut"), the call left to finish on its own."""
+    future = _calls.submit(function, *args)
+    try:
+        return future.result(timeout=limit)
+    except concurrent.futures.TimeoutError:
+        raise TangoTimeoutError(f"{what}: no answer within {limit:.1f} s", "API_DeviceTimedOut") from None

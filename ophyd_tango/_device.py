@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import difflib
+import logging
 import threading
 import warnings
 import weakref
@@ -17,15 +18,18 @@ from ophyd.status import DeviceStatus, Status
 from tango import CmdArgType
 
 from ._acquisition import AcquisitionLogic, FileStream
-from ._link import DeviceLink
+from ._link import DeviceLink, TangoDeviceError
 from ._motion import MoveLogic, MoveStatus
 from ._roles import ROLE_KEYS, Roles, choose_roles
 from ._signal import TangoSignal
 from .core._private import install_lazy_device_tuple
+from .core.errors import is_unreachable
 from .core.names import identifier
 from .core.types import AttributeType
 
 __all__ = ["DEFAULT_TIMEOUT", "TangoCommand", "TangoCommands", "TangoDevice"]
+
+logger = logging.getLogger(__name__)
 
 DEFAULT_TIMEOUT = 3.0
 # Names a signal or command method must not take from the device (ophyd API and ours).
@@ -164,6 +168,7 @@ class TangoDevice(Device):
 
     _link: DeviceLink
     _roles: Roles
+    _failure: Exception | None = None  # the first error of this staging (see unstage)
 
     def __new__(cls, trl: str, *args: Any, timeout: float = DEFAULT_TIMEOUT, roles: Any = None, **kwargs: Any):
         link = DeviceLink.connect(trl, timeout=timeout, need_alias=kwargs.get("name") is None)
@@ -297,9 +302,13 @@ class TangoDevice(Device):
     def read(self) -> dict[str, dict[str, Any]]:
         components, names = self._read_set()
         reading: dict[str, dict[str, Any]] = OrderedDict()
-        with self._link.batch(names):
-            for component in components:
-                reading.update(component.read())
+        try:
+            with self._link.batch(names):
+                for component in components:
+                    reading.update(component.read())
+        except TangoDeviceError as exc:
+            self._failure = self._failure or exc  # what unstage() must not hide
+            raise
         return reading
 
     def read_configuration(self) -> dict[str, dict[str, Any]]:
@@ -323,6 +332,7 @@ class TangoDevice(Device):
 
     # ---- triggering and staging ----------------------------------------------------------------
     def stage(self) -> list[Any]:
+        self._failure = None
         if self._acquisition is not None:
             # The detector's own settings for this staging; values the user put in stage_sigs win.
             for signal, value in self._acquisition.stage_sigs().items():
@@ -339,9 +349,27 @@ class TangoDevice(Device):
         return staged
 
     def unstage(self) -> list[Any]:
+        """Stop the acquisition and restore what stage() changed. When a frame of this staging
+        failed, a failure while cleaning up is logged and the frame's error raised again: the
+        run's reason stays the first error, never the clean-up's."""
         if self._acquisition is not None:
             self._acquisition.before_unstage()
-        return super().unstage()
+            failure = self._acquisition.failure
+            if failure is not None and is_unreachable(getattr(failure, "reason", "")) and self._original_vals:
+                # Each write to a hung server would wait out Tango's retries: restore nothing.
+                names = ", ".join(signal.name for signal in self._original_vals)
+                logger.warning("%s: not restoring %s: %s", self.name, names, failure)
+                self._original_vals.clear()
+        try:
+            return super().unstage()
+        except Exception as exc:
+            failure = self._failure or (self._acquisition.failure if self._acquisition is not None else None)
+            if failure is None:
+                raise
+            logger.warning("%s: unstage after %s: %s", self.name, failure, exc)
+            raise failure from exc
+        finally:
+            self._failure = None
 
     def trigger(self) -> Status:
         if self._acquisition is None:

@@ -36,6 +36,7 @@ from ._deadline import Deadline, wait_until
 from ._device import TangoDevice
 from ._link import DeviceLink
 from ._roles import ROLE_KEYS, Roles
+from ._status import TangoStatus
 from .core.errors import TangoDeviceError, TangoTimeoutError
 
 __all__ = ["DetectorFlyer", "FlyFailed", "FlyPoints", "FlyStatus", "PsoFlyer"]
@@ -52,7 +53,7 @@ class FlyFailed(TangoDeviceError):
     """A fly scan's motion, capture or acquisition failed, stopped short or timed out."""
 
 
-class FlyStatus(DeviceStatus):
+class FlyStatus(TangoStatus):
     """The Status of a kickoff's motion or acquisition, tied to its flyer.
 
     `watch(func)` gets `name, current, initial, target, unit, fraction, time_elapsed` (bluesky's
@@ -91,15 +92,6 @@ class FlyStatus(DeviceStatus):
                 logger.exception("fly status watcher %r failed", watcher)
         with contextlib.suppress(Exception):
             self.device.notify("progress", value=current, max_value=self.target, done=self.done)
-
-    def __repr__(self) -> str:
-        text = f"{type(self).__name__}(device={self.device.name}, done={self.done}, success={self.success}"
-        if self.done and not self.success:
-            with contextlib.suppress(Exception):
-                text += f", error={self.exception(timeout=0)}"
-        return text + ")"
-
-    __str__ = __repr__
 
 
 def _follow(status: FlyStatus, poll: Callable[[], tuple[int, bool | str | None]], limit: float, what: str) -> None:
@@ -330,7 +322,7 @@ class PsoFlyer(_Flyer):
 
     def kickoff(self) -> DeviceStatus:
         """Go to the start, set spacing and fly velocity, arm PSO, start the move (or program)."""
-        status = DeviceStatus(self, call_stop_on_failure=False)
+        status = TangoStatus(self, call_stop_on_failure=False)
         if self.plan is None:
             status.set_exception(FlyFailed(f"{self.name}: kickoff before configure"))
             return status
@@ -561,7 +553,7 @@ class DetectorFlyer(_Flyer):
 
     def kickoff(self) -> DeviceStatus:
         """Set trigger mode, frames and exposure; prepare (opens the file) and start (armed)."""
-        status = DeviceStatus(self, call_stop_on_failure=False)
+        status = TangoStatus(self, call_stop_on_failure=False)
         if self.num < 1:
             status.set_exception(FlyFailed(f"{self.name}: kickoff before configure"))
             return status
@@ -679,7 +671,7 @@ class FlyPoints:
     def trigger(self) -> DeviceStatus:
         """Load the pulses captured so far; within one fly, reading goes on where it left off.
         A failed read while the fly runs loads nothing new: the PSO's complete() names the fault."""
-        status = DeviceStatus(self.pso)
+        status = TangoStatus(self.pso)
         flying = self.pso.status is not None and not self.pso.status.done
         try:
             data = self.pso.captured()

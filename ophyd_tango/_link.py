@@ -192,7 +192,13 @@ class DeviceLink:
     def write(self, attribute: str, value: Any) -> None:
         """Write a checked value (see AttributeType.to_tango); Tango's refusal raises with its reason."""
         self._latest.pop(attribute.lower(), None)  # the next read goes to the server: never stale
-        self._call(f"write {attribute}", self.proxy.write_attribute, attribute, value)
+        try:
+            self._call(f"write {attribute}", self.proxy.write_attribute, attribute, value)
+        except TypeError:
+            # pytango says "unsupported data_format" when it could not fetch the attribute's
+            # configuration: the device went away (the ping raises why) or has just come back.
+            self._call(f"write {attribute}", self.proxy.ping)
+            self._call(f"write {attribute}", self.proxy.write_attribute, attribute, value)
 
     def command(self, name: str, argument: Any = None) -> Any:
         if argument is None:

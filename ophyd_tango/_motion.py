@@ -17,12 +17,12 @@ from collections.abc import Callable
 from typing import Any
 
 import tango
-from ophyd.status import DeviceStatus
 
-from ._deadline import Deadline
+from ._deadline import ANSWER_MARGIN, UNREACHABLE_GRACE, Deadline, call_within
 from ._host import LogicHost
 from ._link import AttributeValue, DeviceLink
 from ._roles import Roles
+from ._status import TangoStatus
 from .core.errors import TangoDeviceError, TangoTimeoutError
 from .core.subscription import AttributeUpdate
 
@@ -39,7 +39,7 @@ class MoveFailed(TangoDeviceError):
     """A move was refused, faulted, stopped short of its target or timed out."""
 
 
-class MoveStatus(DeviceStatus):
+class MoveStatus(TangoStatus):
     """The Status of one move, tied to the device; `watch()` reports progress to bluesky."""
 
     def __init__(self, device: LogicHost, target: Any, initial: Any, unit: str | None, precision: int | None):
@@ -221,7 +221,7 @@ class MoveLogic:
         if status is not None and not status.done:
             status.stop_requested, status.stop_success = True, success
         if self.stop_command:
-            self.link.command(self.stop_command)
+            call_within(self.link.timeout + ANSWER_MARGIN, self.link.key, self.link.command, self.stop_command)
         self._wake.set()
 
     # ---- watching ------------------------------------------------------------------------------
@@ -244,17 +244,28 @@ class MoveLogic:
         started = False
         tolerance = self.tolerance()
         next_check = 0.0  # confirm by reading at once, then when events say "settled" or every SAFETY_PERIOD
+        failing_since: float | None = None
+        first_error: TangoDeviceError | None = None  # the most telling: later ones say "delayed"
         while not status.done:
             now = time.monotonic()
             if now >= next_check or not self.moving():
                 try:
-                    state, position = self._snapshot()
+                    state, position = call_within(self.link.timeout + ANSWER_MARGIN, self.link.key, self._snapshot)
                 except TangoDeviceError as exc:
-                    if deadline.expired:
-                        status.set_exception(MoveFailed(f"{name}: lost the device during the move: {exc}"))
+                    failing_since, first_error = failing_since or now, first_error or exc
+                    hung = isinstance(exc, TangoTimeoutError)  # it waited the link's timeout already
+                    if hung or deadline.expired or time.monotonic() - failing_since >= UNREACHABLE_GRACE:
+                        status.set_exception(
+                            MoveFailed(
+                                f"{name}: lost the device during the move to {target}: {first_error}",
+                                first_error.reason,
+                            )
+                        )
+                        self._stop_quietly()  # after: a hung server must not hold the Status
                         return
                     deadline.pause(0.2, self._wake)
                     continue
+                failing_since, first_error = None, None
                 next_check = now + SAFETY_PERIOD
                 moving = state in self.moving_states or position.quality == tango.AttrQuality.ATTR_CHANGING
                 started = started or moving
@@ -308,7 +319,7 @@ class MoveLogic:
     def _stop_quietly(self) -> None:
         if self.stop_command:
             try:
-                self.link.command(self.stop_command)
+                call_within(self.link.timeout + ANSWER_MARGIN, self.link.key, self.link.command, self.stop_command)
             except TangoDeviceError as exc:
                 logger.warning("%s: stop after a timeout failed: %s", self.device.name, exc)
 

@@ -19,13 +19,23 @@ from pathlib import Path
 import tango
 
 from .database import database_proxy
-from .processes import LOOPBACK, free_port, started_by, stop_child, stop_process
+from .processes import LOOPBACK, free_port, started_by, stop_child, stop_process, wait_until_ready
 from .state import MARKER_ENV
 from .waiting import wait_until
 
-INSTALL_HINT = "run 'make debian-packages' as root (apt: mariadb-server dbconfig-no-thanks tango-db tango-starter)"
+INSTALL_HINT = (
+    "run 'make debian-packages' as root "
+    "(apt: mariadb-server dbconfig-no-thanks tango-db tango-starter tango-accesscontrol)"
+)
 DATABASEDS = Path("/usr/lib/tango/DataBaseds")
 STARTER = Path("/usr/lib/tango/Starter")
+ACCESS_CONTROL = Path("/usr/lib/tango/TangoAccessControl")
+# tango-db's schema defines this device (server TangoAccessControl/1) and the default rule: every
+# user, from every address, may write every device. Clients look the service up in CtrlSystem/Services.
+ACCESS_CONTROL_DEVICE = "sys/access_control/1"
+ACCESS_CONTROL_SERVICE = f"AccessControl/tango:{ACCESS_CONTROL_DEVICE}"
+CONTROL_SYSTEM, SERVICES = "CtrlSystem", "Services"
+ACCESS_CONTROL_SQL_MODE = "NO_ENGINE_SUBSTITUTION"
 # tango-db's dbconfig-common install script: the tables, stored procedures and initial rows.
 TANGO_SCHEMA = Path("/usr/share/dbconfig-common/data/tango-db/install/mysql")
 DATABASE_NAME = "tango"
@@ -100,14 +110,11 @@ def start_mariadb(root: Path, port: int | None = None, timeout: float = 60.0) ->
             stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
         )  # fmt: skip
     mariadb = MariaDB(root, port, process)
-
-    def answers() -> bool:
-        if process.poll() is not None:
-            raise RuntimeError(f"mariadbd exited with code {process.returncode}; see {root / 'mariadb.log'}")
-        return mariadb.sql("SELECT 1").strip() == "1"
-
     try:
-        wait_until(answers, timeout, interval=0.1, message=f"MariaDB on {LOOPBACK}:{port}")
+        wait_until_ready(
+            process, lambda: mariadb.sql("SELECT 1").strip() == "1", timeout, f"MariaDB on {LOOPBACK}:{port}",
+            root / "mariadb.log",
+        )  # fmt: skip
     except Exception:
         mariadb.stop()
         raise
@@ -169,6 +176,25 @@ def start_starter(host: str, log: Path, env: dict[str, str]) -> subprocess.Popen
         )
 
 
+def same_named_processes(server: str) -> list[int]:
+    """PIDs Starter would take for `server` ("Exe/instance"): it matches the executable, or the
+    script a Python runs, and the first argument after it, in the host's process list."""
+    executable, instance = server.split("/")
+    pids = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            args = proc.joinpath("cmdline").read_bytes().decode(errors="replace").split("\0")
+        except OSError:
+            continue
+        if args and Path(args[0]).name.startswith("python"):
+            args = [arg for arg in args[1:] if not arg.startswith("-")]
+        if len(args) > 1 and Path(args[0]).name == executable and args[1].lower() == instance.lower():
+            pids.append(int(proc.name))
+    return pids
+
+
 @dataclass
 class Facility:
     """MariaDB, DataBaseds and a Starter running for a test; `stop()` stops them and their servers."""
@@ -179,6 +205,7 @@ class Facility:
     mariadb: MariaDB | None = None
     databaseds: subprocess.Popen | None = None
     starter: subprocess.Popen | None = None
+    access_control: subprocess.Popen | None = None
     env: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -205,7 +232,18 @@ class Facility:
         """DevStart `server` (e.g. "Pilatus/sim") as Astor does, and wait until Starter sees it run."""
         if server not in self.running_servers():
             self.starter_proxy().command_inout("DevStart", server)
-        wait_until(lambda: server in self.running_servers(), timeout, interval=0.2, message=f"Starter to run {server}")
+
+        def why() -> str:
+            others = [pid for pid in same_named_processes(server) if not started_by(pid, self.root)]
+            if not others:
+                return f"Starter to run {server}"
+            command = server.replace("/", " ")
+            return (
+                f"Starter to run {server}: process {others[0]} on this host already runs '{command}', "
+                f"which Starter takes for it (pick another instance name)"
+            )
+
+        wait_until(lambda: server in self.running_servers(), timeout, interval=0.2, message=why)
 
     def stop_server(self, server: str, timeout: float = 60.0) -> None:
         """DevStop `server` as Astor does, and wait until Starter sees it stopped."""
@@ -219,7 +257,37 @@ class Facility:
         pids = [int(p.name) for p in Path("/proc").iterdir() if p.name.isdigit()]
         return [pid for pid in pids if pid != os.getpid() and started_by(pid, self.root)]
 
+    def services(self) -> list[str]:
+        """The control system's services (free property CtrlSystem/Services)."""
+        return list(self.database().get_property(CONTROL_SYSTEM, [SERVICES])[SERVICES])
+
+    def enable_access_control(self, timeout: float = 30.0) -> None:
+        """Run Tango's TangoAccessControl on this MariaDB and declare it in CtrlSystem/Services:
+        from then on every client checks its rights there when it builds a DeviceProxy. It runs
+        until `stop()`: a client keeps asking the service it found, and reads only when it is gone."""
+        binary = _require(ACCESS_CONTROL, "Tango's TangoAccessControl (tango-accesscontrol)")
+        log = self.root / "accesscontrol.log"
+        if self.mariadb is None:
+            raise RuntimeError("TangoAccessControl reads the facility's own MariaDB: this Facility has none")
+        # TangoAccessControl 9.3 inserts rules without their `updated` column, which MariaDB's default
+        # strict mode refuses ("Field 'updated' doesn't have a default value"): its sessions need a lax one.
+        self.mariadb.sql(f"SET GLOBAL sql_mode = '{ACCESS_CONTROL_SQL_MODE}'")
+        with open(log, "ab") as out:
+            self.access_control = subprocess.Popen(
+                [binary, "1", "-ORBendPoint", f"giop:tcp:{self.tango_host.rpartition(':')[0]}:"],
+                stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                env={**self.env, **databaseds_env(self.mariadb, self.tango_host)},
+            )  # fmt: skip
+        wait_until_ready(
+            self.access_control, lambda: self.proxy(ACCESS_CONTROL_DEVICE).ping() >= 0, timeout,
+            f"TangoAccessControl {ACCESS_CONTROL_DEVICE}", log,
+        )  # fmt: skip
+        if ACCESS_CONTROL_SERVICE not in self.services():
+            self.database().put_property(CONTROL_SYSTEM, {SERVICES: [*self.services(), ACCESS_CONTROL_SERVICE]})
+
     def stop(self) -> None:
+        if self.access_control is not None:
+            stop_child(self.access_control)
         if self.starter is not None:
             stop_child(self.starter)
         for pid in self.our_processes():
@@ -250,7 +318,10 @@ def start_facility(
         raise
     facility = Facility(root, tango_host, starter_host_name(), mariadb, databaseds, env=env)
     try:
-        wait_until(lambda: _database_answers(facility), timeout, interval=0.1, message=f"DataBaseds on {tango_host}")
+        wait_until_ready(
+            databaseds, lambda: facility.database().get_info(), timeout, f"DataBaseds on {tango_host}",
+            root / "databaseds.log",
+        )  # fmt: skip
         if starter:
             _start_host_starter(facility, address, timeout)
     except Exception:
@@ -278,21 +349,10 @@ def _start_host_starter(facility: Facility, address: str, timeout: float) -> Non
     log_home.mkdir(exist_ok=True)
     register_starter(facility.database(), facility.host, log_home)
     facility.starter = start_starter(facility.host, facility.root / "starter.log", facility.env)
-    wait_until(lambda: _starter_answers(facility), timeout, interval=0.1, message=f"Starter {facility.starter_device}")
-
-
-def _database_answers(facility: Facility) -> tango.Database:
-    if facility.databaseds.poll() is not None:
-        raise RuntimeError(f"DataBaseds exited with code {facility.databaseds.returncode}")
-    db = facility.database()
-    db.get_info()
-    return db
-
-
-def _starter_answers(facility: Facility) -> bool:
-    if facility.starter.poll() is not None:
-        raise RuntimeError(f"Starter exited with code {facility.starter.returncode}; see {facility.root}")
-    return facility.proxy(facility.starter_device).state() == tango.DevState.ON
+    wait_until_ready(
+        facility.starter, lambda: facility.proxy(facility.starter_device).state() == tango.DevState.ON, timeout,
+        f"Starter {facility.starter_device}", facility.root / "starter.log",
+    )  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> None:

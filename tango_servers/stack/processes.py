@@ -6,9 +6,14 @@ import signal
 import socket
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 from .state import MARKER_ENV
+from .waiting import wait_until
+
+T = TypeVar("T")
 
 LOOPBACK = "127.0.0.1"
 
@@ -91,3 +96,29 @@ def stop_child(process: subprocess.Popen, grace: float = 10.0) -> None:
     except subprocess.TimeoutExpired:
         process.kill()
         process.wait(timeout=grace)
+
+
+def kill_child(process: subprocess.Popen | None, grace: float = 10.0) -> None:
+    """SIGKILL a child of this process by its PID and reap it (for servers keeping no state)."""
+    if process is None or process.poll() is not None:
+        return
+    process.kill()
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        process.wait(grace)
+
+
+def wait_until_ready(
+    process: subprocess.Popen, ready: Callable[[], T], timeout: float, what: str, log: Path | None = None
+) -> T:
+    """Poll `ready()` (exceptions count as "not yet") until truthy and return it. RuntimeError naming
+    `what` (and its `log`) as soon as `process` exits; TimeoutError naming `what` after `timeout` s."""
+    exited = object()
+
+    def answers() -> T | object:
+        return exited if process.poll() is not None else ready()
+
+    result = wait_until(answers, timeout, interval=0.1, message=what)
+    if result is exited:
+        where = f"; see {log}" if log else ""
+        raise RuntimeError(f"{what} exited with code {process.returncode}{where}")
+    return result  # type: ignore[return-value]

@@ -6,15 +6,13 @@ server.trl                                                      # tango://host:p
 server.stop()                                                   # killed by PID
 """
 
-import contextlib
 import os
 import subprocess
 from pathlib import Path
 
 import tango
 
-from .processes import LOOPBACK, free_port
-from .waiting import wait_until
+from .processes import LOOPBACK, free_port, kill_child, wait_until_ready
 
 TANGO_TEST_BINARY = Path("/usr/lib/tango/TangoTest")  # Debian's tango-test (`make tango-test`)
 TANGO_TEST_DEVICE = "sys/tg_test/1"
@@ -49,14 +47,13 @@ class TangoTestServer:
             self.process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env)
 
         def running() -> bool:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"TangoTest exited with code {self.process.returncode} (log: {self.log})")
             proxy = tango.DeviceProxy(self.trl)
             proxy.set_timeout_millis(1000)
             return proxy.state() == tango.DevState.RUNNING
 
+        what = f"TangoTest {TANGO_TEST_DEVICE} on {self.tango_host}"
         try:
-            wait_until(running, timeout, interval=0.1, message=f"TangoTest {TANGO_TEST_DEVICE} on {self.tango_host}")
+            wait_until_ready(self.process, running, timeout, what, self.log)
         except Exception:
             self.stop()
             raise
@@ -64,8 +61,5 @@ class TangoTestServer:
 
     def stop(self) -> None:
         """Kill the server by its PID (it keeps no state worth a clean shutdown)."""
-        if self.process and self.process.poll() is None:
-            self.process.kill()
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                self.process.wait(10)
+        kill_child(self.process)
         self.process = None

@@ -16,30 +16,28 @@ from tango_servers.stack.deploy import (
     server_registration,
 )
 
-SERVERS = ("Automation1/sim", "Pilatus/deploy")
 
-
-def test_dry_run_shows_the_dsconfig_diff_and_writes_nothing(deployed) -> None:
+def test_dry_run_shows_the_dsconfig_diff_and_writes_nothing(deployed, servers) -> None:
     code, out, _ = deployed["dry"]
     assert code == 0
     assert "+ Device: sim/aerotech/x" in out and "+ Device: sim/pilatus/1" in out
-    assert "run Automation1/sim on host" in out and "StartDsPath" in out
+    assert f"run {servers[0]} on host" in out and "StartDsPath" in out
     assert "Nothing was written" in out
-    assert not set(SERVERS) & set(deployed["servers_after_dry"])
+    assert not set(servers) & set(deployed["servers_after_dry"])
     assert str(default_ds_path()) not in deployed["starter_path_after_dry"]
 
 
-def test_write_registers_the_servers_for_starter(facility, deployed) -> None:
+def test_write_registers_the_servers_for_starter(facility, deployed, servers) -> None:
     assert deployed["write"][0] == 0
     db = facility.database()
     assert db.get_device_property("sim/pilatus/1", ["module_size"])["module_size"] == ["60", "30"]
     assert db.get_device_alias("pilatus") == "sim/pilatus/1"
-    for server in SERVERS:
+    for server in servers:
         info = server_registration(db, server)
         assert (info.host, info.mode, info.level) == (facility.host, 1, STARTUP_LEVELS[server.split("/")[0]])
     paths = db.get_device_property(facility.starter_device, ["StartDsPath"])["StartDsPath"]
     assert str(default_ds_path()) in paths
-    assert sorted(db.get_property(OWNER_OBJECT, [OWNER_PROPERTY])[OWNER_PROPERTY]) == sorted(SERVERS)
+    assert sorted(db.get_property(OWNER_OBJECT, [OWNER_PROPERTY])[OWNER_PROPERTY]) == sorted(servers)
 
 
 def test_second_deploy_changes_nothing(deployed) -> None:
@@ -49,8 +47,8 @@ def test_second_deploy_changes_nothing(deployed) -> None:
         assert out.strip() == f"No changes needed in {out.split()[-1]}"
 
 
-def test_starter_starts_and_stops_our_servers(facility, deployed, tango_suite) -> None:
-    server = "Pilatus/deploy"
+def test_starter_starts_and_stops_our_servers(facility, deployed, servers, tango_suite) -> None:
+    server = servers[1]
     facility.start_server(server)
     assert facility.proxy("sim/pilatus/1").state() in (tango.DevState.ON, tango.DevState.STANDBY)
     code, out, _ = tango_suite("status", "--tango-host", facility.tango_host, "--json")

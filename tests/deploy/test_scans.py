@@ -8,22 +8,17 @@ from bluesky.plans import scan
 from ophyd_tango import connect
 from ophyd_tango.plans import fly_scan
 
-SERVERS = ("Automation1/sim", "Pilatus/deploy")  # in Starter's startup-level order
-
-
-# On a fresh clone Starter does not start Automation1/sim within 60 s (no server log is written),
-# while the same tests pass from a developer checkout: open on issue 17, not hidden.
-pytestmark = pytest.mark.skip(reason="Starter does not start Automation1/sim on a fresh clone (open, issue 17)")
+pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def devices(facility, deployed):
-    for server in SERVERS:
+def devices(facility, deployed, servers):
+    for server in servers:  # in Starter's startup-level order
         facility.start_server(server)
     try:
         yield connect("sim/*/*", tango_host=facility.tango_host)
     finally:
-        for server in reversed(SERVERS):
+        for server in reversed(servers):
             facility.stop_server(server)
 
 

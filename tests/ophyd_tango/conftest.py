@@ -3,7 +3,6 @@
 (DeviceTestContext(process=True) forks the test process, which breaks once the client ORB runs.)
 """
 
-import contextlib
 import importlib.util
 import os
 import subprocess
@@ -13,8 +12,7 @@ from pathlib import Path
 import pytest
 import tango
 
-from tango_servers.stack.processes import free_port
-from tango_servers.stack.waiting import wait_until
+from tango_servers.stack.processes import free_port, kill_child, wait_until_ready
 
 HERE = Path(__file__).parent
 
@@ -55,21 +53,16 @@ class NoDbServer:
         self.process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env)
 
         def answers() -> bool:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"{self.server} exited with code {self.process.returncode}")
             proxy = tango.DeviceProxy(self.trl)
             proxy.set_timeout_millis(1000)
             proxy.ping()
             return True
 
-        wait_until(answers, timeout, interval=0.1, message=f"{self.server} on port {self.port}")
+        wait_until_ready(self.process, answers, timeout, f"{self.server} on port {self.port}", self.log)
         return self
 
     def stop(self) -> None:
-        if self.process and self.process.poll() is None:
-            self.process.kill()
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                self.process.wait(10)
+        kill_child(self.process)
         self.process = None
 
 
