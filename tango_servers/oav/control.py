@@ -1,17 +1,19 @@
 """The OAV's logic without Tango: the calibration in force, the zoom level, the Lima video image.
 
-The device maps attributes and commands onto `ZoomControl`; a calibration that fails to load
-keeps the last good one in force and says why.
+The device maps attributes and commands onto `ZoomControl` and `VideoView`; a calibration that
+fails to load keeps the last good one in force and says why.
 """
 
 from __future__ import annotations
 
-import struct
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from ophyd_tango.core import lima_video
+from ophyd_tango.core.lima_video import VideoMode
 
 from .backend import CameraBackend, Frame, ImageMode
 from .config import (
@@ -27,12 +29,10 @@ from .config import (
     load_zoom_levels,
 )
 
-# Lima's VIDEO_IMAGE layout: a big-endian header, then the pixels row by row.
-VIDEO_IMAGE_FORMAT = "VIDEO_IMAGE"
-VIDEO_HEADER = struct.Struct("!IHHqiiHHHH")  # magic, version, mode, frame, width, height, endian, size, pad, pad
-VIDEO_MAGIC = 0x5644454F  # "VDEO"
-VIDEO_MODES = {ImageMode.MONO8: (0, "Y8"), ImageMode.RGB: (6, "RGB24")}  # Lima VideoMode Y8, RGB24
-LIMA_MODE_NAMES = {name: mode for mode, (_, name) in VIDEO_MODES.items()}
+# Lima video mode of each image mode; RGB24 first: the default MXCuBE's TangoLimaVideo asks for.
+VIDEO_MODES = {ImageMode.RGB: VideoMode.RGB24, ImageMode.MONO8: VideoMode.Y8}
+IMAGE_MODES = {video: image for image, video in VIDEO_MODES.items()}
+MAX_VIDEO_BIN = 16
 STALL_PERIODS = 5  # frames missed (and at least 2 s) before an acquiring camera counts as stalled
 
 
@@ -145,14 +145,53 @@ class ZoomControl:
         )
 
 
-def video_image(frame: Frame, image: np.ndarray) -> tuple[str, bytes]:
-    """Lima VIDEO_IMAGE of `image` (the frame as shown): a 32-byte big-endian header + pixels."""
-    image = np.ascontiguousarray(image)
-    header = VIDEO_HEADER.pack(
-        VIDEO_MAGIC, 1, VIDEO_MODES[frame.mode][0], frame.counter, image.shape[1], image.shape[0], 0,
-        VIDEO_HEADER.size, 0, 0,
-    )  # fmt: skip
-    return VIDEO_IMAGE_FORMAT, header + image.tobytes()
+def video_mode_named(name: str) -> ImageMode:
+    """The image mode of a Lima `video_mode` name (any case); ValueError lists the names allowed."""
+    mode = VideoMode.__members__.get(name.strip().upper())
+    if mode not in IMAGE_MODES:
+        allowed = ", ".join(m.name for m in IMAGE_MODES)
+        raise ValueError(f"video_mode {name!r} is not one this camera supports; use one of: {allowed}")
+    return IMAGE_MODES[mode]
+
+
+@dataclass
+class VideoView:
+    """Lima's video settings over the image shown: `active`, then `bin`, then `roi` in binned
+    pixels (x, y, width, height; a zero size is the whole image, a roi past the edge is clipped)."""
+
+    active: bool = True
+    bin: tuple[int, int] = (1, 1)
+    roi: tuple[int, int, int, int] = (0, 0, 0, 0)
+
+    def set_bin(self, values: list[int]) -> None:
+        if len(values) != 2 or not all(1 <= v <= MAX_VIDEO_BIN for v in values):
+            raise ValueError(f"video_bin {list(values)} must be two factors, x and y, each 1..{MAX_VIDEO_BIN}")
+        self.bin = (int(values[0]), int(values[1]))
+
+    def set_roi(self, values: list[int]) -> None:
+        if len(values) != 4 or min(values) < 0 or (values[2] == 0) != (values[3] == 0):
+            raise ValueError(
+                f"video_roi {list(values)} must be x, y, width, height, none negative "
+                "(width and height both 0 for the whole image)"
+            )
+        self.roi = (int(values[0]), int(values[1]), int(values[2]), int(values[3]))
+
+    def apply(self, image: np.ndarray) -> np.ndarray:
+        """`image` (h, w) or (h, w, 3) uint8 binned by block means, then cut to the roi."""
+        bx, by = self.bin
+        if (bx, by) != (1, 1):
+            rows, cols = image.shape[0] // by, image.shape[1] // bx
+            blocks = image[: rows * by, : cols * bx].reshape(rows, by, cols, bx, *image.shape[2:])
+            image = blocks.mean(axis=(1, 3)).round().astype(np.uint8)
+        x, y, width, height = self.roi
+        if width and height:
+            cut = image[y : y + height, x : x + width]
+            image = cut if cut.size else image
+        return image
+
+    def encode(self, frame: Frame, image: np.ndarray) -> bytes:
+        """The VIDEO_IMAGE bytes of `image` (the frame as shown), with Lima's 0-based frame number."""
+        return lima_video.encode(VIDEO_MODES[frame.mode], frame.counter - 1, self.apply(image))
 
 
 def stalled(camera: CameraBackend, acquiring_since: float, now: float) -> bool:
