@@ -29,9 +29,10 @@ from .config import (
     load_zoom_levels,
 )
 
-# Lima video mode of each image mode; RGB24 first: the default MXCuBE's TangoLimaVideo asks for.
-VIDEO_MODES = {ImageMode.RGB: VideoMode.RGB24, ImageMode.MONO8: VideoMode.Y8}
-IMAGE_MODES = {video: image for image, video in VIDEO_MODES.items()}
+# The video modes served, converted from either image mode; RGB24 first: the default, the one
+# MXCuBE's TangoLimaVideo asks for.
+VIDEO_MODES = (VideoMode.RGB24, VideoMode.Y8)
+LUMA = np.array([0.299, 0.587, 0.114])  # ITU-R BT.601 weights of R, G, B for Y8 from colour
 MAX_VIDEO_BIN = 16
 STALL_PERIODS = 5  # frames missed (and at least 2 s) before an acquiring camera counts as stalled
 
@@ -145,21 +146,24 @@ class ZoomControl:
         )
 
 
-def video_mode_named(name: str) -> ImageMode:
-    """The image mode of a Lima `video_mode` name (any case); ValueError lists the names allowed."""
+def video_mode_named(name: str) -> VideoMode:
+    """The Lima video mode named `name` (any case); ValueError lists the names allowed."""
     mode = VideoMode.__members__.get(name.strip().upper())
-    if mode not in IMAGE_MODES:
-        allowed = ", ".join(m.name for m in IMAGE_MODES)
+    if mode not in VIDEO_MODES:
+        allowed = ", ".join(m.name for m in VIDEO_MODES)
         raise ValueError(f"video_mode {name!r} is not one this camera supports; use one of: {allowed}")
-    return IMAGE_MODES[mode]
+    return mode
 
 
 @dataclass
 class VideoView:
     """Lima's video settings over the image shown: `active`, then `bin`, then `roi` in binned
-    pixels (x, y, width, height; a zero size is the whole image, a roi past the edge is clipped)."""
+    pixels (x, y, width, height; a zero size is the whole image, a roi past the edge is clipped),
+    then `mode`: the pixels converted to RGB24 (grey repeated) or Y8 (BT.601 luma), as Lima's
+    video converts the camera's image to the video mode asked for."""
 
     active: bool = True
+    mode: VideoMode = VideoMode.RGB24
     bin: tuple[int, int] = (1, 1)
     roi: tuple[int, int, int, int] = (0, 0, 0, 0)
 
@@ -177,7 +181,7 @@ class VideoView:
         self.roi = (int(values[0]), int(values[1]), int(values[2]), int(values[3]))
 
     def apply(self, image: np.ndarray) -> np.ndarray:
-        """`image` (h, w) or (h, w, 3) uint8 binned by block means, then cut to the roi."""
+        """`image` (h, w) or (h, w, 3) uint8 binned by block means, cut to the roi, converted to `mode`."""
         bx, by = self.bin
         if (bx, by) != (1, 1):
             rows, cols = image.shape[0] // by, image.shape[1] // bx
@@ -187,11 +191,15 @@ class VideoView:
         if width and height:
             cut = image[y : y + height, x : x + width]
             image = cut if cut.size else image
+        if self.mode is VideoMode.Y8 and image.ndim == 3:
+            return (image @ LUMA).round().astype(np.uint8)
+        if self.mode is VideoMode.RGB24 and image.ndim == 2:
+            return np.repeat(image[..., np.newaxis], 3, axis=2)
         return image
 
     def encode(self, frame: Frame, image: np.ndarray) -> bytes:
         """The VIDEO_IMAGE bytes of `image` (the frame as shown), with Lima's 0-based frame number."""
-        return lima_video.encode(VIDEO_MODES[frame.mode], frame.counter - 1, self.apply(image))
+        return lima_video.encode(self.mode, frame.counter - 1, self.apply(image))
 
 
 def stalled(camera: CameraBackend, acquiring_since: float, now: float) -> bool:

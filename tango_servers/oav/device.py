@@ -24,7 +24,7 @@ from .config import (
     default_display_config_path,
     default_zoom_levels_path,
 )
-from .control import IMAGE_MODES, VIDEO_MODES, VideoView, ZoomControl, stalled, video_mode_named
+from .control import VIDEO_MODES, VideoView, ZoomControl, stalled, video_mode_named
 from .mjpeg import encode_jpeg
 
 MAX_WIDTH, MAX_HEIGHT = 4096, 4096
@@ -49,7 +49,7 @@ class OAV(Device):
     backend = device_property(dtype=str, default_value="sim", doc="camera backend: 'sim' or 'mjpeg'")
     mjpeg_url = device_property(dtype=str, default_value="", doc="MJPEG stream URL for backend 'mjpeg'")
     image_mode = device_property(
-        dtype=str, default_value="rgb", doc="initial image mode: rgb (video_mode RGB24) or mono8 (Y8)"
+        dtype=str, default_value="mono8", doc="the camera's image mode: mono8 or rgb (video_mode converts either)"
     )
     sensor_width = device_property(dtype=int, default_value=1024, doc="simulated sensor width, pixels")
     sensor_height = device_property(dtype=int, default_value=768, doc="simulated sensor height, pixels")
@@ -217,7 +217,7 @@ class OAV(Device):
 
     def _video_image(self, frame: Frame | None) -> bytes:
         if frame is None:
-            return lima_video.encode(VIDEO_MODES[self._camera_mode()], lima_video.NO_FRAME, None)
+            return lima_video.encode(self._video.mode, lima_video.NO_FRAME, None)
         return self._video.encode(frame, self._cropped(frame))
 
     def _video_frame(self) -> Frame | None:
@@ -299,17 +299,16 @@ class OAV(Device):
 
     @attribute(
         dtype=str, access=AttrWriteType.READ_WRITE, memorized=True, hw_memorized=True,
-        doc="Lima video mode: RGB24 or Y8 (any case; getAttrStringValueList('video_mode') lists them)",
+        doc="Lima video mode of video_last_image: RGB24 (default) or Y8, converted from the camera's image",
     )  # fmt: skip
     def video_mode(self) -> str:
-        return VIDEO_MODES[self._camera_mode()].name
+        return self._video.mode.name
 
     def write_video_mode(self, value: str) -> None:
         try:
-            mode = video_mode_named(value)
+            self._video.mode = video_mode_named(value)
         except ValueError as exc:
             refuse("OAV_BadVideoMode", f"{exc}.", "OAV.write_video_mode")
-        self._require_camera().set_mode(mode)
 
     @attribute(
         dtype=bool, access=AttrWriteType.READ_WRITE,
@@ -367,7 +366,7 @@ class OAV(Device):
     def getAttrStringValueList(self, name: str) -> list[str]:
         """LimaCCDs' command: the allowed values of a string setting ([] for other names)."""
         if name.strip().lower() == "video_mode":
-            return [mode.name for mode in IMAGE_MODES]
+            return [mode.name for mode in VIDEO_MODES]
         return []
 
     # -- acquisition -------------------------------------------------------------------------------

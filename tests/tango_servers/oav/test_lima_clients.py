@@ -1,8 +1,8 @@
 """The OAV driven as Lima video clients drive a LimaCCDs device (raw PyTango, MXCuBE's
 TangoLimaVideo sequence, BLISS's VIDEO_IMAGE decoder), and Snapshot kept inside its data roots.
 
-One OAV-only stack for the module; it sets no `data_roots`, so the device's root is the stack's
-own data directory (the default under test)."""
+One OAV-only stack for the module, with a colour camera; it sets no `data_roots`, so the
+device's root is the stack's own data directory (the default under test)."""
 
 import os
 import struct
@@ -26,6 +26,7 @@ OAV = "sim/oav/1"
 def oav_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningStack]:
     props = {
         "backend": ["sim"],
+        "image_mode": ["rgb"],
         "zoom_levels_file": [str(default_zoom_levels_path())],
         "display_config_file": [str(default_display_config_path())],
         **{f"axis_{axis}": [""] for axis in ("x", "y", "z", "omega")},  # no goniometer needed here
@@ -92,10 +93,10 @@ def test_mxcube_tango_lima_video_sequence_and_bliss_decoder(oav):
 def test_video_mode_strings_are_case_insensitive_and_bad_ones_name_the_choices(oav):
     oav.write_attribute("video_mode", "y8")
     assert oav.video_mode == "Y8"
-    wait_until(lambda: video_and_image(oav)[0].array.ndim == 2, message="a Y8 video image")
     decoded, image = video_and_image(oav)
-    np.testing.assert_array_equal(decoded.array, image)
-    assert list(oav.image_sizes) == [0, 1, 1024, 768]
+    luma = image.reshape(768, 1024, 3) @ np.array([0.299, 0.587, 0.114])  # BT.601, as documented
+    assert decoded.array.dtype == np.uint8 and np.abs(decoded.array - luma).max() <= 0.5 + 1e-9
+    assert list(oav.image_sizes) == [0, 3, 1024, 768]  # the camera's image stays RGB
     for bad in ("BAYER_RG8", "rgb"):
         with pytest.raises(
             tango.DevFailed, match=f"video_mode '{bad}' is not one this camera supports; use one of: RGB24, Y8"
@@ -104,25 +105,26 @@ def test_video_mode_strings_are_case_insensitive_and_bad_ones_name_the_choices(o
     assert oav.video_mode == "Y8" and oav.state() == tango.DevState.RUNNING
 
 
+def binned(image: np.ndarray) -> np.ndarray:
+    """An RGB `image` (768, 1024 * 3) in 2 x 2 block means."""
+    return image.reshape(384, 2, 512, 2, 3).mean(axis=(1, 3)).round().astype(np.uint8)
+
+
 def test_video_bin_then_roi_shape_the_video_image(oav):
-    oav.write_attribute("video_mode", "Y8")
-    wait_until(lambda: video_and_image(oav)[0].array.ndim == 2, message="a Y8 video image")
     oav.write_attribute("video_bin", [2, 2])
     assert list(oav.video_bin) == [2, 2]
     decoded, image = video_and_image(oav)
-    binned = image.reshape(384, 2, 512, 2).mean(axis=(1, 3)).round().astype(np.uint8)
-    np.testing.assert_array_equal(decoded.array, binned)
+    np.testing.assert_array_equal(decoded.array, binned(image))
     oav.write_attribute("video_roi", [10, 20, 100, 50])  # in binned pixels
     assert list(oav.video_roi) == [10, 20, 100, 50]
     decoded, image = video_and_image(oav)
-    binned = image.reshape(384, 2, 512, 2).mean(axis=(1, 3)).round().astype(np.uint8)
-    np.testing.assert_array_equal(decoded.array, binned[20:70, 10:110])
+    np.testing.assert_array_equal(decoded.array, binned(image)[20:70, 10:110])
     with pytest.raises(tango.DevFailed, match=r"video_bin \[0, 2\] must be two factors, x and y, each 1..16"):
         oav.write_attribute("video_bin", [0, 2])
     with pytest.raises(tango.DevFailed, match=r"video_roi \[0, 0, 10, 0\] must be x, y, width, height"):
         oav.write_attribute("video_roi", [0, 0, 10, 0])
     assert list(oav.video_bin) == [2, 2] and list(oav.video_roi) == [10, 20, 100, 50]
-    assert list(oav.image_sizes) == [0, 1, 1024, 768]  # the image, not the video view
+    assert list(oav.image_sizes) == [0, 3, 1024, 768]  # the image, not the video view
 
 
 def test_inactive_video_keeps_its_last_image_while_frames_go_on(oav):
@@ -204,6 +206,7 @@ def test_a_snapshot_directory_outside_the_roots_is_refused_by_name(oav_stack, oa
     db.put_device_property(OAV, {"snapshot_directory": [str(tmp_path)]})
     try:
         oav.Init()
+        wait_until(lambda: oav.image_counter > 0, timeout=30, message="a frame after Init")
         text = refused(oav, "x.png")
         assert text.startswith("device property snapshot_directory") and str(data_root) in text, text
         assert not (tmp_path / "x.png").exists()
