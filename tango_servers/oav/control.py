@@ -15,7 +15,7 @@ import numpy as np
 from ophyd_tango.core import lima_video
 from ophyd_tango.core.lima_video import VideoMode
 
-from .backend import CameraBackend, Frame, ImageMode
+from .backend import CameraBackend, Frame
 from .config import (
     BeamCentre,
     ConfigFileError,
