@@ -91,7 +91,7 @@ def encode(mode: VideoMode, frame_number: int, pixels: np.ndarray | None) -> byt
     if pixels.ndim != (2 if planes == 1 else 3) or (planes > 1 and pixels.shape[2] != planes):
         raise ValueError(f"{mode.name} needs {planes} plane(s) per pixel, got an array of shape {pixels.shape}")
     height, width = pixels.shape[:2]
-    data = np.ascontiguousarray(pixels, dtype=np.dtype(element).newbyteorder("<")).tobytes()
+    data = np.ascontiguousarray(pixels.astype(np.dtype(element).newbyteorder("<"), copy=False)).tobytes()
     return HEADER.pack(MAGIC, VERSION, mode, frame_number, width, height, 0, HEADER.size, 0, 0) + data
 
 

@@ -194,7 +194,7 @@ class VideoView:
         if self.mode is VideoMode.Y8 and image.ndim == 3:
             return (image @ LUMA).round().astype(np.uint8)
         if self.mode is VideoMode.RGB24 and image.ndim == 2:
-            return np.repeat(image[..., np.newaxis], 3, axis=2)
+            return np.stack([image] * 3, axis=-1)
         return image
 
     def encode(self, frame: Frame, image: np.ndarray) -> bytes:
