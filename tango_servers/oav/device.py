@@ -16,7 +16,7 @@ from tango.server import Device, attribute, class_property, command, device_prop
 
 from ophyd_tango.core import lima_video
 
-from ..common import AttributeFollower, EventPublisher, refuse
+from ..common import AttributeFollower, EventPublisher, refusals, refuse
 from ..common.data_roots import DataRoots, FileExists, OutsideDataRoots, first_free_name, write_new_file
 from .backend import CameraBackend, Frame, ImageMode, SampleScene, UnsupportedSetting, make_backend
 from .config import (
@@ -305,10 +305,8 @@ class OAV(Device):
         return self._video.mode.name
 
     def write_video_mode(self, value: str) -> None:
-        try:
+        with refusals("OAV.write_video_mode", ValueError, reason="OAV_BadVideoMode"):
             self._video.mode = video_mode_named(value)
-        except ValueError as exc:
-            refuse("OAV_BadVideoMode", f"{exc}.", "OAV.write_video_mode")
 
     @attribute(
         dtype=bool, access=AttrWriteType.READ_WRITE,
@@ -334,10 +332,8 @@ class OAV(Device):
         return np.array(self._video.bin, dtype=np.uint32)
 
     def write_video_bin(self, value) -> None:
-        try:
+        with refusals("OAV.write_video_bin", ValueError, reason="OAV_BadVideoBin"):
             self._video.set_bin([int(v) for v in value])
-        except ValueError as exc:
-            refuse("OAV_BadVideoBin", f"{exc}.", "OAV.write_video_bin")
 
     @attribute(
         dtype=(np.int32,), max_dim_x=4, access=AttrWriteType.READ_WRITE,
@@ -347,10 +343,8 @@ class OAV(Device):
         return np.array(self._video.roi, dtype=np.int32)
 
     def write_video_roi(self, value) -> None:
-        try:
+        with refusals("OAV.write_video_roi", ValueError, reason="OAV_BadVideoRoi"):
             self._video.set_roi([int(v) for v in value])
-        except ValueError as exc:
-            refuse("OAV_BadVideoRoi", f"{exc}.", "OAV.write_video_roi")
 
     @attribute(
         dtype=(np.uint32,), max_dim_x=4, label="Image sizes:Signed, Depth, Width, Height",
