@@ -80,6 +80,7 @@ class OAV(Device):
         self._followers: dict[str, AttributeFollower] = {}
         self._read_frame: Frame | None = None
         self._jpeg_cache: tuple[int, bytes] | None = None
+        self._video_cache: tuple[tuple, bytes] | None = None
         self._acquire_started = time.time()
         self._zoom: ZoomControl = getattr(self, "_zoom", None) or ZoomControl()  # Init keeps the zoom
         self._video: VideoView = getattr(self, "_video", None) or VideoView()  # and the video settings
@@ -218,7 +219,13 @@ class OAV(Device):
     def _video_image(self, frame: Frame | None) -> bytes:
         if frame is None:
             return lima_video.encode(self._video.mode, lima_video.NO_FRAME, None)
-        return self._video.encode(frame, self._cropped(frame))
+        # Events and reads of one frame share one encoding (RGB24 conversion included).
+        key = (frame.counter, self._zoom.level, self._video.mode, self._video.bin, self._video.roi)
+        cached = self._video_cache
+        if cached is None or cached[0] != key:
+            cached = (key, self._video.encode(frame, self._cropped(frame)))
+            self._video_cache = cached
+        return cached[1]
 
     def _video_frame(self) -> Frame | None:
         return self._read_frame if self._video.active else self._video_held
