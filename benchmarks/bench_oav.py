@@ -102,10 +102,18 @@ def bench_tango(seconds: float) -> list[str]:
         rate = (counters[-1] - counters[0]) / (events[-1][1] - events[1][1])
         rows.append(f"| image_counter events (asked 25 frames/s) | {rate:.1f} /s | 25 /s | {rate / 25:.2f} |")
         rows.append(f"| OAV server CPU while delivering 25 frames/s | {cpu * 100:.0f} % of one core | | |")
-        for name in ("image", "video_last_image", "image_jpeg"):
+        for name, video_mode in (
+            ("image", ""),
+            ("video_last_image", "RGB24"),
+            ("video_last_image", "Y8"),
+            ("image_jpeg", ""),
+        ):
+            if video_mode:
+                oav.write_attribute("video_mode", video_mode)
             read = per_call(lambda n=name: oav.read_attribute(n), seconds / 3)
+            what = f"`{name}` {video_mode}".rstrip()
             rows.append(
-                f"| read `{name}` | {read * 1e3:.2f} ms ({1 / read:.0f} /s) | 40 ms (25 /s) | {0.04 / read:.1f}x |"
+                f"| read {what} | {read * 1e3:.2f} ms ({1 / read:.0f} /s) | 40 ms (25 /s) | {0.04 / read:.1f}x |"
             )
     finally:
         stack.down()

@@ -31,6 +31,7 @@ from p4p import Value
 from p4p.nt import NTEnum, NTNDArray, NTScalar
 from tango import AttrQuality
 
+from ophyd_tango.core import lima_video
 from ophyd_tango.core.errors import is_unreachable
 from ophyd_tango.core.quality import Severity, severity_of_quality
 from ophyd_tango.core.subscription import AttributeUpdate
@@ -307,21 +308,6 @@ class ImageMapping(AttributeMapping):
         raise TypeError(f"{self.device}/{self.attribute} is an image; the bridge does not write images to Tango")
 
 
-# Lima's VIDEO_IMAGE: magic, version, mode, frame number, width, height, endianness, header size, 2 pads.
-_VIDEO_HEADER = struct.Struct("!IHHqiiHHHH")
-_VIDEO_MAGIC = 0x5644454F  # "VDEO"
-# Lima video modes this bridge decodes: number -> (element dtype, planes, reorder planes to RGB)
-_VIDEO_MODES = {
-    0: ("u1", 1, None),  # Y8
-    1: ("u2", 1, None),  # Y16
-    2: ("u4", 1, None),  # Y32
-    6: ("u1", 3, None),  # RGB24
-    7: ("u1", 4, None),  # RGB32
-    8: ("u1", 3, [2, 1, 0]),  # BGR24
-    9: ("u1", 4, [2, 1, 0, 3]),  # BGR32
-}
-
-
 def decode_encoded_image(fmt: str, data: bytes) -> tuple[np.ndarray, int, int | None]:
     """A DevEncoded (format, data) pair -> (pixels, areaDetector ColorMode, frame number or None).
 
@@ -334,18 +320,10 @@ def decode_encoded_image(fmt: str, data: bytes) -> tuple[np.ndarray, int, int | 
         width, height = struct.unpack_from(">HH", data)
         dtype, planes = {"GRAY8": (">u1", 1), "GRAY16": (">u2", 1), "RGB24": (">u1", 3)}[kind]
         return _pixels(data, 4, np.dtype(dtype), height, width, planes), _color_mode(planes), None
-    if kind == "VIDEO_IMAGE":
-        magic, _version, mode, frame, width, height, endian, header_size, _, _ = _VIDEO_HEADER.unpack_from(data)
-        if magic != _VIDEO_MAGIC or mode not in _VIDEO_MODES:
-            raise ValueError(f"VIDEO_IMAGE with magic {magic:#x} and mode {mode} is not one the PVA bridge decodes")
-        element, planes, order = _VIDEO_MODES[mode]
-        dtype = np.dtype(element).newbyteorder(">" if endian else "<")
-        pixels = _pixels(data, header_size, dtype, height, width, planes)
-        if order is not None:
-            pixels = pixels[..., order]
-        if planes == 4:
-            pixels = pixels[..., :3]  # drop alpha: NTNDArray colour modes are RGB
-        return np.ascontiguousarray(pixels), _color_mode(min(planes, 3)), frame
+    if kind == lima_video.VIDEO_IMAGE_FORMAT:
+        video = lima_video.decode(data)  # ValueError: names what it cannot decode
+        pixels = video.display()
+        return pixels, _color_mode(1 if pixels.ndim == 2 else 3), video.frame_number
     if kind.startswith("JPEG"):
         from PIL import Image
 

@@ -59,9 +59,8 @@ class CameraBackend(Protocol):
     """What the OAV device needs from a camera: live frames plus the usual video settings."""
 
     @property
-    def mode(self) -> ImageMode: ...
-
-    def set_mode(self, mode: ImageMode) -> None: ...
+    def mode(self) -> ImageMode:
+        """The image mode chosen when the camera was made (`make_backend`)."""
 
     @property
     def acquiring(self) -> bool: ...

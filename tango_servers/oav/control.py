@@ -1,19 +1,21 @@
 """The OAV's logic without Tango: the calibration in force, the zoom level, the Lima video image.
 
-The device maps attributes and commands onto `ZoomControl`; a calibration that fails to load
-keeps the last good one in force and says why.
+The device maps attributes and commands onto `ZoomControl` and `VideoView`; a calibration that
+fails to load keeps the last good one in force and says why.
 """
 
 from __future__ import annotations
 
-import struct
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from .backend import CameraBackend, Frame, ImageMode
+from ophyd_tango.core import lima_video
+from ophyd_tango.core.lima_video import VideoMode
+
+from .backend import CameraBackend, Frame
 from .config import (
     BeamCentre,
     ConfigFileError,
@@ -27,12 +29,11 @@ from .config import (
     load_zoom_levels,
 )
 
-# Lima's VIDEO_IMAGE layout: a big-endian header, then the pixels row by row.
-VIDEO_IMAGE_FORMAT = "VIDEO_IMAGE"
-VIDEO_HEADER = struct.Struct("!IHHqiiHHHH")  # magic, version, mode, frame, width, height, endian, size, pad, pad
-VIDEO_MAGIC = 0x5644454F  # "VDEO"
-VIDEO_MODES = {ImageMode.MONO8: (0, "Y8"), ImageMode.RGB: (6, "RGB24")}  # Lima VideoMode Y8, RGB24
-LIMA_MODE_NAMES = {name: mode for mode, (_, name) in VIDEO_MODES.items()}
+# The video modes served, converted from either image mode; RGB24 first: the default, the one
+# MXCuBE's TangoLimaVideo asks for.
+VIDEO_MODES = (VideoMode.RGB24, VideoMode.Y8)
+LUMA = np.array([0.299, 0.587, 0.114])  # ITU-R BT.601 weights of R, G, B for Y8 from colour
+MAX_VIDEO_BIN = 16
 STALL_PERIODS = 5  # frames missed (and at least 2 s) before an acquiring camera counts as stalled
 
 
@@ -145,14 +146,60 @@ class ZoomControl:
         )
 
 
-def video_image(frame: Frame, image: np.ndarray) -> tuple[str, bytes]:
-    """Lima VIDEO_IMAGE of `image` (the frame as shown): a 32-byte big-endian header + pixels."""
-    image = np.ascontiguousarray(image)
-    header = VIDEO_HEADER.pack(
-        VIDEO_MAGIC, 1, VIDEO_MODES[frame.mode][0], frame.counter, image.shape[1], image.shape[0], 0,
-        VIDEO_HEADER.size, 0, 0,
-    )  # fmt: skip
-    return VIDEO_IMAGE_FORMAT, header + image.tobytes()
+def video_mode_named(name: str) -> VideoMode:
+    """The Lima video mode named `name` (any case); ValueError lists the names allowed."""
+    mode = VideoMode.__members__.get(name.strip().upper())
+    if mode not in VIDEO_MODES:
+        allowed = ", ".join(m.name for m in VIDEO_MODES)
+        raise ValueError(f"video_mode {name!r} is not one this camera supports; use one of: {allowed}")
+    return mode
+
+
+@dataclass
+class VideoView:
+    """Lima's video settings over the image shown: `active`, then `bin`, then `roi` in binned
+    pixels (x, y, width, height; a zero size is the whole image, a roi past the edge is clipped),
+    then `mode`: the pixels converted to RGB24 (grey repeated) or Y8 (BT.601 luma), as Lima's
+    video converts the camera's image to the video mode asked for."""
+
+    active: bool = True
+    mode: VideoMode = VideoMode.RGB24
+    bin: tuple[int, int] = (1, 1)
+    roi: tuple[int, int, int, int] = (0, 0, 0, 0)
+
+    def set_bin(self, values: list[int]) -> None:
+        if len(values) != 2 or not all(1 <= v <= MAX_VIDEO_BIN for v in values):
+            raise ValueError(f"video_bin {list(values)} must be two factors, x and y, each 1..{MAX_VIDEO_BIN}")
+        self.bin = (int(values[0]), int(values[1]))
+
+    def set_roi(self, values: list[int]) -> None:
+        if len(values) != 4 or min(values) < 0 or (values[2] == 0) != (values[3] == 0):
+            raise ValueError(
+                f"video_roi {list(values)} must be x, y, width, height, none negative "
+                "(width and height both 0 for the whole image)"
+            )
+        self.roi = (int(values[0]), int(values[1]), int(values[2]), int(values[3]))
+
+    def apply(self, image: np.ndarray) -> np.ndarray:
+        """`image` (h, w) or (h, w, 3) uint8 binned by block means, cut to the roi, converted to `mode`."""
+        bx, by = self.bin
+        if (bx, by) != (1, 1):
+            rows, cols = image.shape[0] // by, image.shape[1] // bx
+            blocks = image[: rows * by, : cols * bx].reshape(rows, by, cols, bx, *image.shape[2:])
+            image = blocks.mean(axis=(1, 3)).round().astype(np.uint8)
+        x, y, width, height = self.roi
+        if width and height:
+            cut = image[y : y + height, x : x + width]
+            image = cut if cut.size else image
+        if self.mode is VideoMode.Y8 and image.ndim == 3:
+            return (image @ LUMA).round().astype(np.uint8)
+        if self.mode is VideoMode.RGB24 and image.ndim == 2:
+            return np.stack([image] * 3, axis=-1)
+        return image
+
+    def encode(self, frame: Frame, image: np.ndarray) -> bytes:
+        """The VIDEO_IMAGE bytes of `image` (the frame as shown), with Lima's 0-based frame number."""
+        return lima_video.encode(self.mode, frame.counter - 1, self.apply(image))
 
 
 def stalled(camera: CameraBackend, acquiring_since: float, now: float) -> bool:

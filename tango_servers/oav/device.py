@@ -14,14 +14,17 @@ from PIL import Image
 from tango import AttrQuality, AttrWriteType, DevState, EventType
 from tango.server import Device, attribute, class_property, command, device_property, run
 
-from ..common import AttributeFollower, EventPublisher, refuse
+from ophyd_tango.core import lima_video
+
+from ..common import AttributeFollower, EventPublisher, refusals, refuse
+from ..common.data_roots import DataRoots, FileExists, OutsideDataRoots, first_free_name, write_new_file
 from .backend import CameraBackend, Frame, ImageMode, SampleScene, UnsupportedSetting, make_backend
 from .config import (
     ConfigFileError,
     default_display_config_path,
     default_zoom_levels_path,
 )
-from .control import LIMA_MODE_NAMES, VIDEO_MODES, ZoomControl, stalled, video_image
+from .control import VIDEO_MODES, VideoView, ZoomControl, stalled, video_mode_named
 from .mjpeg import encode_jpeg
 
 MAX_WIDTH, MAX_HEIGHT = 4096, 4096
@@ -45,7 +48,9 @@ class OAV(Device):
 
     backend = device_property(dtype=str, default_value="sim", doc="camera backend: 'sim' or 'mjpeg'")
     mjpeg_url = device_property(dtype=str, default_value="", doc="MJPEG stream URL for backend 'mjpeg'")
-    image_mode = device_property(dtype=str, default_value="mono8", doc="initial image mode: mono8 or rgb")
+    image_mode = device_property(
+        dtype=str, default_value="mono8", doc="the camera's image mode: mono8 or rgb (video_mode converts either)"
+    )
     sensor_width = device_property(dtype=int, default_value=1024, doc="simulated sensor width, pixels")
     sensor_height = device_property(dtype=int, default_value=768, doc="simulated sensor height, pixels")
     seed = device_property(dtype=int, default_value=0, doc="seed of the simulator's noise and dust")
@@ -57,7 +62,12 @@ class OAV(Device):
     axis_attribute = device_property(dtype=str, default_value="position", doc="attribute followed on each axis")
     zoom_levels_file = device_property(dtype=str, default_value="", doc="zoom levels YAML; '' = packaged")
     display_config_file = device_property(dtype=str, default_value="", doc="beam centres YAML; '' = packaged")
-    snapshot_directory = device_property(dtype=str, default_value="", doc="where relative Snapshot paths go")
+    data_roots = device_property(
+        dtype=(str,), default_value=[], doc="directories Snapshot may write under; empty: the stack's data directory"
+    )
+    snapshot_directory = device_property(
+        dtype=str, default_value="", doc="where relative Snapshot paths go ('' = <first data root>/<device name>)"
+    )
     jpeg_quality = device_property(dtype=int, default_value=90, doc="quality of image_jpeg and .jpg snapshots")
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -70,8 +80,18 @@ class OAV(Device):
         self._followers: dict[str, AttributeFollower] = {}
         self._read_frame: Frame | None = None
         self._jpeg_cache: tuple[int, bytes] | None = None
+        self._video_cache: tuple[tuple, bytes] | None = None
         self._acquire_started = time.time()
         self._zoom: ZoomControl = getattr(self, "_zoom", None) or ZoomControl()  # Init keeps the zoom
+        self._video: VideoView = getattr(self, "_video", None) or VideoView()  # and the video settings
+        self._video_held: Frame | None = None  # the video image kept while video_active is False
+        self._roots: DataRoots | None = None
+        self._roots_error = ""
+        try:
+            self._roots = DataRoots.from_setting(self.data_roots)
+        except OutsideDataRoots as exc:
+            self._roots_error = str(exc)
+            self.error_stream(self._roots_error)
         self._zoom.load(*self._config_paths())
         if self._zoom.error:
             self.error_stream(f"calibration not loaded: {self._zoom.error}")
@@ -83,6 +103,7 @@ class OAV(Device):
             "image_jpeg",
             "acquiring",
             "video_live",
+            "video_active",
             "microns_per_pixel_x",
             "microns_per_pixel_y",
             "beam_centre_x",
@@ -169,6 +190,8 @@ class OAV(Device):
             lines.append(_following_text(axis, follower))
         if self._zoom.error:
             lines.append(self._zoom.error_line())
+        if self._roots_error:
+            lines.append(f"Snapshots refused: {self._roots_error}.")
         return "\n".join(lines)
 
     # -- frames ------------------------------------------------------------------------------------
@@ -193,8 +216,19 @@ class OAV(Device):
         image = self._cropped(frame)
         return image.reshape(image.shape[0], -1)  # rgb: (h, w * 3), channels interleaved
 
-    def _video_image(self, frame: Frame) -> tuple[str, bytes]:
-        return video_image(frame, self._cropped(frame))
+    def _video_image(self, frame: Frame | None) -> bytes:
+        if frame is None:
+            return lima_video.encode(self._video.mode, lima_video.NO_FRAME, None)
+        # Events and reads of one frame share one encoding (RGB24 conversion included).
+        key = (frame.counter, self._zoom.level, self._video.mode, self._video.bin, self._video.roi)
+        cached = self._video_cache
+        if cached is None or cached[0] != key:
+            cached = (key, self._video.encode(frame, self._cropped(frame)))
+            self._video_cache = cached
+        return cached[1]
+
+    def _video_frame(self) -> Frame | None:
+        return self._read_frame if self._video.active else self._video_held
 
     def _jpeg(self, frame: Frame) -> bytes:
         cached = self._jpeg_cache
@@ -207,13 +241,14 @@ class OAV(Device):
         """Push the per-frame events (called from the FramePublisher thread)."""
         stamp, valid = frame.timestamp, AttrQuality.ATTR_VALID
         self.push_change_event("image_counter", frame.counter, stamp, valid)
-        self.push_change_event("video_last_image_counter", frame.counter, stamp, valid)
+        if self._video.active:
+            self.push_change_event("video_last_image_counter", frame.counter, stamp, valid)
         # Images travel only to clients that asked for them.
         if self.is_there_subscriber("image", EventType.CHANGE_EVENT):
             self.push_change_event("image", self._image_2d(frame), stamp, valid)
-        if self.is_there_subscriber("video_last_image", EventType.CHANGE_EVENT):
-            fmt, data = self._video_image(frame)
-            self.push_change_event("video_last_image", fmt, data, stamp, valid)
+        if self._video.active and self.is_there_subscriber("video_last_image", EventType.CHANGE_EVENT):
+            data = self._video_image(frame)
+            self.push_change_event("video_last_image", lima_video.VIDEO_IMAGE_FORMAT, data, stamp, valid)
         if self.is_there_subscriber("image_jpeg", EventType.CHANGE_EVENT):
             self.push_change_event("image_jpeg", "JPEG", self._jpeg(frame), stamp, valid)
 
@@ -257,29 +292,83 @@ class OAV(Device):
         frame = self._frame()
         return "JPEG", self._jpeg(frame), frame.timestamp, AttrQuality.ATTR_VALID
 
-    # Lima video names, for MXCuBE-style clients.
-    @attribute(dtype=tango.DevEncoded, doc="Lima VIDEO_IMAGE: 32-byte big-endian header + pixels")
+    # LimaCCDs video attributes (Lima-tango-python lima/server/LimaCCDs.py), for MXCuBE-style clients.
+    @attribute(dtype=tango.DevEncoded, doc="Lima VIDEO_IMAGE: 32-byte big-endian header + pixels (frame -1: none yet)")
     def video_last_image(self):
-        frame = self._frame()
-        fmt, data = self._video_image(frame)
-        return fmt, data, frame.timestamp, AttrQuality.ATTR_VALID
+        frame = self._video_frame()
+        stamp = frame.timestamp if frame else time.time()
+        return lima_video.VIDEO_IMAGE_FORMAT, self._video_image(frame), stamp, AttrQuality.ATTR_VALID
 
-    @attribute(dtype=np.int64, doc="Number of the frame in video_last_image (Lima name)")
+    @attribute(dtype=np.int64, doc="Number of images in video_last_image so far (Lima name)")
     def video_last_image_counter(self):
-        return self._counter_reading()
+        frame = self._video_frame()
+        return (frame.counter, frame.timestamp, AttrQuality.ATTR_VALID) if frame else 0
 
     @attribute(
         dtype=str, access=AttrWriteType.READ_WRITE, memorized=True, hw_memorized=True,
-        doc="Lima video mode: Y8 (mono8) or RGB24 (rgb)",
+        doc="Lima video mode of video_last_image: RGB24 (default) or Y8, converted from the camera's image",
     )  # fmt: skip
     def video_mode(self) -> str:
-        return VIDEO_MODES[self._camera_mode()][1]
+        return self._video.mode.name
 
     def write_video_mode(self, value: str) -> None:
-        mode = LIMA_MODE_NAMES.get(value.strip().upper())
-        if mode is None:
-            refuse("OAV_BadVideoMode", f"video_mode {value!r} is not supported; use Y8 or RGB24", "OAV.video_mode")
-        self._require_camera().set_mode(mode)
+        with refusals("OAV.write_video_mode", ValueError, reason="OAV_BadVideoMode"):
+            self._video.mode = video_mode_named(value)
+
+    @attribute(
+        dtype=bool, access=AttrWriteType.READ_WRITE,
+        doc="Lima name: True while video_last_image follows the frames; False keeps the last one",
+    )  # fmt: skip
+    def video_active(self) -> bool:
+        return self._video.active
+
+    def write_video_active(self, value: bool) -> None:
+        self._set_video_active(bool(value))
+
+    def _set_video_active(self, active: bool) -> None:
+        if self._video.active and not active:
+            self._video_held = self._camera.last_frame() if self._camera is not None else None
+        self._video.active = active
+        self.push_change_event("video_active", active)
+
+    @attribute(
+        dtype=(np.uint32,), max_dim_x=2, access=AttrWriteType.READ_WRITE,
+        doc="Lima video binning: x, y factors (block means) applied to video_last_image",
+    )  # fmt: skip
+    def video_bin(self):
+        return np.array(self._video.bin, dtype=np.uint32)
+
+    def write_video_bin(self, value) -> None:
+        with refusals("OAV.write_video_bin", ValueError, reason="OAV_BadVideoBin"):
+            self._video.set_bin([int(v) for v in value])
+
+    @attribute(
+        dtype=(np.int32,), max_dim_x=4, access=AttrWriteType.READ_WRITE,
+        doc="Lima video roi: x, y, width, height in binned pixels of video_last_image; 0, 0, 0, 0 = all",
+    )  # fmt: skip
+    def video_roi(self):
+        return np.array(self._video.roi, dtype=np.int32)
+
+    def write_video_roi(self, value) -> None:
+        with refusals("OAV.write_video_roi", ValueError, reason="OAV_BadVideoRoi"):
+            self._video.set_roi([int(v) for v in value])
+
+    @attribute(
+        dtype=(np.uint32,), max_dim_x=4, label="Image sizes:Signed, Depth, Width, Height",
+        doc="Lima image_sizes of `image`: signed (0), bytes per pixel (1 Y8, 3 RGB24), width, height",
+    )  # fmt: skip
+    def image_sizes(self):
+        frame = self._read_frame
+        depth = 3 if (frame.mode if frame else self._camera_mode()) is ImageMode.RGB else 1
+        height, width = self._cropped(frame).shape[:2] if frame else (0, 0)
+        return np.array([0, depth, width, height], dtype=np.uint32)
+
+    @command(dtype_in=str, dtype_out=(str,), doc_in="attribute name", doc_out="the values it accepts")
+    def getAttrStringValueList(self, name: str) -> list[str]:
+        """LimaCCDs' command: the allowed values of a string setting ([] for other names)."""
+        if name.strip().lower() == "video_mode":
+            return [mode.name for mode in VIDEO_MODES]
+        return []
 
     # -- acquisition -------------------------------------------------------------------------------
     @attribute(dtype=bool, doc="True while the camera delivers frames (Start / Stop)")
@@ -295,6 +384,7 @@ class OAV(Device):
 
     def write_video_live(self, value: bool) -> None:
         if value:
+            self._set_video_active(True)  # live video is active video, as in Lima's CtVideo
             self.Start()
         else:
             self.Stop()
@@ -389,28 +479,50 @@ class OAV(Device):
     @command(
         dtype_in=str,
         dtype_out=str,
-        doc_in="File path ending in .png, .jpg or .jpeg (relative: in snapshot_directory; '' picks a name)",
+        doc_in="New .png, .jpg or .jpeg file inside data_roots (relative: in snapshot_directory; '' picks a name)",
         doc_out="Absolute path of the file written",
     )
     def Snapshot(self, path: str) -> str:
         frame = self._require_camera().last_frame()
         if frame is None:
             refuse("OAV_NoFrame", "No frame to save yet: start the camera first.", "OAV.Snapshot")
-        target = Path(path.strip() or f"oav_snapshot_{frame.counter:06d}.png").expanduser()
-        if not target.is_absolute():
-            target = Path(self.snapshot_directory or ".").expanduser().resolve() / target
-        kind = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG"}.get(target.suffix.lower())
-        if kind is None:
-            refuse("OAV_BadSnapshotPath", f"{target}: use a .png, .jpg or .jpeg file name.", "OAV.Snapshot")
         try:
-            target.parent.mkdir(parents=True, exist_ok=True)
-            partial = target.with_name(f".{target.name}.partial")
+            target = self._snapshot_target(path.strip(), frame)
+            kind = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG"}.get(target.suffix.lower())
+            if kind is None:
+                refuse(
+                    "OAV_BadSnapshotPath",
+                    f"Snapshot path {target}: use a .png, .jpg or .jpeg file name.",
+                    "OAV.Snapshot",
+                )
             options = {"quality": self.jpeg_quality} if kind == "JPEG" else {}
-            Image.fromarray(np.ascontiguousarray(self._cropped(frame))).save(partial, format=kind, **options)
-            partial.replace(target)  # readers never see half a file
+            image = Image.fromarray(np.ascontiguousarray(self._cropped(frame)))
+            write_new_file(target, lambda file: image.save(file, format=kind, **options))
+        except (OutsideDataRoots, FileExists) as exc:
+            refuse("OAV_BadSnapshotPath", f"{exc}.", "OAV.Snapshot")
         except OSError as exc:
-            refuse("OAV_SnapshotFailed", f"cannot write {target}: {exc.strerror or exc}", "OAV.Snapshot")
+            refuse(
+                "OAV_SnapshotFailed", f"cannot write {path or 'the snapshot'}: {exc.strerror or exc}", "OAV.Snapshot"
+            )
         return str(target)
+
+    def _snapshot_target(self, path: str, frame: Frame) -> Path:
+        """The checked file a Snapshot writes: inside the data roots, its directory made there."""
+        if self._roots is None:
+            raise OutsideDataRoots(self._roots_error)
+        roots = self._roots
+        directory = Path(self.snapshot_directory).expanduser() if self.snapshot_directory else None
+        if directory is None:
+            directory = roots.roots[0] / self.get_name().replace("/", "_")
+        if not path or not Path(path).expanduser().is_absolute():
+            directory = roots.check(directory, "device property snapshot_directory")
+        if not path:
+            directory = roots.make_directory(directory, "device property snapshot_directory")
+            return first_free_name(directory, f"oav_snapshot_{frame.counter:06d}", ".png")
+        given = Path(path).expanduser()
+        target = roots.check(given if given.is_absolute() else directory / given, "Snapshot path")
+        roots.make_directory(target.parent, "Snapshot path")
+        return target
 
     # -- zoom and calibration ---------------------------------------------------------------------
     def _config_paths(self) -> tuple[Path, Path]:

@@ -156,9 +156,6 @@ class MjpegCamera:
     def mode(self) -> ImageMode:
         return self._mode
 
-    def set_mode(self, mode: ImageMode) -> None:
-        self._mode = ImageMode(mode)
-
     @property
     def acquiring(self) -> bool:
         return self._acquiring

@@ -119,9 +119,6 @@ class SimCamera:
     def mode(self) -> ImageMode:
         return self._state.mode
 
-    def set_mode(self, mode: ImageMode) -> None:
-        self._update(mode=ImageMode(mode))
-
     @property
     def acquiring(self) -> bool:
         return self._acquiring
