@@ -64,7 +64,7 @@ def test_pilatus_file_events(stack, client, tmp_path, request):
     pubsub = _subscribe(client, key)
     pilatus = stack.proxy(PILATUS)
     pilatus.abortAcq()
-    wait_until(lambda: pilatus.acq_status.name in ("Ready", "Fault"), 10, message="Pilatus idle")
+    wait_until(lambda: pilatus.acq_status in ("Ready", "Fault"), 10, message="Pilatus idle")
     settings = {
         "saving_directory": str(tmp_path),
         "saving_prefix": "redis_",
