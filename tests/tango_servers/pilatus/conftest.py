@@ -140,6 +140,7 @@ def reset(proxy: tango.DeviceProxy, directory: Path) -> None:
     wait_until(lambda: proxy.acq_status in ("Ready", "Fault"), 10, message="Pilatus to be idle")
     settings = {
         "saving_directory": str(directory),
+        "saving_index_format": "%04d",
         "saving_prefix": "scan_",
         "saving_next_number": 0,
         "saving_format": "HDF5BS",
