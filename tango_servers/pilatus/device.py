@@ -211,7 +211,7 @@ class LimaCCDs(Device):
         self._settings = {"acq_mode": "SINGLE", "image_rotation": "NONE", "video_mode": "Y32"}
         self._acc_max_expo_time = 1.0
         self._publisher: EventPublisher[tuple[str, Any]] = EventPublisher("pilatus-events", self._publish)
-        for name in (*EVENT_ATTRIBUTES, "image_preview", "State", "Status"):
+        for name in (*EVENT_ATTRIBUTES, "image_preview", "last_image", "State", "Status"):
             self.set_change_event(name, True, False)
         try:
             self._setup()
