@@ -221,7 +221,7 @@ def _apply(tango_host: str, state_dir: Path, yaml_path: Path) -> SardanaLayout:
         for controller in pool.get("controllers", {}).values():
             props = controller.get("properties") or {}
             if "SavingDirectory" in props and not props["SavingDirectory"]:
-                saving = base / "frames"
+                saving = state_dir / "data" / "sardana_frames"  # inside the Pilatus's data root
                 saving.mkdir(parents=True, exist_ok=True)
                 props["SavingDirectory"] = str(saving)
     config.pop("tango_host", None)

@@ -82,7 +82,6 @@ class PilatusTwoDController(TwoDController, Referable):
         self._frame_cache: tuple[int, np.ndarray] | None = None
         self._shape: tuple[int, int] | None = None
         self._measurement = 0
-        self._status_labels: list[str] | None = None
         self._error = ""  # why the last frame could not be triggered (reported as Fault)
 
     # -- configuration --------------------------------------------------------------------------
@@ -155,11 +154,7 @@ class PilatusTwoDController(TwoDController, Referable):
         self._frame_cache = None
 
     def _write_setting(self, name: str, value) -> None:
-        proxy = self._link.proxy
-        if isinstance(value, str) and name in ("acq_trigger_mode", "saving_mode"):
-            labels = list(proxy.get_attribute_config(name).enum_labels)
-            value = labels.index(value)
-        proxy.write_attribute(name, value)
+        self._link.proxy.write_attribute(name, value)  # LimaCCDs settings are strings
 
     def _wait_ready(self) -> None:
         """Our own acquisition left running (a scan that ended early) is aborted before the next one;
@@ -185,9 +180,7 @@ class PilatusTwoDController(TwoDController, Referable):
             raise RuntimeError(f"{self.Device} is in Fault: {self._link.read('acq_status_fault_error')}")
 
     def _acq_status(self) -> str:
-        if self._status_labels is None:
-            self._status_labels = list(self._link.proxy.get_attribute_config("acq_status").enum_labels)
-        return self._status_labels[self._link.read("acq_status")]
+        return str(self._link.read("acq_status"))
 
     def LoadOne(self, axis, value, repetitions, latency):
         # A channel counted on its own (no PrepareOne) gets a one-frame acquisition in StartOne.
@@ -218,8 +211,7 @@ class PilatusTwoDController(TwoDController, Referable):
             status_attr, saved_attr = self._link.proxy.read_attributes(["acq_status", "last_image_saved"])
         except Exception as exc:
             return State.Fault, f"{self.Device} does not answer: {error_description(exc)}"
-        self._acq_status()  # caches the labels
-        status = self._status_labels[status_attr.value]
+        status = str(status_attr.value)
         if status == "Fault":
             reason = self._link.proxy.read_attribute("acq_status_fault_error").value
             return State.Fault, f"{self.Device}: {reason}"
