@@ -34,7 +34,16 @@ from .backend import (
     TriggerInput,
     TriggerMode,
 )
-from .writer import DATA_PATH, FileMetadata, NexusFile, OverwritePolicy, SavingError, SavingFormat, WriterThread
+from .writer import (
+    DATA_PATH,
+    DetectorFile,
+    FileMetadata,
+    OverwritePolicy,
+    SavingError,
+    SavingFormat,
+    WriterThread,
+    open_file,
+)
 
 FILE_TYPE = "h5"
 INDEX_FORMAT = "{:04d}"
@@ -128,7 +137,7 @@ class _Prepared:
     settings: AcquisitionSettings
     saving: SavingSettings | None  # None: saving off
     file_number: int | None
-    nexus_file: NexusFile | None
+    nexus_file: DetectorFile | None
 
 
 class AcquisitionControl:
@@ -290,7 +299,7 @@ class AcquisitionControl:
                 f"for {frames} frames: free space or choose another saving_directory"
             )
 
-    def _open_file(self, saving: SavingSettings, settings: AcquisitionSettings, number: int) -> NexusFile:
+    def _open_file(self, saving: SavingSettings, settings: AcquisitionSettings, number: int) -> DetectorFile:
         metadata = FileMetadata(
             expo_time=settings.expo_time,
             latency_time=settings.latency_time,
@@ -301,7 +310,7 @@ class AcquisitionControl:
             threshold_gain=self.backend.threshold_gain.name,
             description=self.description,
         )
-        return NexusFile(
+        return open_file(
             saving.file_path(number),
             self.backend.geometry,
             saving.format,

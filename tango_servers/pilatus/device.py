@@ -12,7 +12,7 @@ the PSO: every pulse on `trigger_source` makes one frame, and the acquisition en
 
 `file_event` (JSON, change events) announces each file at open (done=false) and at close
 (done=true, success=true|false) with `file_path`, `file_type` "h5" and `hinted_location`
-{"data": "/entry/instrument/detector/data"}.
+{"data": "/entry_0000/measurement/data"}.
 """
 
 import contextlib
@@ -470,7 +470,7 @@ class Pilatus(Device):
     @attribute(
         dtype=str,
         doc='JSON announcing each file at open and close: {"file_path", "file_type": "h5", '
-        '"hinted_location": {"data": "/entry/instrument/detector/data"}, "done", "success"}',
+        '"hinted_location": {"data": "/entry_0000/measurement/data"}, "done", "success"}',
     )
     def file_event(self) -> str:
         return self._control.file_event

@@ -10,7 +10,7 @@ import tango
 
 from tango_servers.stack.waiting import wait_until
 
-DATA = "/entry/instrument/detector/data"
+DATA = "/entry_0000/measurement/data"
 
 
 def wait_ready(proxy: tango.DeviceProxy, timeout: float = 10.0) -> None:
@@ -40,11 +40,11 @@ def test_internal_trigger_writes_nexus_file(pilatus, events, tmp_path):
         data = f[DATA]
         assert data.shape == (10, pilatus.image_height, pilatus.image_width)
         assert data.dtype == np.int32
-        assert f["/entry"].attrs["NX_class"] == "NXentry"
-        assert f["/entry/instrument"].attrs["NX_class"] == "NXinstrument"
-        assert f["/entry/instrument/detector"].attrs["NX_class"] == "NXdetector"
-        assert f["/entry/instrument/detector/count_time"][()] == 0.01
-        assert f["/entry/instrument/detector/trigger_mode"][()] == b"INTERNAL_TRIGGER"
+        assert f["/entry_0000"].attrs["NX_class"] == "NXentry"
+        assert f["/entry_0000/instrument"].attrs["NX_class"] == "NXinstrument"
+        assert f["/entry_0000/instrument/Pilatus"].attrs["NX_class"] == "NXdetector"
+        assert f["/entry_0000/instrument/Pilatus/count_time"][()] == 0.01
+        assert f["/entry_0000/instrument/Pilatus/trigger_mode"][()] == b"INTERNAL_TRIGGER"
         assert data.chunks == (1, *data.shape[1:])
         assert "32008" in data._filters  # bitshuffle
         assert (data[0][:, 60:65] == -1).all()  # module gap
