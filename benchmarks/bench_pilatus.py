@@ -118,7 +118,7 @@ def main() -> None:
         data_dir = work / "server"
         data_dir.mkdir()
         properties = {"sample_axis": [""], "trigger_source": [""], "default_directory": [str(data_dir)]}
-        config = {"servers": {"Pilatus": {"bench": {"Pilatus": {"sim/pilatus/1": {"properties": properties}}}}}}
+        config = {"servers": {"Pilatus": {"bench": {"LimaCCDs": {"sim/pilatus/1": {"properties": properties}}}}}}
         stack = start_stack(work / "stack", config=config, redis=False, bridges=False)
         try:
             pilatus = stack.proxy("sim/pilatus/1", timeout=10)

@@ -28,6 +28,7 @@ from tango.server import Device, attribute, class_property, command, device_prop
 
 from ..common import AttributeFollower, EventPublisher, publish_roles, refusals, refuse
 from .backend import CamState, Frame, Geometry, SampleInput, ThresholdGain, TriggerMode, make_backend
+from .camera import Pilatus, share_control
 from .control import AcqStatus, AcquisitionControl, ControlRefused, PulseCounter, SavingMode, SavingSettings
 from .writer import OverwritePolicy, SavingFormat
 
@@ -104,7 +105,7 @@ def roi_counts(frame: np.ndarray, roi: tuple[int, ...]) -> float:
     return float(np.maximum(region, 0).sum(dtype=np.int64))
 
 
-class Pilatus(Device):
+class LimaCCDs(Device):
     """A Pilatus hybrid pixel detector (simulated backend), with LimaCCDs attribute and command names."""
 
     bluesky_roles = class_property(dtype=(str,), default_value=BLUESKY_ROLES)
@@ -195,6 +196,7 @@ class Pilatus(Device):
             description=f"Pilatus {width}x{height} (simulated)",
             compression_threads=max(0, self.compression_threads),
         )
+        share_control(self._ctl)  # the Pilatus camera device drives the same detector
         self._follow()
 
     @property
@@ -215,6 +217,7 @@ class Pilatus(Device):
         for follower in getattr(self, "_followers", []):
             follower.close()
         if getattr(self, "_ctl", None) is not None:
+            share_control(None)
             self._ctl.close()
         if hasattr(self, "_publisher"):
             self._publisher.close(wait=5.0)
@@ -599,4 +602,4 @@ def main(args: list[str] | None = None) -> None:
     # frame: room beyond ZMQ's default queue of 1000 so neither side drops events in a burst.
     os.environ.setdefault("TANGO_EVENT_BUFFER_HWM", "20000")
     os.environ.setdefault("TANGO_DS_EVENT_BUFFER_HWM", "20000")
-    run((Pilatus,), args=args)
+    run((LimaCCDs, Pilatus), args=args)

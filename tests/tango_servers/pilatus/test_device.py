@@ -222,7 +222,7 @@ def test_last_image_is_a_binned_preview(pilatus, events):
 
 def test_declares_bluesky_roles(pilatus_stack, pilatus):
     database = tango.Database(*pilatus_stack.tango_host.split(":"))
-    declared = database.get_class_property("Pilatus", ["bluesky_roles"])["bluesky_roles"]
+    declared = database.get_class_property("LimaCCDs", ["bluesky_roles"])["bluesky_roles"]
     roles = dict(item.split("=", 1) for item in declared)
     assert roles["kind"] == "detector"
     assert roles["trigger"] == "softTrigger"
