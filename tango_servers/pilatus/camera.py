@@ -20,7 +20,8 @@ import contextlib
 from tango import AttrWriteType, DevState
 from tango.server import Device, attribute, command
 
-from ..common import refusals
+from ..common import EventPublisher, refusals
+from .backend import CamState
 from .camserver import (
     CAM_STATES,
     FILL_MODES,
@@ -31,15 +32,14 @@ from .camserver import (
     THRESHOLD_RANGE_EV,
     NoControl,
     PilatusCamera,
+    cam_state_label,
     share_control,
+    watch_cam_state,
 )
 from .control import ControlRefused
 
 __all__ = ["Pilatus", "share_control"]
 
-CAM_STATE_POLLING_MS = 200
-"""cam_state change events come from Tango's polling of it: the control layer reports camserver
-states to the LimaCCDs device, not to this one."""
 STRING_SETTINGS = {
     "threshold_gain": THRESHOLD_GAINS,
     "fill_mode": FILL_MODES,
@@ -58,7 +58,22 @@ class Pilatus(Device):
     def init_device(self) -> None:
         super().init_device()
         self._camera = PilatusCamera()
+        self._publisher: EventPublisher[str] = EventPublisher("pilatus-cam-events", self._push_cam_state)
+        self.set_change_event("cam_state", True, False)
+        watch_cam_state(self._cam_state_changed)
         self.set_state(DevState.ON)
+
+    def delete_device(self) -> None:
+        if hasattr(self, "_publisher"):
+            watch_cam_state(self._cam_state_changed, stop=True)
+            self._publisher.close(wait=5.0)
+        super().delete_device()
+
+    def _cam_state_changed(self, state: CamState) -> None:
+        self._publisher.offer(cam_state_label(state))
+
+    def _push_cam_state(self, label: str) -> None:
+        self.push_change_event("cam_state", label)
 
     def dev_state(self) -> DevState:
         return DevState.ON if self._camera.connected else DevState.FAULT
@@ -154,11 +169,7 @@ class Pilatus(Device):
         with _refusals("nb_exposure_per_frame"):
             self._camera.set_nb_exposure_per_frame(int(value))
 
-    @attribute(
-        dtype=str,
-        polling_period=CAM_STATE_POLLING_MS,
-        doc=f"camserver state: {', '.join(CAM_STATES)}; change events",
-    )
+    @attribute(dtype=str, doc=f"camserver state: {', '.join(CAM_STATES)}; change events")
     def cam_state(self) -> str:
         with _refusals("cam_state"):
             return self._camera.cam_state

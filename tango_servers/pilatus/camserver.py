@@ -2,7 +2,8 @@
 
 The plugin (Lima-camera-pilatus `tango/Pilatus.py`, `src/PilatusCamera.cpp`) shares the detector
 control with the LimaCCDs device of its server; so does this one, through `share_control` /
-`shared_control` (the plugin's module-level `get_control()`). Names and value sets are the
+`shared_control` (the plugin's module-level `get_control()`). Camserver state changes reach the
+camera devices from the backend's own thread (`watch_cam_state`). Names and value sets are the
 plugin's: `threshold_gain` DEFAULT, LOW, MID, HIGH, ULTRA_HIGH, AUTO; `fill_mode` ON, OFF;
 `cam_state` the labels of its `__CamStatus`.
 
@@ -13,9 +14,10 @@ path), and the call returns at once.
 """
 
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 
-from .backend import CamState, ThresholdGain
+from .backend import CamState, Frame, ThresholdGain
 from .control import AcqStatus, AcquisitionControl, ControlRefused
 
 THRESHOLD_GAINS = tuple(gain.name for gain in ThresholdGain)
@@ -53,11 +55,35 @@ class NoControl(ControlRefused):
 
 _shared: AcquisitionControl | None = None
 _shared_lock = threading.Lock()
+_cam_state_watchers: list[Callable[[CamState], None]] = []
+
+
+class _CamStateTee:
+    """The backend's listener: everything goes to the control, camserver states to the watchers too."""
+
+    def __init__(self, control: AcquisitionControl) -> None:
+        self._control = control
+
+    def frame_ready(self, frame: Frame) -> None:
+        self._control.frame_ready(frame)
+
+    def acquisition_ended(self, frames: int, error: str | None) -> None:
+        self._control.acquisition_ended(frames, error)
+
+    def cam_state_changed(self, state: CamState) -> None:
+        self._control.cam_state_changed(state)
+        with _shared_lock:
+            watchers = list(_cam_state_watchers)
+        for watcher in watchers:
+            watcher(state)
 
 
 def share_control(control: AcquisitionControl | None) -> None:
-    """Make `control` the detector control of this server process (the LimaCCDs device calls it)."""
+    """Make `control` the detector control of this server process (the LimaCCDs device calls it);
+    the camera devices then hear its backend's camserver states (`watch_cam_state`)."""
     global _shared
+    if control is not None:
+        control.backend.set_listener(_CamStateTee(control))
     with _shared_lock:
         _shared = control
 
@@ -69,6 +95,20 @@ def shared_control() -> AcquisitionControl:
     if control is None:
         raise NoControl("the LimaCCDs device of this server has no detector control: see its State and Status")
     return control
+
+
+def watch_cam_state(watcher: Callable[[CamState], None], *, stop: bool = False) -> None:
+    """Call `watcher(state)` (from the backend's thread) at each camserver state change; `stop`: no more."""
+    with _shared_lock:
+        if stop:
+            _cam_state_watchers.remove(watcher)
+        else:
+            _cam_state_watchers.append(watcher)
+
+
+def cam_state_label(state: CamState) -> str:
+    """The plugin's label of a backend state."""
+    return state.name if state.name in CAM_STATES else "ANYCMD"
 
 
 def choose(name: str, value: str, allowed: tuple[str, ...]) -> str:
@@ -163,8 +203,7 @@ class PilatusCamera:
     # -- state and sensors --------------------------------------------------------------------
     @property
     def cam_state(self) -> str:
-        state = self.control.backend.cam_state
-        return state.name if state.name in CAM_STATES else "ANYCMD"
+        return cam_state_label(self.control.backend.cam_state)
 
     def temperature_humidity(self) -> list[float]:
         """temperature, humidity, temperature, humidity ... one pair per sensor channel"""
