@@ -235,7 +235,6 @@ class AcquisitionControl:
 
     def cam_state_changed(self, state: CamState) -> None:
         with self._lock:
-            self._notify("cam_state", int(state))
             if state == CamState.STANDBY and self.acq_status == AcqStatus.Configuration:
                 self._set_status(AcqStatus.Ready)
 

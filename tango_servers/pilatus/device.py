@@ -27,7 +27,7 @@ from tango import AttrWriteType, DevState
 from tango.server import Device, attribute, class_property, command, device_property, run
 
 from ..common import AttributeFollower, EventPublisher, publish_roles, refusals, refuse
-from .backend import CamState, Frame, Geometry, SampleInput, ThresholdGain, TriggerMode, make_backend
+from .backend import Frame, Geometry, SampleInput, TriggerMode, make_backend
 from .camera import Pilatus, share_control
 from .control import AcqStatus, AcquisitionControl, ControlRefused, PulseCounter, SavingMode, SavingSettings
 from .writer import OverwritePolicy, SavingFormat
@@ -53,8 +53,7 @@ BLUESKY_ROLES = [
     "saving=saving_directory,saving_prefix,saving_suffix,saving_next_number,saving_format,saving_mode",
     "image=last_image",
     "hinted=roi_sum",
-    "configuration=acq_expo_time,latency_time,acq_nb_frames,acq_trigger_mode,energy_threshold,"
-    "threshold_gain,saving_format",
+    "configuration=acq_expo_time,latency_time,acq_nb_frames,acq_trigger_mode,saving_format",
 ]
 
 _STATE = {
@@ -72,7 +71,6 @@ EVENT_ATTRIBUTES = (
     "last_image_saved",
     "ready_for_next_image",
     "file_event",
-    "cam_state",
     "saving_next_number",
 )
 
@@ -534,37 +532,6 @@ class LimaCCDs(Device):
             cached = (frame, self._roi, roi_counts(frame.data, self._roi))
             self._roi_cache = cached
         return cached[2]
-
-    # -- Pilatus ------------------------------------------------------------------------------
-    @attribute(
-        dtype=float,
-        access=AttrWriteType.READ_WRITE,
-        unit="keV",
-        format="%.3f",
-        min_value=2.0,
-        max_value=40.0,
-        doc="energy threshold; setting it takes seconds (acq_status Configuration meanwhile)",
-    )
-    def energy_threshold(self) -> float:
-        return self._control.backend.energy_threshold
-
-    @energy_threshold.write
-    def energy_threshold(self, value: float) -> None:
-        with _refusals("energy_threshold"):
-            self._control.set_threshold(energy_kev=value)
-
-    @attribute(dtype=ThresholdGain, access=AttrWriteType.READ_WRITE, doc="gain setting used with the threshold")
-    def threshold_gain(self) -> ThresholdGain:
-        return self._control.backend.threshold_gain
-
-    @threshold_gain.write
-    def threshold_gain(self, value: int) -> None:
-        with _refusals("threshold_gain"):
-            self._control.set_threshold(gain=ThresholdGain(value))
-
-    @attribute(dtype=CamState, doc="camserver state (Lima Pilatus names)")
-    def cam_state(self) -> CamState:
-        return self._control.backend.cam_state
 
     @attribute(dtype=float, format="%.4f", doc="position of sample_axis as last seen (NaN: not known)")
     def sample_position(self) -> float:

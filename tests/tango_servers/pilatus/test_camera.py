@@ -32,8 +32,13 @@ PLUGIN_COMMANDS = {
 GAINS = ["DEFAULT", "LOW", "MID", "HIGH", "ULTRA_HIGH", "AUTO"]
 
 
+ACQ_STATUS = ("Ready", "Running", "Fault", "Configuration")  # LimaCCDs' labels, in its enum order
+
+
 def label(value) -> str:
-    """An acq_status reading as its label, whether the attribute is an enum or a string."""
+    """An acq_status reading or event value as its label, whether the attribute is an enum or a string."""
+    if isinstance(value, int):
+        return ACQ_STATUS[value]
     return getattr(value, "name", value)
 
 
@@ -79,12 +84,17 @@ def test_camera_device_has_the_plugin_names_and_types(camera):
     assert camera.readout_time > 0 and camera.max_frame_rate > 0
 
 
-def test_slow_threshold_from_the_camera_device(camera, pilatus):
+def test_slow_threshold_from_the_camera_device(camera, pilatus, events):
+    status = events["acq_status"]
+    status.clear()
     camera.threshold = 9000  # returns at once; the detector takes threshold_time
     assert label(pilatus.acq_status) == "Configuration"
     assert camera.cam_state == "SETTING_THRESHOLD"
-    assert "energy threshold" in refusal(pilatus.prepareAcq)
+    for start in (pilatus.prepareAcq, pilatus.startAcq):
+        text = refusal(start)
+        assert "energy threshold" in text and "Ready" in text
     wait_ready(pilatus)
+    wait_until(lambda: [label(v) for v in status] == ["Configuration", "Ready"], 5, message=lambda: f"events {status}")
     assert camera.threshold == 9000 and camera.cam_state == "STANDBY"
     camera.threshold_gain = "high"  # Lima's string settings are case-insensitive
     assert label(pilatus.acq_status) == "Configuration"
@@ -100,10 +110,28 @@ def test_slow_threshold_from_the_camera_device(camera, pilatus):
 
 def test_cam_state_change_events(camera, pilatus):
     seen: list[str] = []
-    camera.subscribe_event("cam_state", tango.EventType.CHANGE_EVENT, lambda e: e.err or seen.append(e.attr_value.value))
+
+    def push(event: tango.EventData) -> None:
+        if not event.err:
+            seen.append(event.attr_value.value)
+
+    camera.subscribe_event("cam_state", tango.EventType.CHANGE_EVENT, push)
     wait_until(lambda: seen, 5, message="the first cam_state event")
     camera.threshold = 8500
     wait_until(lambda: seen[-2:] == ["SETTING_THRESHOLD", "STANDBY"], 10, message=lambda: f"cam_state events {seen}")
+
+
+def test_threshold_refused_during_an_acquisition(camera, pilatus):
+    pilatus.acq_nb_frames = 0
+    pilatus.prepareAcq()
+    pilatus.startAcq()
+    try:
+        assert "stopAcq" in refusal(lambda: setattr(camera, "threshold_gain", "HIGH"))
+        assert "not idle" in refusal(lambda: setattr(camera, "fill_mode", "ON"))
+    finally:
+        pilatus.stopAcq()
+    wait_ready(pilatus)
+    assert camera.threshold_gain == "DEFAULT"
 
 
 def test_camserver_command_and_high_voltage_reset(camera, pilatus):
