@@ -51,7 +51,11 @@ def small_pilatus(instance: str, **properties: list[str]) -> dict:
     """A `Pilatus/<instance>` server block with a small LimaCCDs `sim/pilatus/1` (alias pilatus)
     and its camera device `sim/pilatus_cam/1` (class Pilatus)."""
     device = {"alias": "pilatus", "properties": {**copy.deepcopy(SMALL_PILATUS), **properties}}
-    return {"Pilatus": {instance: {"LimaCCDs": {"sim/pilatus/1": device}, "Pilatus": {PILATUS_CAMERA: {}}}}}
+    return {
+        "Pilatus": {
+            instance: {"LimaCCDs": {"sim/pilatus/1": device}, "Pilatus": {PILATUS_CAMERA: {"alias": "pilatus_cam"}}}
+        }
+    }
 
 
 @dataclass
