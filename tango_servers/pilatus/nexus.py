@@ -36,16 +36,41 @@ import numpy as np
 
 from .backend import Geometry
 
-ENTRY = "entry_0000"
+ENTRY_FORMAT = "entry_{:04d}"  # CtSaving_Hdf5.cpp: "/entry_%04d", the next free one in APPEND
+ENTRY = ENTRY_FORMAT.format(0)
 INSTRUMENT = "instrument"
 DETECTOR = "Pilatus"
-DETECTOR_PATH = f"/{ENTRY}/{INSTRUMENT}/{DETECTOR}"
-DATA_PATH = f"/{ENTRY}/measurement/data"
+
+
+@dataclass(frozen=True)
+class EntryPaths:
+    """The paths inside one entry of a file."""
+
+    entry: str = ENTRY
+
+    @property
+    def detector(self) -> str:
+        return f"/{self.entry}/{INSTRUMENT}/{DETECTOR}"
+
+    @property
+    def data(self) -> str:
+        """Where clients find the frames (a soft link to `frames`)."""
+        return f"/{self.entry}/measurement/data"
+
+    @property
+    def frames(self) -> str:
+        return f"{self.detector}/data"
+
+    @property
+    def omega(self) -> str:
+        return f"/{self.entry}/sample/transformations/omega"
+
+
+DATA_PATH = EntryPaths().data
 """Where the frames are, for clients (file_event's hinted_location, ophyd_tango's dataset)."""
-FRAMES_PATH = f"{DETECTOR_PATH}/data"
+FRAMES_PATH = EntryPaths().frames
 """The frames dataset itself (DATA_PATH is a soft link to it)."""
-OMEGA_PATH = f"/{ENTRY}/sample/transformations/omega"
-TIME_OF_FRAME_PATH = f"{DETECTOR_PATH}/time_of_frame"
+DETECTOR_PATH = EntryPaths().detector
 
 PIXEL_SIZE_M = 172e-6
 SENSOR_THICKNESS_M = 450e-6
@@ -127,12 +152,23 @@ class Layout:
     end_time: h5py.Dataset
 
 
-def write_layout(f: h5py.File, geometry: Geometry, md: FileMetadata, **data_filters) -> Layout:
-    """Create every group and the (empty, growing) frame datasets in `f`; `data_filters` go to the
-    frames' create_dataset (e.g. hdf5plugin.Bitshuffle())."""
+def next_entry(f: h5py.File) -> EntryPaths:
+    """The first entry_NNNN not in `f` (APPEND adds one entry per acquisition)."""
+    number = 0
+    while ENTRY_FORMAT.format(number) in f:
+        number += 1
+    return EntryPaths(ENTRY_FORMAT.format(number))
+
+
+def write_layout(
+    f: h5py.File, geometry: Geometry, md: FileMetadata, paths: EntryPaths = EntryPaths(), **data_filters
+) -> Layout:
+    """Create every group of the entry `paths` names and its (empty, growing) frame datasets in `f`;
+    `data_filters` go to the frames' create_dataset (e.g. hdf5plugin.Bitshuffle())."""
     start = now_iso()
-    _attrs(f, NX_class="NXroot", default=ENTRY, creator=CREATOR, file_name=str(Path(f.filename)), file_time=start)
-    entry = _group(f, ENTRY, "NXentry", default=f"{INSTRUMENT}/{DETECTOR}/plot")
+    root = {"NX_class": "NXroot", "default": paths.entry, "creator": CREATOR, "file_name": str(Path(f.filename))}
+    _attrs(f, **root, file_time=start)
+    entry = _group(f, paths.entry, "NXentry", default=f"{INSTRUMENT}/{DETECTOR}/plot")
     entry["title"] = "Lima 2D detector acquisition"
     entry["definition"] = "NXmx"
     entry["start_time"] = start
@@ -150,19 +186,19 @@ def write_layout(f: h5py.File, geometry: Geometry, md: FileMetadata, **data_filt
     )
     _attrs(frames, interpretation="image", units="counts")
     time_of_frame = _growing(det, "time_of_frame", "s", start=start)
-    _group(det, "plot", "NXdata", signal="data")["data"] = h5py.SoftLink(FRAMES_PATH)
+    _group(det, "plot", "NXdata", signal="data")["data"] = h5py.SoftLink(paths.frames)
     header = _group(det, "header", "NXcollection")
     for key, value in md.header:
         header[key] = value
     _lima_parameters(det, geometry, md)
-    _nxmx_detector(det, geometry, md)
-    _group(entry, "measurement", "NXcollection")["data"] = h5py.SoftLink(FRAMES_PATH)
-    _group(entry, "data", "NXdata", signal="data")["data"] = h5py.SoftLink(FRAMES_PATH)
+    _nxmx_detector(det, geometry, md, paths.detector)
+    _group(entry, "measurement", "NXcollection")["data"] = h5py.SoftLink(paths.frames)
+    _group(entry, "data", "NXdata", signal="data")["data"] = h5py.SoftLink(paths.frames)
     beam = _group(instrument, "beam", "NXbeam")
     _field(beam, "incident_wavelength", md.wavelength, "angstrom")
     sample = _group(entry, "sample", "NXsample")
     sample["name"] = "simulated sample"
-    sample["depends_on"] = OMEGA_PATH
+    sample["depends_on"] = paths.omega
     omega = _growing(_group(sample, "transformations", "NXtransformations"), "omega", "deg")
     _attrs(omega, transformation_type="rotation", vector=np.array([-1.0, 0.0, 0.0]), depends_on=".")
     return Layout(frames, time_of_frame, omega, end_time)
@@ -194,7 +230,7 @@ def _lima_parameters(det: h5py.Group, g: Geometry, md: FileMetadata) -> None:
     image["bin_mode"] = "SUM"
 
 
-def _nxmx_detector(det: h5py.Group, g: Geometry, md: FileMetadata) -> None:
+def _nxmx_detector(det: h5py.Group, g: Geometry, md: FileMetadata, path: str) -> None:
     """The NXdetector fields and the depends_on chain NXmx readers need."""
     det["description"] = md.description
     det["type"] = "Pixel"
@@ -223,7 +259,7 @@ def _nxmx_detector(det: h5py.Group, g: Geometry, md: FileMetadata) -> None:
     det.create_dataset("pixel_mask", data=mask, chunks=g.shape, compression="gzip", compression_opts=1)
     det["pixel_mask_applied"] = False
     transformations = _group(det, "transformations", "NXtransformations")
-    translation = f"{DETECTOR_PATH}/transformations/translation"
+    translation = f"{path}/transformations/translation"
     transformations["translation"] = np.float64(md.detector_distance)
     _attrs(
         transformations["translation"],
@@ -248,7 +284,7 @@ def _nxmx_detector(det: h5py.Group, g: Geometry, md: FileMetadata) -> None:
         offset=np.zeros(3),
         depends_on=translation,
     )
-    module_offset = f"{DETECTOR_PATH}/module/module_offset"
+    module_offset = f"{path}/module/module_offset"
     for name, vector in (("fast_pixel_direction", [-1.0, 0.0, 0.0]), ("slow_pixel_direction", [0.0, -1.0, 0.0])):
         module[name] = np.float64(PIXEL_SIZE_M)
         _attrs(

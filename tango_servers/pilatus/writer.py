@@ -43,6 +43,7 @@ from .nexus import (
     FileMetadata,
     SavingError,
     file_exists_error,
+    next_entry,
     now_iso,
     os_reason,
     write_layout,
@@ -86,9 +87,10 @@ class OverwritePolicy(enum.IntEnum):
 
 
 class NexusFile:
-    """One HDF5 file being written in Lima's layout with NXmx metadata, a frame (one chunk) at a time."""
+    """One HDF5 file being written in Lima's layout with NXmx metadata, a frame (one chunk) at a time.
 
-    data_path = DATA_PATH
+    `append`: add the next entry_NNNN to an existing file (Lima's APPEND policy), or create it.
+    """
 
     def __init__(
         self,
@@ -98,6 +100,7 @@ class NexusFile:
         metadata: FileMetadata,
         *,
         overwrite: bool = False,
+        append: bool = False,
     ):
         self.path = Path(path)
         self.geometry = geometry
@@ -106,14 +109,17 @@ class NexusFile:
         self.frames = 0
         self._start = time.time()
         try:
-            self._file = h5py.File(self.path, "w" if overwrite else "w-", libver="latest")
+            mode = "a" if append else "w" if overwrite else "w-"
+            self._file = h5py.File(self.path, mode, libver="latest")
         except FileExistsError as exc:
             raise file_exists_error(self.path) from exc
         except OSError as exc:
             raise SavingError(f"cannot create {self.path}: {os_reason(exc)}") from exc
         try:
             filters = hdf5plugin.Bitshuffle(cname="lz4") if self.saving_format == SavingFormat.HDF5BS else {}
-            self._layout = write_layout(self._file, geometry, metadata, **filters)
+            paths = next_entry(self._file)
+            self.data_path = paths.data
+            self._layout = write_layout(self._file, geometry, metadata, paths, **filters)
             self._file.swmr_mode = True
         except Exception:
             self._file.close()
@@ -174,13 +180,21 @@ class DetectorFile(Protocol):
 
 
 def open_file(
-    path: Path, geometry: Geometry, saving_format: SavingFormat, metadata: FileMetadata, *, overwrite: bool = False
+    path: Path,
+    geometry: Geometry,
+    saving_format: SavingFormat,
+    metadata: FileMetadata,
+    *,
+    overwrite: bool = False,
+    append: bool = False,
 ) -> DetectorFile:
-    """A new file of `saving_format` at `path`; SavingError when it exists (unless `overwrite`) or
-    cannot be created."""
+    """A file of `saving_format` at `path`; SavingError when it exists (unless `overwrite`, or
+    `append`: HDF5 adds an entry) or cannot be created."""
     if SavingFormat(saving_format) == SavingFormat.CBF:
+        if append:
+            raise SavingError(f"{path}: a CBF file holds one frame, it cannot be appended to")
         return CbfFile(path, geometry, saving_format, metadata, overwrite=overwrite)
-    return NexusFile(path, geometry, saving_format, metadata, overwrite=overwrite)
+    return NexusFile(path, geometry, saving_format, metadata, overwrite=overwrite, append=append)
 
 
 def encode_chunk(data: np.ndarray, saving_format: SavingFormat) -> bytes | np.ndarray:

@@ -194,3 +194,20 @@ def test_writer_thread_writes_a_cbf_file_per_frame(tmp_path):
     assert listener.closed == [(f"f_{i:04d}.cbf", 1, None) for i in range(3)]
     for frame in taken:
         np.testing.assert_array_equal(fabio.open(str(tmp_path / f"f_{frame.index:04d}.cbf")).data, frame.data)
+
+
+def test_append_adds_the_next_entry(tmp_path):
+    """Lima's APPEND policy: each acquisition is a new entry_NNNN of the same file."""
+    path = tmp_path / "appended.h5"
+    first, second = frames(2)
+    for frame in (first, second):
+        appended = open_file(path, SMALL, SavingFormat.HDF5BS, METADATA, append=True)
+        appended.write(frame)
+        appended.close()
+    assert appended.data_path == "/entry_0001/measurement/data"
+    with h5py.File(path, "r") as f:
+        assert f.attrs["default"] == "entry_0001"  # the newest acquisition, as Lima points it
+        np.testing.assert_array_equal(f[DATA_PATH][0], first.data)
+        np.testing.assert_array_equal(f[appended.data_path][0], second.data)
+        assert f["entry_0001/sample"]["depends_on"][()] == b"/entry_0001/sample/transformations/omega"
+        assert len(nxmx.NXmx(f).entries) == 2
