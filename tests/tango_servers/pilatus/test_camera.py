@@ -178,3 +178,20 @@ def test_cbf_saving_through_the_limaccds_device(camera, pilatus, tmp_path):
             assert image.pilatus_headers["Threshold_setting"] == camera.threshold
     finally:
         pilatus.saving_suffix = ".h5"
+
+
+def test_camera_follows_a_reinitialised_limaccds_device(camera, pilatus, tmp_path):
+    seen: list[str] = []
+
+    def push(event: tango.EventData) -> None:
+        if not event.err:
+            seen.append(event.attr_value.value)
+
+    camera.subscribe_event("cam_state", tango.EventType.CHANGE_EVENT, push)
+    pilatus.Init()  # a new detector control: the camera device drives that one
+    wait_until(lambda: label(pilatus.acq_status) == "Ready", 10, message="the LimaCCDs device back")
+    assert camera.state() == tango.DevState.ON
+    camera.threshold = 8200
+    assert label(pilatus.acq_status) == "Configuration"
+    wait_until(lambda: seen[-2:] == ["SETTING_THRESHOLD", "STANDBY"], 10, message=lambda: f"cam_state events {seen}")
+    assert camera.threshold == 8200
