@@ -9,6 +9,8 @@ import tango
 from tango_servers.stack.testing import PILATUS_CAMERA
 from tango_servers.stack.waiting import wait_until
 
+from .conftest import EventLog
+
 # Lima-camera-pilatus tango/Pilatus.py: attribute -> (Tango type, format, writable)
 PLUGIN_ATTRIBUTES = {
     "threshold_gain": (tango.CmdArgType.DevString, tango.AttrDataFormat.SCALAR, True),
@@ -109,13 +111,7 @@ def test_slow_threshold_from_the_camera_device(camera, pilatus, events):
 
 
 def test_cam_state_change_events(camera, pilatus):
-    seen: list[str] = []
-
-    def push(event: tango.EventData) -> None:
-        if not event.err:
-            seen.append(event.attr_value.value)
-
-    camera.subscribe_event("cam_state", tango.EventType.CHANGE_EVENT, push)
+    seen = EventLog(camera, "cam_state")
     wait_until(lambda: seen, 5, message="the first cam_state event")
     camera.threshold = 8500
     wait_until(lambda: seen[-2:] == ["SETTING_THRESHOLD", "STANDBY"], 10, message=lambda: f"cam_state events {seen}")
@@ -181,13 +177,7 @@ def test_cbf_saving_through_the_limaccds_device(camera, pilatus, tmp_path):
 
 
 def test_camera_follows_a_reinitialised_limaccds_device(camera, pilatus, tmp_path):
-    seen: list[str] = []
-
-    def push(event: tango.EventData) -> None:
-        if not event.err:
-            seen.append(event.attr_value.value)
-
-    camera.subscribe_event("cam_state", tango.EventType.CHANGE_EVENT, push)
+    seen = EventLog(camera, "cam_state")
     pilatus.Init()  # a new detector control: the camera device drives that one
     wait_until(lambda: label(pilatus.acq_status) == "Ready", 10, message="the LimaCCDs device back")
     assert camera.state() == tango.DevState.ON
