@@ -65,7 +65,7 @@ def fly_once(x: TangoDevice, pilatus: TangoDevice, points: int, rate: float) -> 
         path = json.loads(pilatus.signal("file_event").get() or "{}").get("file_path")
         if path:
             with h5py.File(path, "r", swmr=True) as f:
-                frames = f["/entry/instrument/detector/data"].shape[0]
+                frames = f["/entry_0000/measurement/data"].shape[0]
     times = [e["data"]["x_pulse_time"] for e in events]
     mean_rate = (len(times) - 1) / (times[-1] - times[0]) if len(times) > 1 else 0.0
     ok = stop["exit_status"] == "success" and frames == points and len(events) == points

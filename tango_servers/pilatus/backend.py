@@ -56,6 +56,7 @@ class ThresholdGain(enum.IntEnum):
     MID = 2
     HIGH = 3
     ULTRA_HIGH = 4
+    AUTO = 5
 
 
 @dataclass(frozen=True)

@@ -44,9 +44,9 @@ from .paths import (
     replaceable,
 )
 from .values import BadValue, choose, lima_choice
-from .writer import DATA_PATH, FileMetadata, NexusFile, SavingError, SavingFormat, WriterThread
+from .writer import DATA_PATH, DetectorFile, FileMetadata, SavingError, SavingFormat, WriterThread, open_file
 
-FILE_TYPE = "h5"
+FILE_TYPES = {SavingFormat.HDF5: "h5", SavingFormat.HDF5BS: "h5", SavingFormat.CBF: "cbf"}
 
 
 class AcqStatus(enum.Enum):
@@ -100,21 +100,28 @@ class SavingSettings:
         """These settings with `next_number` past the files already in the directory."""
         return replace(self, next_number=max(self.next_number, self.last_existing_number() + 1))
 
+    @property
+    def frames_in_a_file(self) -> int:
+        """`frames_per_file`, except for CBF: one frame per file, as CtSaving_Cbf forces."""
+        return 1 if self.format == SavingFormat.CBF else self.frames_per_file
+
     def files_needed(self, nb_frames: int) -> int:
         """Files an acquisition of `nb_frames` writes (0 frames, until stopped: at least one)."""
-        return max(1, -(-max(1, nb_frames) // self.frames_per_file))
+        return max(1, -(-max(1, nb_frames) // self.frames_in_a_file))
 
 
 SAVING_LIMITS = {"frames_per_file": (1, 2**31 - 1), "next_number": (-1, MAX_FILE_NUMBER)}
 
 
-def file_event_json(path: Path | str, *, done: bool, success: bool) -> str:
-    """The `file_event` value: the fields of BEC's file event, as JSON."""
+def file_event_json(
+    path: Path | str, *, done: bool, success: bool, saving_format: SavingFormat = SavingFormat.HDF5BS
+) -> str:
+    """The `file_event` value: the fields of BEC's file event, as JSON (a CBF has no inner path)."""
     return json.dumps(
         {
             "file_path": str(path),
-            "file_type": FILE_TYPE,
-            "hinted_location": {"data": DATA_PATH},
+            "file_type": FILE_TYPES[SavingFormat(saving_format)],
+            "hinted_location": {"data": DATA_PATH} if saving_format != SavingFormat.CBF else {},
             "done": done,
             "success": success,
         }
@@ -149,7 +156,7 @@ class _Prepared:
     settings: AcquisitionSettings
     saving: SavingSettings | None  # None: not saving every frame (MANUAL)
     file_number: int | None
-    nexus_file: NexusFile | None
+    nexus_file: DetectorFile | None
 
 
 class AcquisitionControl:
@@ -195,6 +202,7 @@ class AcquisitionControl:
         self._running: _Prepared | None = None
         self._file_number: int | None = None
         self._file_numbers: dict[Path, int] = {}
+        self._file_formats: dict[Path, SavingFormat] = {}  # for file_event's file_type
         self._created: dict[Path, tuple[int, int]] = {}  # files this server made: (st_dev, st_ino)
         self._files_failed = False
         self._reset_pending = False
@@ -308,7 +316,6 @@ class AcquisitionControl:
 
     def cam_state_changed(self, state: CamState) -> None:
         with self._lock:
-            self._notify("cam_state", int(state))
             if state == CamState.STANDBY and self.acq_status == AcqStatus.Configuration:
                 self._set_status(AcqStatus.Ready)
 
@@ -401,7 +408,7 @@ class AcquisitionControl:
                 "saving_overwrite_policy OVERWRITE replaces only plain files; remove it or change saving_prefix"
             )
 
-    def _open_file(self, saving: SavingSettings, settings: AcquisitionSettings, number: int) -> NexusFile:
+    def _open_file(self, saving: SavingSettings, settings: AcquisitionSettings, number: int) -> DetectorFile:
         """Create file `number` (replacing a plain file of that name under OVERWRITE).
 
         The name is unlinked first and the file created exclusively, so an existing link is never
@@ -425,14 +432,15 @@ class AcquisitionControl:
             description=self.description,
         )
         try:
-            nexus_file = NexusFile(path, self.backend.geometry, saving.format, metadata, overwrite=False)
+            detector_file = open_file(path, self.backend.geometry, saving.format, metadata)
         except SavingError as exc:
             raise ControlRefused(str(exc)) from exc
         info = path.stat()
         with self._lock:
             self._created[path] = (info.st_dev, info.st_ino)
             self._file_numbers[path] = number
-        return nexus_file
+            self._file_formats[path] = saving.format
+        return detector_file
 
     def _remove_created(self, path: Path) -> None:
         """Delete `path` only if it is still the file this server created."""
@@ -627,7 +635,9 @@ class AcquisitionControl:
                     self._next_save += 1
             for frame in ready:
                 with self._lock:
-                    roll_over = not self._files_failed and frame.index > 0 and frame.index % saving.frames_per_file == 0
+                    roll_over = (
+                        not self._files_failed and frame.index > 0 and frame.index % saving.frames_in_a_file == 0
+                    )
                     if roll_over:
                         number = (self._file_number or 0) + 1
                         self._file_number = number
@@ -710,7 +720,9 @@ class AcquisitionControl:
 
     # -- helpers (caller holds the lock) ------------------------------------------------------
     def _announce(self, path: Path, *, done: bool, success: bool) -> None:
-        self.file_event = file_event_json(path, done=done, success=success)
+        formats = self._file_formats
+        saving_format = (formats.pop if done else formats.get)(path, SavingFormat.HDF5BS)
+        self.file_event = file_event_json(path, done=done, success=success, saving_format=saving_format)
         self._notify("file_event", self.file_event)
 
     def _fault(self, reason: str) -> None:

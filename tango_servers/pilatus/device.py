@@ -32,7 +32,8 @@ from tango.server import Device, attribute, class_property, command, device_prop
 
 from ..common import AttributeFollower, EventPublisher, publish_roles, refusals, refuse
 from . import data_array
-from .backend import CamState, Frame, Geometry, SampleInput, ThresholdGain, make_backend
+from .backend import Frame, Geometry, SampleInput, make_backend
+from .camera import Pilatus, share_control
 from .control import AcqStatus, AcquisitionControl, ControlRefused, PulseCounter, SavingSettings
 from .paths import MAX_FILE_NUMBER, UnsafePath, resolve_roots
 from .values import LIMA_VALUES, BadValue, lima_choice
@@ -59,8 +60,7 @@ BLUESKY_ROLES = [
     "saving=saving_directory,saving_prefix,saving_suffix,saving_next_number,saving_format,saving_mode",
     "image=image_preview",
     "hinted=roi_sum",
-    "configuration=acq_expo_time,latency_time,acq_nb_frames,acq_trigger_mode,energy_threshold,"
-    "threshold_gain,saving_format",
+    "configuration=acq_expo_time,latency_time,acq_nb_frames,acq_trigger_mode,saving_format",
 ]
 
 _STATE = {
@@ -78,7 +78,6 @@ EVENT_ATTRIBUTES = (
     "last_image_saved",
     "ready_for_next_image",
     "file_event",
-    "cam_state",
     "saving_next_number",
 )
 
@@ -260,6 +259,7 @@ class LimaCCDs(Device):
             self._ctl.close()
             self._ctl = None
             raise UnsafePath(f"device property default_directory: {exc}") from exc
+        share_control(self._ctl)  # the Pilatus camera device drives the same detector
         self._follow()
 
     @property
@@ -280,6 +280,7 @@ class LimaCCDs(Device):
         for follower in getattr(self, "_followers", []):
             follower.close()
         if getattr(self, "_ctl", None) is not None:
+            share_control(None)
             self._ctl.close()
         if hasattr(self, "_publisher"):
             self._publisher.close(wait=5.0)
@@ -778,37 +779,6 @@ class LimaCCDs(Device):
             self._roi_cache = cached
         return cached[2]
 
-    # -- Pilatus ------------------------------------------------------------------------------
-    @attribute(
-        dtype=float,
-        access=AttrWriteType.READ_WRITE,
-        unit="keV",
-        format="%.3f",
-        min_value=2.0,
-        max_value=40.0,
-        doc="energy threshold; setting it takes seconds (acq_status Configuration meanwhile)",
-    )
-    def energy_threshold(self) -> float:
-        return self._control.backend.energy_threshold
-
-    @energy_threshold.write
-    def energy_threshold(self, value: float) -> None:
-        with _refusals("energy_threshold"):
-            self._control.set_threshold(energy_kev=value)
-
-    @attribute(dtype=ThresholdGain, access=AttrWriteType.READ_WRITE, doc="gain setting used with the threshold")
-    def threshold_gain(self) -> ThresholdGain:
-        return self._control.backend.threshold_gain
-
-    @threshold_gain.write
-    def threshold_gain(self, value: int) -> None:
-        with _refusals("threshold_gain"):
-            self._control.set_threshold(gain=ThresholdGain(value))
-
-    @attribute(dtype=CamState, doc="camserver state (Lima Pilatus names)")
-    def cam_state(self) -> CamState:
-        return self._control.backend.cam_state
-
     @attribute(dtype=float, format="%.4f", doc="position of sample_axis as last seen (NaN: not known)")
     def sample_position(self) -> float:
         return self._sample_position
@@ -929,4 +899,4 @@ def main(args: list[str] | None = None) -> None:
     # frame: room beyond ZMQ's default queue of 1000 so neither side drops events in a burst.
     os.environ.setdefault("TANGO_EVENT_BUFFER_HWM", "20000")
     os.environ.setdefault("TANGO_DS_EVENT_BUFFER_HWM", "20000")
-    run((LimaCCDs,), args=args)
+    run((LimaCCDs, Pilatus), args=args)

@@ -1,19 +1,10 @@
-"""HDF5 files in the NeXus layout, written a frame at a time by one thread off the Tango threads.
+"""Detector files written a frame at a time by one thread off the Tango threads.
 
-Layout (one file per `saving_frame_per_file` frames)::
+HDF5 files (`NexusFile`) have Lima's layout with the NXmx geometry (see `nexus.py`), one file
+per `saving_frame_per_file` frames; CBF files (`cbf.CbfFile`) hold one frame each. `open_file`
+opens the kind a `saving_format` names.
 
-    /entry                          NXentry    (default -> data)
-      start_time, end_time
-      /instrument                   NXinstrument
-        /detector                   NXdetector
-          data                      (frames, rows, columns) int32, one chunk per frame
-          count_time, frame_time, dead_time, threshold_energy, gain_setting,
-          trigger_mode, trigger_source, acquisition_mode, frames_requested,
-          x_pixel_size, y_pixel_size, sensor_material, sensor_thickness, saturation_value,
-          pixel_mask                (bit 0 set on module gaps)
-      /data                         NXdata     (signal -> data, a hard link to the detector data)
-
-Files are opened in SWMR mode and every frame is flushed, so a reader opening the file with
+HDF5 files are opened in SWMR mode and every frame is flushed, so a reader opening the file with
 `h5py.File(path, "r", swmr=True)` and calling `dataset.refresh()` sees frames as they arrive,
 and a killed server leaves a file readable up to the last flushed frame (open it with
 `swmr=True`, or run `h5clear -s` on it first: HDF5 still marks it as open for writing).
@@ -29,13 +20,13 @@ HDF5's single-threaded filter pipeline.
 import concurrent.futures
 import contextlib
 import ctypes
-import datetime
 import enum
 import logging
 import os
 import queue
 import struct
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,22 +37,46 @@ import hdf5plugin
 import numpy as np
 
 from .backend import Frame, Geometry
+from .cbf import CbfFile
+from .nexus import (
+    DATA_PATH,
+    FileMetadata,
+    SavingError,
+    file_exists_error,
+    next_entry,
+    now_iso,
+    os_reason,
+    write_layout,
+)
+
+__all__ = [
+    "DATA_PATH",
+    "CbfFile",
+    "DetectorFile",
+    "FileMetadata",
+    "NexusFile",
+    "SavingError",
+    "SavingFormat",
+    "WriterThread",
+    "open_file",
+]
 
 logger = logging.getLogger(__name__)
 
-DATA_PATH = "/entry/instrument/detector/data"
-PIXEL_SIZE_M = 172e-6
-SENSOR_THICKNESS_M = 450e-6
-SATURATION_VALUE = 1048575  # 20-bit counters
 _BSHUF_BLOCK_BYTES = 8192  # bitshuffle's own default block size
-_GAP_BIT = 1  # NXdetector pixel_mask bit 0: gap (no sensor)
 
 
 class SavingFormat(enum.IntEnum):
-    """LimaCCDs `saving_format` labels this server writes."""
+    """LimaCCDs `saving_format` labels this server writes (CtSaving's names)."""
 
     HDF5 = 0
     HDF5BS = 1  # bitshuffle-LZ4 compressed
+    CBF = 2  # one frame per file, CBF_BYTE_OFFSET, PILATUS_1.2 header
+
+
+SUFFIX = {SavingFormat.HDF5: ".h5", SavingFormat.HDF5BS: ".h5", SavingFormat.CBF: ".cbf"}
+"""CtSaving's default suffix of each format."""
+HDF5_FORMATS = frozenset({SavingFormat.HDF5, SavingFormat.HDF5BS})
 
 
 class OverwritePolicy(enum.IntEnum):
@@ -71,33 +86,11 @@ class OverwritePolicy(enum.IntEnum):
     OVERWRITE = 1
 
 
-@dataclass(frozen=True)
-class FileMetadata:
-    """What the file records about the acquisition, written once at open."""
-
-    expo_time: float = 1.0
-    latency_time: float = 0.0
-    trigger_mode: str = "INTERNAL_TRIGGER"
-    trigger_source: str = ""
-    frames_requested: int = 0
-    energy_threshold: float = 8.0
-    threshold_gain: str = "DEFAULT"
-    description: str = "Pilatus (simulated)"
-
-
-_ACQUISITION_MODE = {
-    "EXTERNAL_GATE": "gated",
-    "EXTERNAL_TRIGGER": "triggered",
-    "EXTERNAL_TRIGGER_MULTI": "triggered",
-}
-
-
-class SavingError(OSError):
-    """A file could not be created or written; the message names the file and the cause."""
-
-
 class NexusFile:
-    """One HDF5 file being written in the NeXus layout, a frame (one chunk) at a time."""
+    """One HDF5 file being written in Lima's layout with NXmx metadata, a frame (one chunk) at a time.
+
+    `append`: add the next entry_NNNN to an existing file (Lima's APPEND policy), or create it.
+    """
 
     def __init__(
         self,
@@ -107,71 +100,33 @@ class NexusFile:
         metadata: FileMetadata,
         *,
         overwrite: bool = False,
+        append: bool = False,
     ):
         self.path = Path(path)
         self.geometry = geometry
         self.saving_format = SavingFormat(saving_format)
+        self.metadata = metadata
         self.frames = 0
+        self._start = time.time()
         try:
-            self._file = h5py.File(self.path, "w" if overwrite else "w-", libver="latest")
+            mode = "a" if append else "w" if overwrite else "w-"
+            self._file = h5py.File(self.path, mode, libver="latest")
         except FileExistsError as exc:
-            raise SavingError(
-                f"{self.path} already exists and saving_overwrite_policy is ABORT: "
-                "change saving_next_number or saving_prefix, or set the policy to OVERWRITE"
-            ) from exc
+            raise file_exists_error(self.path) from exc
         except OSError as exc:
-            raise SavingError(f"cannot create {self.path}: {_os_reason(exc)}") from exc
+            raise SavingError(f"cannot create {self.path}: {os_reason(exc)}") from exc
         try:
-            self._data = self._layout(metadata)
-            self._end_time = self._file["entry/end_time"]
+            filters = hdf5plugin.Bitshuffle(cname="lz4") if self.saving_format == SavingFormat.HDF5BS else {}
+            paths = next_entry(self._file)
+            self.data_path = paths.data
+            self._layout = write_layout(self._file, geometry, metadata, paths, **filters)
             self._file.swmr_mode = True
         except Exception:
             self._file.close()
             raise
 
-    def _layout(self, md: FileMetadata) -> h5py.Dataset:
-        g = self.geometry
-        f = self._file
-        entry = _group(f, "entry", "NXentry", default="data")
-        entry["start_time"] = _now()
-        entry.create_dataset("end_time", data=np.bytes_(" " * 32), dtype="S32")
-        instrument = _group(entry, "instrument", "NXinstrument")
-        det = _group(instrument, "detector", "NXdetector")
-        det["description"] = md.description
-        _field(det, "count_time", md.expo_time, "s")
-        _field(det, "frame_time", md.expo_time + md.latency_time, "s")
-        _field(det, "dead_time", md.latency_time, "s")
-        _field(det, "threshold_energy", md.energy_threshold, "keV")
-        det["gain_setting"] = md.threshold_gain
-        det["trigger_mode"] = md.trigger_mode
-        det["trigger_source"] = md.trigger_source
-        if md.trigger_mode in _ACQUISITION_MODE:
-            det["acquisition_mode"] = _ACQUISITION_MODE[md.trigger_mode]
-        det["frames_requested"] = np.int64(md.frames_requested)
-        _field(det, "x_pixel_size", PIXEL_SIZE_M, "m")
-        _field(det, "y_pixel_size", PIXEL_SIZE_M, "m")
-        det["sensor_material"] = "Si"
-        _field(det, "sensor_thickness", SENSOR_THICKNESS_M, "m")
-        det["saturation_value"] = np.int64(SATURATION_VALUE)
-        mask = g.gap_mask().astype(np.uint32) * _GAP_BIT
-        det.create_dataset("pixel_mask", data=mask, chunks=g.shape, compression="gzip", compression_opts=1)
-        filters = hdf5plugin.Bitshuffle(cname="lz4") if self.saving_format == SavingFormat.HDF5BS else {}
-        data = det.create_dataset(
-            "data",
-            shape=(0, *g.shape),
-            maxshape=(None, *g.shape),
-            chunks=(1, *g.shape),
-            dtype=np.dtype(g.dtype),
-            **filters,
-        )
-        data.attrs["units"] = "counts"
-        data.attrs["interpretation"] = "image"
-        nxdata = _group(entry, "data", "NXdata", signal="data")
-        nxdata["data"] = data
-        return data
-
     def write(self, frame: Frame, chunk: bytes | np.ndarray | None = None) -> None:
-        """Append one frame and flush it, so SWMR readers see it.
+        """Append one frame (with its time and omega) and flush it, so SWMR readers see it.
 
         `chunk` is the frame already compressed for this file's format (`encode_chunk`).
         """
@@ -184,12 +139,20 @@ class NexusFile:
         if chunk is None:
             chunk = encode_chunk(data, self.saving_format)
         n = self.frames
+        layout = self._layout
         try:
-            self._data.resize(n + 1, axis=0)
-            self._data.id.write_direct_chunk((n, 0, 0), chunk)
-            self._data.flush()
+            layout.frames.resize(n + 1, axis=0)
+            layout.frames.id.write_direct_chunk((n, 0, 0), chunk)
+            for dataset, value in (
+                (layout.time_of_frame, frame.timestamp - self._start),
+                (layout.omega, self.metadata.omega(frame.sample_position, frame.index)),
+            ):
+                dataset.resize(n + 1, axis=0)
+                dataset[n] = value
+                dataset.flush()
+            layout.frames.flush()
         except OSError as exc:
-            raise SavingError(f"cannot write frame {frame.index} to {self.path}: {_os_reason(exc)}") from exc
+            raise SavingError(f"cannot write frame {frame.index} to {self.path}: {os_reason(exc)}") from exc
         self.frames = n + 1
 
     def close(self) -> None:
@@ -197,17 +160,48 @@ class NexusFile:
         if not self._file.id.valid:
             return
         try:
-            self._end_time[()] = np.bytes_(_now().encode()[:32])
+            self._layout.end_time[()] = np.bytes_(now_iso().encode()[:32])
             self._file.flush()
         finally:
             self._file.close()
+
+
+class DetectorFile(Protocol):
+    """An open file the writer thread appends frames to (NexusFile, CbfFile)."""
+
+    path: Path
+    frames: int
+    saving_format: int
+    data_path: str  # where the frames are inside the file ("" when the format has no inner path)
+
+    def write(self, frame: Frame, chunk: bytes | np.ndarray | None = None) -> None: ...
+
+    def close(self) -> None: ...
+
+
+def open_file(
+    path: Path,
+    geometry: Geometry,
+    saving_format: SavingFormat,
+    metadata: FileMetadata,
+    *,
+    overwrite: bool = False,
+    append: bool = False,
+) -> DetectorFile:
+    """A file of `saving_format` at `path`; SavingError when it exists (unless `overwrite`, or
+    `append`: HDF5 adds an entry) or cannot be created."""
+    if SavingFormat(saving_format) == SavingFormat.CBF:
+        if append:
+            raise SavingError(f"{path}: a CBF file holds one frame, it cannot be appended to")
+        return CbfFile(path, geometry, saving_format, metadata, overwrite=overwrite)
+    return NexusFile(path, geometry, saving_format, metadata, overwrite=overwrite, append=append)
 
 
 def encode_chunk(data: np.ndarray, saving_format: SavingFormat) -> bytes | np.ndarray:
     """The bytes of one frame's chunk as stored in a file of `saving_format`."""
     if saving_format == SavingFormat.HDF5BS:
         return bitshuffle_lz4_chunk(data)
-    return np.ascontiguousarray(data)
+    return np.ascontiguousarray(data)  # HDF5 stores it as is; fabio compresses CBF itself
 
 
 def _bitshuffle_library() -> ctypes.CDLL:
@@ -272,27 +266,6 @@ def bitshuffle_lz4_chunk(data: np.ndarray) -> bytes:
     return out[: _HEADER.size + size].tobytes()
 
 
-def _group(parent: h5py.Group, name: str, nx_class: str, **attrs: str) -> h5py.Group:
-    group = parent.create_group(name)
-    group.attrs["NX_class"] = nx_class
-    for key, value in attrs.items():
-        group.attrs[key] = value
-    return group
-
-
-def _field(group: h5py.Group, name: str, value: float, units: str) -> None:
-    group[name] = np.float64(value)
-    group[name].attrs["units"] = units
-
-
-def _now() -> str:
-    return datetime.datetime.now(datetime.UTC).astimezone().isoformat()
-
-
-def _os_reason(exc: OSError) -> str:
-    return exc.strerror or str(exc)
-
-
 class WriterListener(Protocol):
     """Reports from the writer thread."""
 
@@ -306,7 +279,7 @@ class WriterListener(Protocol):
 @dataclass(frozen=True)
 class _Open:
     path: Path
-    opener: Callable[[], NexusFile]
+    opener: Callable[[], DetectorFile]
     announce: bool
 
 
@@ -328,7 +301,7 @@ class _Call:
 
 
 class WriterThread:
-    """Writes frames to NexusFiles on its own thread, in submission order.
+    """Writes frames to files (HDF5 or CBF) on its own thread, in submission order.
 
     The queue is bounded (`max_queued_bytes`): `submit_frame` blocks when the disk falls
     behind, which slows the detector down instead of dropping frames. Frames are compressed
@@ -354,7 +327,7 @@ class WriterThread:
             if compression_threads > 0
             else None
         )
-        self._file: NexusFile | None = None
+        self._file: DetectorFile | None = None
         self._idle = threading.Event()
         self._idle.set()
         self._pending = 0
@@ -366,11 +339,11 @@ class WriterThread:
     def queue_depth(self) -> int:
         return self._queue.maxsize
 
-    def adopt(self, nexus_file: NexusFile) -> None:
+    def adopt(self, nexus_file: DetectorFile) -> None:
         """Write the following frames into a file opened (and announced) elsewhere."""
         self._put(_Open(nexus_file.path, lambda: nexus_file, announce=False))
 
-    def open(self, path: Path, opener: Callable[[], NexusFile]) -> None:
+    def open(self, path: Path, opener: Callable[[], DetectorFile]) -> None:
         """Open the next file on the writer thread (roll-over during an acquisition); reports
         `file_opened`, or `file_closed(path, 0, error)` when it cannot be created."""
         self._put(_Open(Path(path), opener, announce=True))

@@ -45,10 +45,19 @@ def shipped_servers(*servers: str) -> dict:
     return {server: copy.deepcopy(shipped[server]) for server in servers}
 
 
+PILATUS_CAMERA = "sim/pilatus_cam/1"
+"""The `Pilatus` (camera plugin) device next to the LimaCCDs device `sim/pilatus/1`."""
+
+
 def small_pilatus(instance: str, **properties: list[str]) -> dict:
-    """A `Pilatus/<instance>` server block with a small `sim/pilatus/1` (alias pilatus)."""
+    """A `Pilatus/<instance>` server block with a small LimaCCDs `sim/pilatus/1` (alias pilatus)
+    and its camera device `sim/pilatus_cam/1` (class Pilatus)."""
     device = {"alias": "pilatus", "properties": {**copy.deepcopy(SMALL_PILATUS), **properties}}
-    return {"Pilatus": {instance: {"LimaCCDs": {"sim/pilatus/1": device}}}}
+    return {
+        "Pilatus": {
+            instance: {"LimaCCDs": {"sim/pilatus/1": device}, "Pilatus": {PILATUS_CAMERA: {"alias": "pilatus_cam"}}}
+        }
+    }
 
 
 @dataclass

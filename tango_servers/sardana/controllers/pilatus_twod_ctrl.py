@@ -6,7 +6,7 @@ One measurement (a `ct`, or all points of a step scan) is one Lima acquisition:
                 saving_* (one frame per file, a fresh prefix per measurement), prepareAcq
     StartOne:   startAcq before the first point, then softTrigger: one frame per point
     StateOne:   Moving until last_image_saved reaches the frame of this point
-    RefOne:     h5file://<the frame's file>::entry/instrument/detector/data
+    RefOne:     h5file://<the frame's file>::entry_0000/measurement/data
     ReadOne:    the frame itself, read back from that file (for pseudo counters such as ROI sums)
     AbortOne:   abortAcq; the detector closes its file and returns to Ready
 
@@ -29,7 +29,7 @@ from ophyd_tango.core.errors import error_description
 from tango_servers.sardana._tango_link import DeviceLink
 from tango_servers.stack.waiting import wait_until
 
-DATA_PATH = "/entry/instrument/detector/data"
+DATA_PATH = "/entry_0000/measurement/data"  # tango_servers.pilatus.nexus.DATA_PATH
 INDEX_FORMAT = "{:04d}"  # Lima's file numbering: prefix + 4 digits + suffix
 SOFTWARE_SYNCH = (AcqSynch.SoftwareTrigger, AcqSynch.SoftwareGate)
 

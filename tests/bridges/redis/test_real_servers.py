@@ -92,7 +92,7 @@ def test_pilatus_file_events(stack, client, request):
     )
     mine = [e for e in seen if e["file_path"] == path]
     assert [(e["done"], e["success"]) for e in mine] == [(False, False), (True, True)]
-    assert mine[0]["file_type"] == "h5" and mine[0]["hinted_location"] == {"data": "/entry/instrument/detector/data"}
+    assert mine[0]["file_type"] == "h5" and mine[0]["hinted_location"] == {"data": "/entry_0000/measurement/data"}
     assert mine[0]["device"] == PILATUS
     assert unpack(client.get(key)) == mine[-1]
 

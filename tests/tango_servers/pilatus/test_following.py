@@ -9,7 +9,7 @@ import pytest
 
 from tango_servers.stack.waiting import wait_until
 
-DATA = "/entry/instrument/detector/data"
+DATA = "/entry_0000/measurement/data"
 DEVICE, AXIS, PSO = "sim/pilatus/1", "sim/aerotech/omega", "sim/aerotech/ctrl"
 
 
@@ -67,7 +67,7 @@ def test_one_frame_per_pulse(pilatus, pso, tmp_path, mode):
     assert pilatus.trigger_pulses == 20
     with h5py.File(tmp_path / "scan_0000.h5", "r") as f:
         assert f[DATA].shape[0] == 20
-        assert f["/entry/instrument/detector/trigger_source"][()] == f"{PSO}/pso_pulse_count".encode()
+        assert f["/entry_0000/instrument/Pilatus/trigger_source"][()] == f"{PSO}/pso_pulse_count".encode()
 
 
 def test_fewer_pulses_then_stop(pilatus, pso, tmp_path):

@@ -6,7 +6,7 @@ import pytest
 
 from tango_servers.stack.waiting import wait_until
 
-DATA = "/entry/instrument/detector/data"
+DATA = "/entry_0000/measurement/data"
 
 
 @pytest.fixture
@@ -44,4 +44,4 @@ def test_pso_pulses_gate_one_frame_each(gated_stack, reset_pilatus, tmp_path):
     assert pilatus.last_image_saved == pulses - 1
     with h5py.File(tmp_path / "scan_0000.h5", "r") as f:
         assert f[DATA].shape[0] == pulses
-        assert f["/entry/instrument/detector/acquisition_mode"][()] == b"gated"
+        assert f["/entry_0000/instrument/Pilatus/acquisition_mode"][()] == b"gated"

@@ -25,7 +25,7 @@ def test_default_pilatus_writes_full_2m_frames(stack):
     pilatus.startAcq()
     wait_until(lambda: pilatus.acq_status == "Ready", 20, message="2 frames saved")
     with h5py.File(directory / f"{prefix}0000.h5", "r") as f:
-        data = f["/entry/instrument/detector/data"]
+        data = f["/entry_0000/measurement/data"]
         assert data.shape == (2, 1679, 1475) and data.dtype == np.int32
         assert (data[0][:, 487:494] == -1).all()  # gap between module columns
     # The axis is followed: the shipped sample axis is the Automation1 omega.

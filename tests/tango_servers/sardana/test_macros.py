@@ -12,7 +12,7 @@ import tango
 
 from tango_servers.stack.waiting import wait_until
 
-FRAME_DATA = "/entry/instrument/detector/data"
+FRAME_DATA = "/entry_0000/measurement/data"
 POSITION_TOLERANCE = 1e-3
 
 

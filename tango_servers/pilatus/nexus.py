@@ -1,0 +1,328 @@
+"""The layout of a Pilatus HDF5 file: Lima's (CtSaving_Hdf5.cpp) with the NXmx geometry added.
+
+Lima writes (Lima core `control/src/CtSaving_Hdf5.cpp`; `instrument` and the detector group name
+are Lima's defaults, HwDetInfoCtrlObj's instrument name and the detector type `Pilatus`)::
+
+    /                                NXroot  (default=entry_0000, creator, file_name, file_time)
+    /entry_0000                      NXentry (default=instrument/Pilatus/plot): title, start_time, end_time
+      /instrument                    NXinstrument (default=Pilatus/plot)
+        /Pilatus                     NXdetector (default=plot)
+          data                       (frames, rows, columns), interpretation=image
+          time_of_frame              (frames,) s since start_time
+          /plot                      NXdata (signal=data): data -> ../data (soft link)
+          /header                    NXcollection: saving_common_header, key = value
+          /detector_information      NXcollection: name, type, model, pixel_size, max_image_size, image_lima_type
+          /acquisition               NXcollection: mode, exposure_time, latency_time, nb_frames, trigger_mode
+          /image_operation           NXcollection: dimension, binning, region_of_interest, flipping, rotation
+      /measurement                   NXcollection: data -> the detector data (soft link)
+
+NXmx (https://manual.nexusformat.org/classes/applications/NXmx.html) adds, so that MX
+processing (DIALS/dxtbx through the `nxmx` reader, XDS through its HDF5 plugin) finds the
+geometry: `definition` = NXmx; NXdetector fields (count_time, frame_time, x/y_pixel_size,
+beam_center_x/y, distance, sensor, threshold_energy, saturation_value, pixel_mask, depends_on)
+with a `transformations` group and one `module` (NXdetector_module); `beam` (NXbeam,
+incident_wavelength); `sample` (NXsample) whose `depends_on` is the omega rotation, one value
+per frame; and `/entry_0000/data` (NXdata) linking the frames. Axes follow NeXus's McStas
+convention: z along the beam, y up; omega turns about -x, fast pixels run along -x, slow
+pixels along -y, so the beam hits the pixel at (beam_center_x, beam_center_y).
+"""
+
+import datetime
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+from .backend import Geometry
+
+ENTRY_FORMAT = "entry_{:04d}"  # CtSaving_Hdf5.cpp: "/entry_%04d", the next free one in APPEND
+ENTRY = ENTRY_FORMAT.format(0)
+INSTRUMENT = "instrument"
+DETECTOR = "Pilatus"
+
+
+@dataclass(frozen=True)
+class EntryPaths:
+    """The paths inside one entry of a file."""
+
+    entry: str = ENTRY
+
+    @property
+    def detector(self) -> str:
+        return f"/{self.entry}/{INSTRUMENT}/{DETECTOR}"
+
+    @property
+    def data(self) -> str:
+        """Where clients find the frames (a soft link to `frames`)."""
+        return f"/{self.entry}/measurement/data"
+
+    @property
+    def frames(self) -> str:
+        return f"{self.detector}/data"
+
+    @property
+    def omega(self) -> str:
+        return f"/{self.entry}/sample/transformations/omega"
+
+
+DATA_PATH = EntryPaths().data
+"""Where the frames are, for clients (file_event's hinted_location, ophyd_tango's dataset)."""
+FRAMES_PATH = EntryPaths().frames
+"""The frames dataset itself (DATA_PATH is a soft link to it)."""
+DETECTOR_PATH = EntryPaths().detector
+
+PIXEL_SIZE_M = 172e-6
+SENSOR_THICKNESS_M = 450e-6
+SATURATION_VALUE = 1048575  # 20-bit counters
+BIT_DEPTH_READOUT = 20
+HC_KEV_ANGSTROM = 12.398419843320026  # photon energy (keV) x wavelength (Angstrom)
+CREATOR = "LIMA-1.11.0 (layout of; written by tango-bluesky-suite)"  # fabio recognises Lima files by "LIMA"
+_GAP_BIT = 1  # NXdetector pixel_mask bit 0: gap (no sensor)
+_LIMA_ACQ_MODE = "SINGLE"  # CtAcquisition AcqMode: neither accumulation nor concatenation
+_ACQUISITION_MODE = {  # NXdetector acquisition_mode for the Lima trigger mode
+    "EXTERNAL_GATE": "gated",
+    "EXTERNAL_TRIGGER": "triggered",
+    "EXTERNAL_TRIGGER_MULTI": "triggered",
+}
+
+
+class SavingError(OSError):
+    """A file could not be created or written; the message names the file and the cause."""
+
+
+def file_exists_error(path: Path) -> SavingError:
+    return SavingError(
+        f"{path} already exists and saving_overwrite_policy is ABORT: "
+        "change saving_next_number or saving_prefix, or set the policy to OVERWRITE"
+    )
+
+
+def os_reason(exc: OSError) -> str:
+    return exc.strerror or str(exc)
+
+
+@dataclass(frozen=True)
+class FileMetadata:
+    """What a file records about the acquisition, written once at open.
+
+    `energy_threshold` is the counting threshold and `photon_energy` the X-ray energy (keV);
+    `beam_center` (x, y) is in pixels (None: the middle of the detector); `omega_start` and
+    `omega_increment` (deg) give the rotation of frames that carry no sample position; `header`
+    is Lima's `saving_common_header` (key, value pairs).
+    """
+
+    expo_time: float = 1.0
+    latency_time: float = 0.0
+    trigger_mode: str = "INTERNAL_TRIGGER"
+    trigger_source: str = ""
+    frames_requested: int = 0
+    energy_threshold: float = 8.0
+    threshold_gain: str = "DEFAULT"
+    description: str = "Pilatus (simulated)"
+    photon_energy: float = 12.4
+    detector_distance: float = 0.2
+    beam_center: tuple[float, float] | None = None
+    omega_start: float = 0.0
+    omega_increment: float = 0.0
+    header: tuple[tuple[str, str], ...] = field(default=())
+
+    @property
+    def wavelength(self) -> float:
+        """Angstrom"""
+        return HC_KEV_ANGSTROM / self.photon_energy
+
+    def beam_center_px(self, geometry: Geometry) -> tuple[float, float]:
+        return self.beam_center if self.beam_center is not None else (geometry.width / 2, geometry.height / 2)
+
+    def omega(self, sample_position: float | None, number: int) -> float:
+        """Rotation (deg) of the `number`th frame: its sample position when it carries one."""
+        if sample_position is not None:
+            return sample_position
+        return self.omega_start + number * self.omega_increment
+
+
+@dataclass(frozen=True)
+class Layout:
+    """The growing datasets of a freshly laid-out file."""
+
+    frames: h5py.Dataset
+    time_of_frame: h5py.Dataset
+    omega: h5py.Dataset
+    end_time: h5py.Dataset
+
+
+def next_entry(f: h5py.File) -> EntryPaths:
+    """The first entry_NNNN not in `f` (APPEND adds one entry per acquisition)."""
+    number = 0
+    while ENTRY_FORMAT.format(number) in f:
+        number += 1
+    return EntryPaths(ENTRY_FORMAT.format(number))
+
+
+def write_layout(
+    f: h5py.File, geometry: Geometry, md: FileMetadata, paths: EntryPaths = EntryPaths(), **data_filters
+) -> Layout:
+    """Create every group of the entry `paths` names and its (empty, growing) frame datasets in `f`;
+    `data_filters` go to the frames' create_dataset (e.g. hdf5plugin.Bitshuffle())."""
+    start = now_iso()
+    root = {"NX_class": "NXroot", "default": paths.entry, "creator": CREATOR, "file_name": str(Path(f.filename))}
+    _attrs(f, **root, file_time=start)
+    entry = _group(f, paths.entry, "NXentry", default=f"{INSTRUMENT}/{DETECTOR}/plot")
+    entry["title"] = "Lima 2D detector acquisition"
+    entry["definition"] = "NXmx"
+    entry["start_time"] = start
+    end_time = entry.create_dataset("end_time", data=np.bytes_(" " * 32), dtype="S32")
+    instrument = _group(entry, INSTRUMENT, "NXinstrument", default=f"{DETECTOR}/plot")
+    instrument["name"] = "simulated beamline"
+    det = _group(instrument, DETECTOR, "NXdetector", default="plot")
+    frames = det.create_dataset(
+        "data",
+        shape=(0, *geometry.shape),
+        maxshape=(None, *geometry.shape),
+        chunks=(1, *geometry.shape),
+        dtype=np.dtype(geometry.dtype),
+        **data_filters,
+    )
+    _attrs(frames, interpretation="image", units="counts")
+    time_of_frame = _growing(det, "time_of_frame", "s", start=start)
+    _group(det, "plot", "NXdata", signal="data")["data"] = h5py.SoftLink(paths.frames)
+    header = _group(det, "header", "NXcollection")
+    for key, value in md.header:
+        header[key] = value
+    _lima_parameters(det, geometry, md)
+    _nxmx_detector(det, geometry, md, paths.detector)
+    _group(entry, "measurement", "NXcollection")["data"] = h5py.SoftLink(paths.frames)
+    _group(entry, "data", "NXdata", signal="data")["data"] = h5py.SoftLink(paths.frames)
+    beam = _group(instrument, "beam", "NXbeam")
+    _field(beam, "incident_wavelength", md.wavelength, "angstrom")
+    sample = _group(entry, "sample", "NXsample")
+    sample["name"] = "simulated sample"
+    sample["depends_on"] = paths.omega
+    omega = _growing(_group(sample, "transformations", "NXtransformations"), "omega", "deg")
+    _attrs(omega, transformation_type="rotation", vector=np.array([-1.0, 0.0, 0.0]), depends_on=".")
+    return Layout(frames, time_of_frame, omega, end_time)
+
+
+def _lima_parameters(det: h5py.Group, g: Geometry, md: FileMetadata) -> None:
+    """Lima's detector_information, acquisition and image_operation collections."""
+    info = _group(det, "detector_information", "NXcollection")
+    info["name"], info["type"], info["model"] = DETECTOR, DETECTOR, md.description
+    _xy(_group(info, "pixel_size", "NXcollection"), PIXEL_SIZE_M, PIXEL_SIZE_M)
+    _xy(_group(info, "max_image_size", "NXcollection"), g.width, g.height)
+    info["image_lima_type"] = "Bpp32S"
+    acq = _group(det, "acquisition", "NXcollection")
+    acq["mode"] = _LIMA_ACQ_MODE
+    acq["exposure_time"] = np.float64(md.expo_time)
+    acq["latency_time"] = np.float64(md.latency_time)
+    acq["nb_frames"] = np.int32(md.frames_requested)
+    acq["trigger_mode"] = md.trigger_mode
+    image = _group(det, "image_operation", "NXcollection")
+    _xy(_group(image, "dimension", "NXcollection"), g.width, g.height)
+    binning = _group(image, "binning", "NXcollection")
+    binning["x"], binning["y"] = np.int32(1), np.int32(1)
+    roi = _group(image, "region_of_interest", "NXcollection")
+    roi["xstart"], roi["ystart"] = np.int32(0), np.int32(0)
+    _xy(roi, g.width, g.height)
+    flipping = _group(image, "flipping", "NXcollection")
+    flipping["x"], flipping["y"] = np.int32(0), np.int32(0)
+    image["rotation"] = "NONE"
+    image["bin_mode"] = "SUM"
+
+
+def _nxmx_detector(det: h5py.Group, g: Geometry, md: FileMetadata, path: str) -> None:
+    """The NXdetector fields and the depends_on chain NXmx readers need."""
+    det["description"] = md.description
+    det["type"] = "Pixel"
+    _field(det, "count_time", md.expo_time, "s")
+    _field(det, "frame_time", md.expo_time + md.latency_time, "s")
+    _field(det, "dead_time", md.latency_time, "s")
+    _field(det, "threshold_energy", md.energy_threshold * 1000.0, "eV")
+    det["gain_setting"] = md.threshold_gain
+    det["trigger_mode"] = md.trigger_mode
+    det["trigger_source"] = md.trigger_source
+    if md.trigger_mode in _ACQUISITION_MODE:
+        det["acquisition_mode"] = _ACQUISITION_MODE[md.trigger_mode]
+    det["frames_requested"] = np.int64(md.frames_requested)
+    _field(det, "x_pixel_size", PIXEL_SIZE_M, "m")
+    _field(det, "y_pixel_size", PIXEL_SIZE_M, "m")
+    beam_x, beam_y = md.beam_center_px(g)
+    _field(det, "beam_center_x", beam_x, "pixel")
+    _field(det, "beam_center_y", beam_y, "pixel")
+    _field(det, "distance", md.detector_distance, "m")
+    det["sensor_material"] = "Si"
+    _field(det, "sensor_thickness", SENSOR_THICKNESS_M, "m")
+    det["saturation_value"] = np.int64(SATURATION_VALUE)
+    det["underload_value"] = np.int64(-1)  # module gaps
+    det["bit_depth_readout"] = np.int32(BIT_DEPTH_READOUT)
+    mask = g.gap_mask().astype(np.uint32) * _GAP_BIT
+    det.create_dataset("pixel_mask", data=mask, chunks=g.shape, compression="gzip", compression_opts=1)
+    det["pixel_mask_applied"] = False
+    transformations = _group(det, "transformations", "NXtransformations")
+    translation = f"{path}/transformations/translation"
+    transformations["translation"] = np.float64(md.detector_distance)
+    _attrs(
+        transformations["translation"],
+        units="m",
+        transformation_type="translation",
+        vector=np.array([0.0, 0.0, 1.0]),
+        depends_on=".",
+    )
+    det["depends_on"] = translation
+    module = _group(det, "module", "NXdetector_module")
+    module["data_origin"] = np.array([0, 0], dtype=np.int32)
+    module["data_size"] = np.array(g.shape, dtype=np.int32)
+    # The corner pixel (0, 0) sits at +x, +y of the beam: fast runs along -x, slow along -y.
+    corner = np.array([beam_x * PIXEL_SIZE_M, beam_y * PIXEL_SIZE_M, 0.0])
+    length = float(np.linalg.norm(corner))
+    module["module_offset"] = np.float64(length)
+    _attrs(
+        module["module_offset"],
+        units="m",
+        transformation_type="translation",
+        vector=corner / length if length else np.array([1.0, 0.0, 0.0]),
+        offset=np.zeros(3),
+        depends_on=translation,
+    )
+    module_offset = f"{path}/module/module_offset"
+    for name, vector in (("fast_pixel_direction", [-1.0, 0.0, 0.0]), ("slow_pixel_direction", [0.0, -1.0, 0.0])):
+        module[name] = np.float64(PIXEL_SIZE_M)
+        _attrs(
+            module[name],
+            units="m",
+            transformation_type="translation",
+            vector=np.array(vector),
+            offset=np.zeros(3),
+            depends_on=module_offset,
+        )
+
+
+def _growing(group: h5py.Group, name: str, units: str, **attrs: str) -> h5py.Dataset:
+    dataset = group.create_dataset(name, shape=(0,), maxshape=(None,), chunks=(1024,), dtype=np.float64)
+    _attrs(dataset, units=units, **attrs)
+    return dataset
+
+
+def _group(parent: h5py.Group, name: str, nx_class: str, **attrs: str) -> h5py.Group:
+    group = parent.create_group(name)
+    _attrs(group, NX_class=nx_class, **attrs)
+    return group
+
+
+def _attrs(node: h5py.HLObject, **attrs) -> None:
+    for key, value in attrs.items():
+        node.attrs[key] = value
+
+
+def _field(group: h5py.Group, name: str, value: float, units: str) -> None:
+    group[name] = np.float64(value)
+    group[name].attrs["units"] = units
+
+
+def _xy(group: h5py.Group, x: float, y: float) -> None:
+    group["xsize"], group["ysize"] = x, y
+
+
+def now_iso() -> str:
+    """Now in ISO 8601 with the local UTC offset (Lima writes UTC, `%FT%TZ`)."""
+    return datetime.datetime.now(datetime.UTC).astimezone().isoformat()
