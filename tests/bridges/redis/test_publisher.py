@@ -7,9 +7,9 @@ import redis
 from bridges.redis._publisher import (
     _HASH,
     _HSET_EXPIRE_PUBLISH,
-    _SET_PUBLISH,
     _PUBLISH,
     _SET,
+    _SET_PUBLISH,
     _XADD,
     RedisPublisher,
     _encode,
