@@ -422,12 +422,14 @@ class RedisBridgeCore:
         if route.is_progress_value:
             progress["value"] = float(value)
             progress["max_value"] = progress_maximum(route.info)
-            progress["done"] = progress["value"] >= progress["max_value"] or progress.get("idle", False)
         else:
             # A task state: done unless the task is running.
             label = route.info.label_of(value) if route.info.kind == "enum" else str(value)
             progress["idle"] = label.upper() not in ("RUNNING", "MOVING", "BUSY", "ACTIVE")
-            progress["done"] = progress["idle"] or progress["value"] >= progress["max_value"]
+        # With a task state, it alone says when the task is done (a new task starts with the last
+        # task's value at its maximum); without one, the value reaching its maximum does.
+        idle = progress.get("idle")
+        progress["done"] = idle if idle is not None else progress["value"] >= progress["max_value"]
         progress["timestamp"] = timestamp
         return {key: progress[key] for key in ("value", "max_value", "done", "device", "timestamp")}
 
