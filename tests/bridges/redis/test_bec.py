@@ -14,6 +14,8 @@ import pytest
 from bridges.redis._bec import device_message, file_message, preview_message, progress_message
 from tango_servers.stack.waiting import wait_until
 
+from .conftest import start_pilatus_files
+
 bec_lib = pytest.importorskip("bec_lib", reason="bec_lib is a test dependency (pip install bec_lib)")
 from bec_lib import messages  # noqa: E402
 from bec_lib.endpoints import MessageEndpoints  # noqa: E402
@@ -104,24 +106,7 @@ def test_bec_follows_aerotech_program_progress(stack, connector):
 
 def test_bec_gets_the_pilatus_file_event_as_a_file_message(stack, connector, tmp_path, request):
     pilatus = stack.proxy(PILATUS)
-    pilatus.abortAcq()
-    wait_until(lambda: pilatus.acq_status.name in ("Ready", "Fault"), 10, message="Pilatus idle")
-    settings = {
-        "saving_directory": str(tmp_path),
-        "saving_prefix": "bec_",
-        "saving_next_number": 0,
-        "saving_mode": "AUTO_FRAME",
-        "saving_overwrite_policy": "ABORT",
-        "acq_trigger_mode": "INTERNAL_TRIGGER",
-        "acq_nb_frames": 2,
-        "acq_expo_time": 0.01,
-    }
-    before = {name: pilatus.read_attribute(name).value for name in settings}
-    request.addfinalizer(lambda: [setattr(pilatus, name, value) for name, value in before.items()])
-    for name, value in settings.items():
-        setattr(pilatus, name, value)
-    pilatus.prepareAcq()
-    pilatus.startAcq()
+    start_pilatus_files(pilatus, tmp_path, "bec_", request)
 
     def closed() -> messages.FileMessage | None:
         message = connector.get(MessageEndpoints.file_event("pilatus"))

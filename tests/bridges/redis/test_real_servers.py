@@ -8,6 +8,8 @@ from bridges.redis import unpack
 from tango_servers.stack.testing import drained
 from tango_servers.stack.waiting import wait_until
 
+from .conftest import start_pilatus_files
+
 CTRL, AXIS, PILATUS, OAV = "sim/aerotech/ctrl", "sim/aerotech/x", "sim/pilatus/1", "sim/oav/1"
 
 
@@ -63,35 +65,19 @@ def test_pilatus_file_events(stack, client, tmp_path, request):
     key = f"tango:file_event:{PILATUS}"
     pubsub = _subscribe(client, key)
     pilatus = stack.proxy(PILATUS)
-    pilatus.abortAcq()
-    wait_until(lambda: pilatus.acq_status.name in ("Ready", "Fault"), 10, message="Pilatus idle")
-    settings = {
-        "saving_directory": str(tmp_path),
-        "saving_prefix": "redis_",
-        "saving_next_number": 0,
-        "saving_mode": "AUTO_FRAME",
-        "saving_overwrite_policy": "ABORT",
-        "acq_trigger_mode": "INTERNAL_TRIGGER",
-        "acq_nb_frames": 2,
-        "acq_expo_time": 0.01,
-    }
-    # The session stack is shared: put the detector back as this test found it.
-    before = {name: pilatus.read_attribute(name).value for name in settings}
-    request.addfinalizer(lambda: [setattr(pilatus, name, value) for name, value in before.items()])
-    for name, value in settings.items():
-        setattr(pilatus, name, value)
-    pilatus.prepareAcq()
-    pilatus.startAcq()
-    path = str(tmp_path / "redis_0000.h5")
+    start_pilatus_files(pilatus, tmp_path, "redis_", request)
     seen: list = []
     wait_until(
-        lambda: any(e["file_path"] == path and e["done"] for e in drained(pubsub, seen, _data)),
+        lambda: any(e["file_path"].startswith(str(tmp_path)) and e["done"] for e in drained(pubsub, seen, _data)),
         20,
         message="the file to be closed",
     )
+    path = json.loads(pilatus.file_event)["file_path"]  # the server names its files
     mine = [e for e in seen if e["file_path"] == path]
     assert [(e["done"], e["success"]) for e in mine] == [(False, False), (True, True)]
-    assert mine[0]["file_type"] == "h5" and mine[0]["hinted_location"] == {"data": "/entry/instrument/detector/data"}
+    assert (
+        mine[0]["file_type"] == "h5" and mine[0]["hinted_location"] == json.loads(pilatus.file_event)["hinted_location"]
+    )
     assert mine[0]["device"] == PILATUS
     assert unpack(client.get(key)) == mine[-1]
 
