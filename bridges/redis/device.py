@@ -79,7 +79,7 @@ class RedisBridge(Device):
         doc="attributes whose value is the frame number carried with the device's images",
     )
     file_event_attributes = device_property(dtype=(str,), default_value=["file_event"])
-    progress_attributes = device_property(dtype=(str,), default_value=["task_progress"])
+    progress_attributes = device_property(dtype=(str,), default_value=["task_progress", "move_progress"])
     progress_done_attributes = device_property(dtype=(str,), default_value=["task_state"])
     discovery_period = device_property(
         dtype=float, default_value=5.0, doc="seconds between looks for devices not followed yet"

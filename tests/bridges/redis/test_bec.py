@@ -132,3 +132,25 @@ def test_bec_gets_throttled_oav_previews(stack, connector):
     assert 1 <= len(entries) <= 10, "previews are capped (preview_maxlen)"
     stamps = [entry["data"].timestamp for entry in entries]
     assert stamps == sorted(stamps)
+
+
+def test_bec_follows_the_progress_of_an_axis_move(stack, connector):
+    axis = stack.proxy(AXIS)
+    seen: list[messages.ProgressMessage] = []
+    done = threading.Event()
+
+    def on_progress(message_object, **_) -> None:
+        seen.append(message_object.value)
+        if seen[-1].done and any(not m.done for m in seen):
+            done.set()
+
+    connector.register(MessageEndpoints.device_progress("x"), cb=on_progress)
+    try:
+        distance = max(0.5, 0.5 * axis.velocity)  # about half a second of motion
+        axis.position = axis.position + distance if axis.position < 0 else axis.position - distance
+        assert done.wait(30), f"no move from running to done; saw {seen}"
+    finally:
+        connector.unregister(MessageEndpoints.device_progress("x"), cb=on_progress)
+    running = [m for m in seen if not m.done]
+    assert all(0.0 <= m.value < 1.0 and m.max_value == 1.0 for m in running)
+    assert seen[-1].value == 1.0
