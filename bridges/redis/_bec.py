@@ -18,7 +18,6 @@ The encoding is checked against bec_lib itself in tests/bridges/redis/test_bec.p
 """
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
 import msgpack
@@ -28,7 +27,6 @@ BEC_MESSAGE = "BECMessage"
 PREVIEW_FIELD = "data"  # the stream field bec_server writes previews under
 
 
-@dataclass(frozen=True)
 class BecEndpoints:
     """BEC's Redis keys (MessageEndpoints) for a flat device name."""
 
