@@ -4,7 +4,9 @@
     python benchmarks/bench_redis.py --soak 600       # with the 10-minute preview soak
 
 Baselines run in the same process on the same redis-server: a bare redis-py pipeline writing the
-same msgpack messages (SET + PUBLISH per update). Measured:
+same msgpack messages (SET + PUBLISH per update). The end-to-end rate is measured for both of the
+bridge's layouts side by side, alternating `tango`, `bec`, `tango`, `bec` on the same stack (the
+bridge's `layout` property changed and the device re-initialised between them). Measured:
 
 1. writer throughput: N scalar updates encoded and handed to the bridge's `RedisPublisher`
    vs written by a bare pipeline (batches of 1000), until Redis has them all;
@@ -36,6 +38,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import hiredis
+import msgpack
 import redis
 import tango
 
@@ -46,6 +49,22 @@ from tango_servers.stack.waiting import wait_until
 FEED_SERVER = Path(__file__).resolve().parent.parent / "tests" / "bridges" / "redis" / "feed_server.py"
 BRIDGE = "sys/bridge/redis"
 BATCH = 1000
+LAYOUTS = ("tango", "bec")
+
+
+def stamp_of(data: bytes) -> float:
+    """The Tango timestamp of a published message: a tango-layout value or a BEC DeviceMessage."""
+    message = msgpack.unpackb(data)
+    envelope = message.get("__bec_codec__")
+    if envelope is None:
+        return message["timestamp"]
+    return max(signal["timestamp"] for signal in envelope["data"]["signals"].values())
+
+
+def bec_signal_value(data: bytes | None, signal: str) -> object:
+    if data is None:
+        return None
+    return msgpack.unpackb(data)["__bec_codec__"]["data"]["signals"].get(signal, {}).get("value")
 
 
 def message(i: int) -> bytes:
@@ -88,9 +107,16 @@ def _record(url: str, pattern: str, count: int, timeout: float, ready, results) 
     """
     location = urlsplit(url)
     sock = socket.create_connection((location.hostname, location.port or 6379))
+    reader = hiredis.Reader()
+    if location.password:  # the stack's redis-server requires its password
+        secret = location.password.encode()
+        sock.sendall(b"*2\r\n$4\r\nAUTH\r\n$%d\r\n%s\r\n" % (len(secret), secret))
+        while (reply := reader.gets()) is False:
+            reader.feed(sock.recv(65536))
+        if isinstance(reply, hiredis.ReplyError):
+            raise RuntimeError(f"the subscriber could not log in to Redis: {reply}")
     name = pattern.encode()
     sock.sendall(b"*2\r\n$10\r\nPSUBSCRIBE\r\n$%d\r\n%s\r\n" % (len(name), name))
-    reader = hiredis.Reader()
     while (reply := reader.gets()) is False:
         reader.feed(sock.recv(65536))
     ready.set()
@@ -107,7 +133,7 @@ def _record(url: str, pattern: str, count: int, timeout: float, ready, results) 
         while (reply := reader.gets()) is not False:
             received.append((now, reply[3]))
     sock.close()
-    results.put([(t, unpack(data)["timestamp"]) for t, data in received])
+    results.put([(t, stamp_of(data)) for t, data in received])
 
 
 class ChannelRecorder:
@@ -174,19 +200,44 @@ def feed_config(feeds: int) -> dict:
     }
 
 
-def bench_end_to_end(stack, client: redis.Redis, n: int, feeds: int, samples: int) -> dict:
+# Where each layout publishes a feed's `count` and `level`, and how to read the value back.
+LAYOUT_KEYS = {
+    "tango": ("tango:test/feed/{i}/count", "tango:test/feed/*/count", "tango:test/feed/1/level"),
+    "bec": ("info/devices/readback/feed_{i}", "info/devices/readback/feed_*", "info/devices/readback/feed_1"),
+}
+
+
+def use_layout(stack, layout: str, feeds: int) -> None:
+    """Set the bridge's `layout` property, re-initialise it and wait until it writes that layout."""
+    tango.Database(*stack.tango_host.split(":")).put_device_property(BRIDGE, {"layout": [layout]})
+    bridge = stack.proxy(BRIDGE, timeout=30)
+    bridge.Init()
+    client = redis.Redis.from_url(stack.redis_url)
+    key = LAYOUT_KEYS[layout][0]
+    for i in range(1, feeds + 1):
+        stack.proxy(f"test/feed/{i}").Burst(10)
+        wait_until(lambda i=i: client.exists(key.format(i=i)), 30, message=f"the bridge writing its {layout} layout")
+
+
+def last_count(client: redis.Redis, layout: str, i: int) -> object:
+    data = client.get(LAYOUT_KEYS[layout][0].format(i=i))
+    if layout == "tango":
+        return unpack(data)["value"] if data else None
+    return bec_signal_value(data, f"feed_{i}_count")
+
+
+def bench_end_to_end(stack, client: redis.Redis, n: int, feeds: int, layout: str) -> dict:
+    """Feeds burst `n` events between them; the bridge (in `layout`) republishes; a subscriber counts."""
     results: dict = {}
     url = stack.redis_url
     devices = [stack.proxy(f"test/feed/{i}") for i in range(1, feeds + 1)]
     per_feed = n // feeds
     for i, device in enumerate(devices, 1):
-        key = f"tango:test/feed/{i}/count"
-        wait_until(lambda key=key: client.exists(key), 30, message="the bridge to follow the feeds")
         device.Burst(1000)  # warm up both sides
-        wait_until(lambda key=key: unpack(client.get(key))["value"] == 1000, 30)
+        wait_until(lambda i=i: last_count(client, layout, i) == 1000, 30, message="the warm-up burst in Redis")
 
     # Several feed servers burst at once: one Python server cannot push 10k events/s by itself.
-    recorder = ChannelRecorder(url, "tango:test/feed/*/count", per_feed * feeds, 60)
+    recorder = ChannelRecorder(url, LAYOUT_KEYS[layout][1], per_feed * feeds, 60)
     bridge_cpu = cpu_seconds(stack.server_pid("RedisBridge/1"))
     for device in devices:
         device.Burst(per_feed)
@@ -195,24 +246,32 @@ def bench_end_to_end(stack, client: redis.Redis, n: int, feeds: int, samples: in
     results["bridge_rate"], results["bridge_received"] = recorder.rate(), len(recorder.received)
     results["pushed_rate"] = sum(device.burst_rate for device in devices)
     results["bridge_cpu_us"] = bridge_cpu / max(1, len(recorder.received)) * 1e6
-
-    recorder = ChannelRecorder(url, "bench:bare/count", per_feed * feeds, 60)
-    results["bare_cpu_us"] = bare_pipeline_write(client, "bench:bare/count", per_feed * feeds)[1]
-    recorder.wait()
-    results["bare_rate"], results["bare_received"] = recorder.rate(), len(recorder.received)
-
-    period = 0.005
-    tango_only = TangoLatency(stack.trl("test/feed/1"), "level")
-    recorder = ChannelRecorder(url, "tango:test/feed/1/level", samples, samples * period + 30)
-    devices[0].PushLevels([float(samples), period])
-    recorder.wait()
-    tango_only.close()
-    results["bridge_latency"] = percentiles(recorder.latencies_ms())
-    results["tango_latency"] = percentiles(tango_only.latencies_ms)
-
-    results["writer_latency"] = paced_latency(url, "bench:writer/level", samples, period, use_bridge_writer=True)
-    results["bare_latency"] = paced_latency(url, "bench:bare/level", samples, period, use_bridge_writer=False)
     return results
+
+
+def bench_bare(stack, client: redis.Redis, n: int) -> dict:
+    recorder = ChannelRecorder(stack.redis_url, "bench:bare/count", n, 60)
+    cpu_us = bare_pipeline_write(client, "bench:bare/count", n)[1]
+    recorder.wait()
+    return {"bare_cpu_us": cpu_us, "bare_rate": recorder.rate(), "bare_received": len(recorder.received)}
+
+
+def bench_latency(stack, samples: int, layout: str) -> tuple[float, float, float]:
+    """Tango timestamp -> subscriber receipt of `level`, paced at 200 updates/s."""
+    period = 0.005
+    recorder = ChannelRecorder(stack.redis_url, LAYOUT_KEYS[layout][2], samples, samples * period + 30)
+    stack.proxy("test/feed/1").PushLevels([float(samples), period])
+    recorder.wait()
+    return percentiles(recorder.latencies_ms())
+
+
+def bench_tango_latency(stack, samples: int) -> tuple[float, float, float]:
+    """The Tango leg alone: a plain PyTango client's callback."""
+    tango_only = TangoLatency(stack.trl("test/feed/1"), "level")
+    stack.proxy("test/feed/1").PushLevels([float(samples), 0.005])
+    wait_until(lambda: len(tango_only.latencies_ms) >= samples, samples * 0.005 + 30, message="paced levels")
+    tango_only.close()
+    return percentiles(tango_only.latencies_ms)
 
 
 def paced_latency(url: str, key: str, samples: int, period: float, *, use_bridge_writer: bool):
@@ -332,6 +391,7 @@ def main() -> None:
     parser.add_argument("--feeds", type=int, default=2, help="feed servers bursting at once end to end")
     parser.add_argument("--latency-samples", type=int, default=1000, help="paced updates per latency run")
     parser.add_argument("--soak", type=float, default=30.0, help="preview soak seconds (0 to skip)")
+    parser.add_argument("--rounds", type=int, default=2, help="end-to-end runs per layout, alternating")
     args = parser.parse_args()
     print(f"load average before: {' '.join(f'{x:.1f}' for x in os.getloadavg())} on {os.cpu_count()} cores")
 
@@ -343,7 +403,20 @@ def main() -> None:
             client = redis.Redis.from_url(stack.redis_url)
             bare = bare_pipeline_write(client, "bench:bare/x", args.updates)
             writer = bridge_writer_write(stack.redis_url, "bench:writer/x", args.updates)
-            e2e = bench_end_to_end(stack, client, args.updates, args.feeds, args.latency_samples)
+            runs: list[tuple[str, dict]] = []
+            latency: dict[str, tuple[float, float, float]] = {}
+            for layout in LAYOUTS * args.rounds:
+                use_layout(stack, layout, args.feeds)
+                runs.append((layout, bench_end_to_end(stack, client, args.updates, args.feeds, layout)))
+                latency.setdefault(layout, bench_latency(stack, args.latency_samples, layout))
+            base = bench_bare(stack, client, args.updates // args.feeds * args.feeds)
+            tango_latency = bench_tango_latency(stack, args.latency_samples)
+            writer_latency = paced_latency(
+                stack.redis_url, "bench:writer/level", args.latency_samples, 0.005, use_bridge_writer=True
+            )
+            bare_latency = paced_latency(
+                stack.redis_url, "bench:bare/level", args.latency_samples, 0.005, use_bridge_writer=False
+            )
         finally:
             down_with_redis(stack)
 
@@ -353,23 +426,25 @@ def main() -> None:
     print("| --- | ---: | ---: | ---: |")
     print(f"| writer throughput, updates/s | {writer[0]:,.0f} | {bare[0]:,.0f} | {writer[0] / bare[0]:.2f} |")
     print(f"| writer CPU per update, us | {writer[1]:.1f} | {bare[1]:.1f} | {writer[1] / bare[1]:.2f} |")
-    print(
-        f"| {args.feeds} Tango servers bursting -> Redis subscriber, updates/s (received) "
-        f"| {e2e['bridge_rate']:,.0f} ({e2e['bridge_received']}/{n}) "
-        f"| {e2e['bare_rate']:,.0f} ({e2e['bare_received']}/{n}) | {e2e['bridge_rate'] / e2e['bare_rate']:.2f} |"
-    )
-    print(f"| (the Tango servers pushed, events/s) | {e2e['pushed_rate']:,.0f} | | |")
-    print(
-        f"| CPU per update: bridge server (Tango event in, Redis out) vs bare pipeline, us "
-        f"| {e2e['bridge_cpu_us']:.1f} | {e2e['bare_cpu_us']:.1f} | {e2e['bridge_cpu_us'] / e2e['bare_cpu_us']:.2f} |"
-    )
-    b50, b95, b99 = e2e["bare_latency"]
-    for label, key in (
-        ("Tango event -> Redis subscriber", "bridge_latency"),
-        ("bridge writer alone -> subscriber", "writer_latency"),
-        ("(Tango event -> plain PyTango client)", "tango_latency"),
-    ):
-        p50, p95, p99 = e2e[key]
+    bare_cpu = base["bare_cpu_us"]
+    for number, (layout, e2e) in enumerate(runs, 1):
+        print(
+            f"| run {number}, layout `{layout}`: {args.feeds} Tango servers bursting -> Redis subscriber, "
+            f"updates/s (received) | {e2e['bridge_rate']:,.0f} ({e2e['bridge_received']}/{n}) "
+            f"| {base['bare_rate']:,.0f} ({base['bare_received']}/{n}) | {e2e['bridge_rate'] / base['bare_rate']:.2f} |"
+        )
+        print(
+            f"| run {number}, layout `{layout}`: bridge CPU per update (Tango event in, Redis out), us "
+            f"(servers pushed {e2e['pushed_rate']:,.0f} events/s) "
+            f"| {e2e['bridge_cpu_us']:.1f} | {base['bare_cpu_us']:.1f} | {e2e['bridge_cpu_us'] / bare_cpu:.2f} |"
+        )
+    b50, b95, b99 = bare_latency
+    rows = [(f"Tango event -> Redis subscriber, layout `{layout}`", value) for layout, value in latency.items()]
+    rows += [
+        ("bridge writer alone -> subscriber", writer_latency),
+        ("(Tango event -> plain PyTango client)", tango_latency),
+    ]
+    for label, (p50, p95, p99) in rows:
         print(
             f"| {label}, ms p50 / p95 / p99 | {p50:.2f} / {p95:.2f} / {p99:.2f} "
             f"| {b50:.2f} / {b95:.2f} / {b99:.2f} | {p50 / b50:.2f} (p50) |"

@@ -14,31 +14,11 @@ import tango
 
 from ._device import TangoDevice
 from .core.discovery import database, database_host, exported_devices, unknown_device_error
-from .core.names import identifier
+from .core.names import identifier, python_names
 
 __all__ = ["connect", "database", "unknown_device_error"]
 
 logger = logging.getLogger(__name__)
-
-
-def _python_names(devices: list[str], aliases: dict[str, str]) -> dict[str, str]:
-    """Device -> python name: its alias, else its member; family_member when members collide."""
-    members: dict[str, int] = {}
-    for device in devices:
-        if device not in aliases:
-            member = identifier(device.split("/")[-1])
-            members[member] = members.get(member, 0) + 1
-    names = {}
-    for device in devices:
-        if device in aliases:
-            names[device] = identifier(aliases[device])
-            continue
-        _, family, member = device.split("/")
-        ident = identifier(member)
-        if members[ident] > 1 or ident[:1] == "_":
-            ident = identifier(f"{family}_{member}")
-        names[device] = ident
-    return names
 
 
 def _unshadowed(names: dict[str, str], namespace: dict[str, Any]) -> dict[str, str]:
@@ -86,7 +66,7 @@ def connect(
     for device in devices:
         with contextlib.suppress(tango.DevFailed):
             aliases[device] = db.get_alias_from_device(device)
-    names = _python_names(devices, aliases)
+    names = python_names(devices, aliases)
     if into is not None:
         names = _unshadowed(names, into)
     prefix = f"tango://{host}/" if tango_host else ""

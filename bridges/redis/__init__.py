@@ -8,15 +8,24 @@ Reading what the bridge writes needs only msgpack (and numpy for arrays):
 The Tango server itself is `bridges.redis.device.RedisBridge` (not imported here).
 """
 
+from ._bec import BecEndpoints
 from ._bridge import BridgeOptions, RedisBridgeCore, file_event, meta_fields
 from ._forwarder import OavForwarder, jpeg_bytes
-from ._layout import DEFAULT_PREFIX, MURKO_EXPIRY_S, KeyLayout, murko_frame_field, murko_raw_key
+from ._layout import (
+    DEFAULT_PREFIX,
+    MURKO_EXPIRY_S,
+    KeyLayout,
+    murko_frame_field,
+    murko_metadata_key,
+    murko_raw_key,
+)
 from ._publisher import PublisherStatus, RedisPublisher
 from ._serialisation import pack, unpack, value_message
 
 __all__ = [
     "DEFAULT_PREFIX",
     "MURKO_EXPIRY_S",
+    "BecEndpoints",
     "BridgeOptions",
     "KeyLayout",
     "OavForwarder",
@@ -27,6 +36,7 @@ __all__ = [
     "jpeg_bytes",
     "meta_fields",
     "murko_frame_field",
+    "murko_metadata_key",
     "murko_raw_key",
     "pack",
     "unpack",

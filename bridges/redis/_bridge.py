@@ -2,11 +2,17 @@
 
 `RedisBridgeCore` is the Redis sink of `bridges.core.BridgeCore`: the core finds the devices
 and attributes to follow and follows them through the shared engine; this module turns every
-`AttributeUpdate` into Redis writes through one `RedisPublisher`: the last value (SET + PUBLISH),
-the meta hash (written again on every configuration update of the engine), an optional capped
-stream, throttled image previews, and the BEC-style file and progress events.
+`AttributeUpdate` into Redis writes through one `RedisPublisher`, in one or both layouts:
+
+- `tango`: the last value (SET + PUBLISH), the meta hash (written again on every configuration
+  update of the engine), an optional capped stream, throttled image previews, file and progress
+  events, under `tango:{device}/{attr}`;
+- `bec`: BEC's own endpoints and message types (`_bec.py`), per flat device name: a DeviceMessage
+  of the device's read set at `info/devices/readback/{name}` and `info/devices/read/{name}`,
+  ProgressMessage, FileMessage and DevicePreviewMessage.
 """
 
+import contextlib
 import json
 import logging
 import time
@@ -17,11 +23,14 @@ from typing import Any
 import numpy as np
 import tango
 
-from ophyd_tango.core.discovery import attribute_matches
+from ophyd_tango.core.discovery import attribute_matches, database, defined_devices
+from ophyd_tango.core.names import identifier, python_names
 from ophyd_tango.core.subscription import AttributeUpdate, ConfigUpdate, TangoSubscriber
 from ophyd_tango.core.types import AttributeType
 
 from ..core import BridgeCore, Selection
+from ._bec import PREVIEW_FIELD, BecEndpoints, bec_value, device_message, file_message, preview_message
+from ._bec import progress_message as bec_progress_message
 from ._layout import KeyLayout
 from ._publisher import RedisPublisher
 from ._serialisation import pack, value_message
@@ -30,6 +39,29 @@ log = logging.getLogger(__name__)
 
 # BEC's file event fields, in the order documented in docs/redis.md.
 FILE_EVENT_FIELDS = ("file_path", "file_type", "hinted_location", "done", "success")
+LAYOUTS = ("tango", "bec")
+# Attributes never in a BEC reading: Tango's own, and what travels as its own BEC message.
+_NOT_READ = ("state", "status")
+
+
+def parse_layout(values: list[str]) -> frozenset[str]:
+    """The `layout` property ("tango", "bec", or both) as a set; ValueError naming the allowed values."""
+    chosen = {v.strip().lower() for value in values for v in value.split(",") if v.strip()}
+    unknown = sorted(chosen - set(LAYOUTS))
+    if unknown or not chosen:
+        raise ValueError(f"layout {', '.join(unknown) or '(empty)'} is not one of: {', '.join(LAYOUTS)} (or both)")
+    return frozenset(chosen)
+
+
+def parse_name_map(entries: list[str]) -> dict[str, str]:
+    """`["sim/pilatus/1=pilatus"]` -> {"sim/pilatus/1": "pilatus"}; ValueError naming the bad entry."""
+    names = {}
+    for entry in entries:
+        device, sep, name = entry.partition("=")
+        if not sep or device.count("/") != 2 or not name.strip():
+            raise ValueError(f"bec_names entry {entry!r} is not 'domain/family/member=name'")
+        names[device.strip().lower()] = name.strip()
+    return names
 
 
 @dataclass
@@ -47,10 +79,13 @@ class BridgeOptions:
     image_period: float = 0.0
     frame_counter_attributes: list[str] = field(default_factory=lambda: ["image_counter", "last_image_acquired"])
     file_event_attributes: list[str] = field(default_factory=lambda: ["file_event"])
-    progress_attributes: list[str] = field(default_factory=lambda: ["task_progress"])
+    progress_attributes: list[str] = field(default_factory=lambda: ["task_progress", "move_progress"])
     progress_done_attributes: list[str] = field(default_factory=lambda: ["task_state"])
     discovery_period: float = 5.0
     exclude_devices: list[str] = field(default_factory=list)
+    layout: frozenset[str] = frozenset({"tango"})
+    bec_names: dict[str, str] = field(default_factory=dict)  # device -> flat name (else alias, else member)
+    bec_readback_attributes: list[str] = field(default_factory=lambda: ["position"])
 
 
 def meta_fields(info: AttributeType) -> dict[str, str]:
@@ -99,6 +134,30 @@ class _Route:
     images_seen: int = 0
 
     value_only: bool = False  # only the value key is written (set by `RedisBridgeCore._route`)
+    tango: bool = True  # the tango layout is written
+    bec: "_BecDevice | None" = None  # the BEC device this attribute belongs to (bec layout)
+    bec_signal: str | None = None  # its name in the device's DeviceMessage, when in the read set
+    bec_preview_key: str | None = None
+
+
+@dataclass
+class _BecDevice:
+    """One device as BEC sees it: a flat name and the last reading of its read set."""
+
+    name: str
+    readback_key: str
+    read_key: str
+    progress_key: str
+    file_event_key: str
+    readback_attribute: str = ""
+    signals: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def publish_reading(self, publisher: RedisPublisher, signal: str, value: Any, timestamp: float) -> None:
+        """Update one signal and write the device's DeviceMessage to readback and read."""
+        self.signals[signal] = {"value": bec_value(value), "timestamp": float(timestamp)}
+        payload = device_message(self.signals)
+        publisher.set_and_publish(self.readback_key, payload)
+        publisher.set_and_publish(self.read_key, payload)
 
 
 class RedisBridgeCore:
@@ -130,6 +189,8 @@ class RedisBridgeCore:
         self._counters: dict[str, int] = {}  # device -> last frame counter value
         self._progress: dict[str, dict[str, Any]] = {}  # device -> last progress event
         self._listeners: list[Callable[[Any], None]] = []
+        self._bec_devices: dict[str, _BecDevice] = {}
+        self._bec_names: dict[str, str] = dict(options.bec_names)
 
     # -- life cycle -------------------------------------------------------------------------
     def start(self) -> "RedisBridgeCore":
@@ -171,9 +232,56 @@ class RedisBridgeCore:
             route.info = update.type
             self._write_meta(route, update.type)
 
+    def bec_name(self, device: str) -> str:
+        """The flat BEC name of `device`: the `bec_names` map, else what `ophyd_tango.connect` names it."""
+        if device not in self._bec_names:
+            try:
+                db = database(timeout=self.subscriber.timeout)
+                devices = sorted({device, *defined_devices(db, self.options.devices, self.options.exclude_devices)})
+                aliases = {}
+                for candidate in devices:
+                    with contextlib.suppress(tango.DevFailed):  # no alias
+                        aliases[candidate] = db.get_alias_from_device(candidate)
+            except tango.DevFailed:
+                devices, aliases = [device], {}
+            for candidate, name in python_names(devices, aliases).items():
+                self._bec_names.setdefault(candidate, name)  # names given stay as they are
+        return self._bec_names[device]
+
+    def _bec_device(self, device: str) -> _BecDevice:
+        bec = self._bec_devices.get(device)
+        if bec is None:
+            name = self.bec_name(device)
+            bec = self._bec_devices[device] = _BecDevice(
+                name,
+                BecEndpoints.readback(name),
+                BecEndpoints.read(name),
+                BecEndpoints.progress(name),
+                BecEndpoints.file_event(name),
+            )
+        return bec
+
+    def _bec_route(self, route: _Route, info: AttributeType) -> None:
+        """Where an attribute goes in BEC: the device's reading (readback or read-only scalar), a preview."""
+        options, device, name = self.options, route.device, info.name
+        bec = route.bec = self._bec_device(device)
+        if not bec.readback_attribute and attribute_matches(options.bec_readback_attributes, device, name):
+            bec.readback_attribute = name
+            route.bec_signal = bec.name  # the readback is named after its device, as ophyd and BEC do
+        elif (
+            info.data_format == tango.AttrDataFormat.SCALAR
+            and not info.is_writable
+            and info.kind != "encoded"
+            and name.lower() not in _NOT_READ
+            and route.file_event_key is None
+        ):
+            route.bec_signal = f"{bec.name}_{identifier(name)}"
+        if route.preview_key is not None:
+            route.bec_preview_key = BecEndpoints.preview(bec.name, name)
+
     def _route(self, device: str, info: AttributeType) -> _Route:
         options, layout, name = self.options, self.layout, info.name
-        route = _Route(device, name, info, layout.value(device, name))
+        route = _Route(device, name, info, layout.value(device, name), tango="tango" in options.layout)
         if attribute_matches(options.stream_attributes, device, name):
             route.stream_key = layout.stream(device, name)
         if info.is_image and info.kind != "encoded":
@@ -184,16 +292,24 @@ class RedisBridgeCore:
         if route.is_progress_value or attribute_matches(options.progress_done_attributes, device, name):
             route.progress_key = layout.progress(device)
         route.is_frame_counter = attribute_matches(options.frame_counter_attributes, device, name)
-        route.value_only = not (
-            route.stream_key
-            or route.preview_key
-            or route.file_event_key
-            or route.progress_key
-            or route.is_frame_counter
+        if "bec" in options.layout:
+            self._bec_route(route, info)
+        route.value_only = (
+            route.tango
+            and route.bec is None
+            and not (
+                route.stream_key
+                or route.preview_key
+                or route.file_event_key
+                or route.progress_key
+                or route.is_frame_counter
+            )
         )
         return route
 
     def _write_meta(self, route: _Route, info: AttributeType) -> None:
+        if not route.tango:
+            return
         fields = meta_fields(info)
         self.publisher.set_hash(self.layout.meta(route.device, route.attribute), fields, pack(fields))
 
@@ -225,56 +341,97 @@ class RedisBridgeCore:
                 route.value_key, pack(value_message(value, timestamp, str(quality), error=error))
             )
             return
+        preview_now = False
         extra: dict[str, Any] = {}
-        if route.preview_key is not None and update.error is None:
+        if route.preview_key is not None and error is None:
             route.images_seen += 1
             now = time.monotonic()
             if now - route.last_image < self.options.image_period:
                 return  # images are throttled; the frame number tells readers what they missed
             route.last_image = now
-            extra["frame"] = self._counters.get(update.device, route.images_seen)
-        elif route.is_frame_counter and update.error is None:
-            self._counters[update.device] = int(value)
-        payload = pack(value_message(value, update.timestamp, str(update.quality), error=update.error, **extra))
+            extra["frame"] = self._counters.get(device, route.images_seen)
+            if now - route.last_preview >= self.options.preview_period:
+                route.last_preview = now
+                preview_now = True
+        elif route.is_frame_counter and error is None:
+            self._counters[device] = int(value)
+        event = file_event(value) if route.file_event_key is not None and error is None else None
+        progress = (
+            self._progress_of(route, value, timestamp) if route.progress_key is not None and error is None else None
+        )
+        if route.tango:
+            self._publish_tango(route, value, quality, timestamp, error, extra, preview_now, event, progress)
+        bec = route.bec
+        if bec is None or error is not None:
+            return  # BEC messages carry no errors: the last good reading stays
+        publisher = self.publisher
+        if route.bec_signal is not None:
+            bec.publish_reading(publisher, route.bec_signal, value, timestamp)
+        if preview_now and route.bec_preview_key is not None and isinstance(value, np.ndarray):
+            publisher.add_to_stream(
+                route.bec_preview_key,
+                preview_message(bec.name, route.attribute, value, timestamp),
+                self.options.preview_maxlen,
+                approximate=False,
+                expire_s=self.options.preview_expiry,
+                field=PREVIEW_FIELD,
+            )
+        if event is not None:
+            publisher.set_and_publish(bec.file_event_key, file_message(event, bec.name))
+        if progress is not None:
+            payload = bec_progress_message(progress["value"], progress["max_value"], progress["done"])
+            publisher.set_and_publish(bec.progress_key, payload)
+
+    def _publish_tango(
+        self,
+        route: _Route,
+        value: Any,
+        quality: Any,
+        timestamp: float,
+        error: str | None,
+        extra: dict[str, Any],
+        preview_now: bool,
+        event: dict[str, Any] | None,
+        progress: dict[str, Any] | None,
+    ) -> None:
+        payload = pack(value_message(value, timestamp, str(quality), error=error, **extra))
         publisher = self.publisher
         publisher.set_and_publish(route.value_key, payload)
         if route.stream_key is not None:
             publisher.add_to_stream(route.stream_key, payload, self.options.stream_maxlen)
-        if route.preview_key is not None and update.error is None:
-            now = time.monotonic()
-            if now - route.last_preview >= self.options.preview_period:
-                route.last_preview = now
-                publisher.add_to_stream(
-                    route.preview_key,
-                    payload,
-                    self.options.preview_maxlen,
-                    approximate=False,
-                    expire_s=self.options.preview_expiry,
-                )
-        if route.file_event_key is not None and update.error is None:
-            event = file_event(value)
-            if event is not None:
-                event.update(device=update.device, timestamp=update.timestamp)
-                publisher.set_and_publish(route.file_event_key, pack(event))
-        if route.progress_key is not None and update.error is None:
-            self._publish_progress(route, value, update.timestamp)
+        if preview_now and route.preview_key is not None:
+            publisher.add_to_stream(
+                route.preview_key,
+                payload,
+                self.options.preview_maxlen,
+                approximate=False,
+                expire_s=self.options.preview_expiry,
+            )
+        if event is not None and route.file_event_key is not None:
+            publisher.set_and_publish(
+                route.file_event_key, pack({**event, "device": route.device, "timestamp": timestamp})
+            )
+        if progress is not None and route.progress_key is not None:
+            publisher.set_and_publish(route.progress_key, pack(progress))
 
-    def _publish_progress(self, route: _Route, value: Any, timestamp: float) -> None:
+    def _progress_of(self, route: _Route, value: Any, timestamp: float) -> dict[str, Any]:
+        """The device's progress after this update: value, max_value, done, device, timestamp."""
         progress = self._progress.setdefault(
             route.device, {"value": 0.0, "max_value": 1.0, "done": True, "device": route.device}
         )
         if route.is_progress_value:
             progress["value"] = float(value)
             progress["max_value"] = progress_maximum(route.info)
-            progress["done"] = progress["value"] >= progress["max_value"] or progress.get("idle", False)
         else:
             # A task state: done unless the task is running.
             label = route.info.label_of(value) if route.info.kind == "enum" else str(value)
             progress["idle"] = label.upper() not in ("RUNNING", "MOVING", "BUSY", "ACTIVE")
-            progress["done"] = progress["idle"] or progress["value"] >= progress["max_value"]
+        # With a task state, it alone says when the task is done (a new task starts with the last
+        # task's value at its maximum); without one, the value reaching its maximum does.
+        idle = progress.get("idle")
+        progress["done"] = idle if idle is not None else progress["value"] >= progress["max_value"]
         progress["timestamp"] = timestamp
-        message = {key: progress[key] for key in ("value", "max_value", "done", "device", "timestamp")}
-        self.publisher.set_and_publish(route.progress_key, pack(message))
+        return {key: progress[key] for key in ("value", "max_value", "done", "device", "timestamp")}
 
 
 def progress_maximum(info: AttributeType) -> float:

@@ -6,9 +6,16 @@ PUBLISHed on the channel of the same name as the hash so a consumer can fetch th
 A run is bounded: it ends after `duration` seconds or `max_frames` frames, whichever comes first,
 or when stopped. Frames arriving faster than JPEG encoding keeps up with are skipped (the newest
 frame wins), as in dodal, where best effort is enough.
+
+Each frame also gets what mx-bluesky's `MurkoCallback` (mx_bluesky/beamlines/i04/callbacks/
+murko_callback.py) writes for it: a JSON map in the hash `murko:{sample_id}:metadata` under the
+frame's uuid (the raw hash's field), expiring after 7 days, PUBLISHed as JSON on the channel
+`murko`, which mx-bluesky's `redis_to_murko_forwarder` listens to. The run ends with the JSON
+string "image_forwarding_complete" on `murko`, as the callback's `stop` sends it.
 """
 
 import io
+import json
 import logging
 import threading
 import time
@@ -18,10 +25,43 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from ._layout import MURKO_EXPIRY_S, murko_frame_field, murko_raw_key
+from ._layout import (
+    MURKO_CHANNEL,
+    MURKO_COMPLETE_MESSAGE,
+    MURKO_EXPIRY_S,
+    murko_frame_field,
+    murko_metadata_key,
+    murko_raw_key,
+)
 from ._publisher import RedisPublisher
 
 log = logging.getLogger(__name__)
+
+
+# OAV attribute -> murko metadata field, and the field's type (mx-bluesky's callback)
+MURKO_OAV_FIELDS = {
+    "microns_per_pixel_x": ("microns_per_x_pixel", float),
+    "microns_per_pixel_y": ("microns_per_y_pixel", float),
+    "beam_centre_x": ("beam_centre_i", int),
+    "beam_centre_y": ("beam_centre_j", int),
+}
+
+
+def murko_sample_id(sample_id: str) -> int | str:
+    """The sample id as murko's metadata carries it: an int (as in mx-bluesky's run start) when it is one."""
+    return int(sample_id) if sample_id.isdecimal() else sample_id
+
+
+def omega_at(readings: list[tuple[float, float]], timestamp: float) -> float | None:
+    """Omega at `timestamp` from the last (value, time) readings: extrapolated linearly from the
+    last two, as mx-bluesky's callback does for images between gonio readings; None without any."""
+    if not readings:
+        return None
+    value, when = readings[-1]
+    if len(readings) < 2 or readings[-2][1] == when:
+        return value
+    previous, then = readings[-2]
+    return value + (timestamp - when) * (value - previous) / (when - then)
 
 
 def jpeg_bytes(value: Any, quality: int = 85) -> bytes:
@@ -54,6 +94,8 @@ class OavForwarder:
         source: str = "fullscreen",
         jpeg_quality: int = 85,
         max_duration: float = 600.0,
+        omega_device: str = "",
+        omega_attribute: str = "position",
     ) -> None:
         self.publisher = publisher
         self.subscriber = subscriber
@@ -63,6 +105,8 @@ class OavForwarder:
         self.source = source
         self.jpeg_quality = jpeg_quality
         self.max_duration = max_duration
+        self.omega_device = omega_device.lower()
+        self.omega_attribute = omega_attribute
         self.sample_id = ""
         self.frames = 0
         self.last_field = ""
@@ -70,6 +114,8 @@ class OavForwarder:
         self._cond = threading.Condition()
         self._latest: tuple[Any, float] | None = None
         self._counter: int | None = None
+        self._oav_metadata: dict[str, Any] = {}
+        self._omegas: list[tuple[float, float]] = []  # the last (value, timestamp) readings of omega
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -94,6 +140,7 @@ class OavForwarder:
         self.sample_id, self.frames, self.last_field = sample_id, 0, ""
         self.outcome = "running"
         self._latest, self._counter = None, None
+        self._oav_metadata, self._omegas = {}, []
         self._stop.clear()
         self._thread = threading.Thread(
             target=self._run, args=(sample_id, duration, max_frames), name="oav-forwarder", daemon=True
@@ -118,21 +165,42 @@ class OavForwarder:
     def _on_update(self, update: Any) -> None:
         if update.error is not None:
             return
-        if update.attribute.lower() == self.counter_attribute.lower():
+        name = update.attribute.lower()
+        if name == self.counter_attribute.lower():
             self._counter = int(update.value)
+            return
+        if name in MURKO_OAV_FIELDS:
+            field, kind = MURKO_OAV_FIELDS[name]
+            self._oav_metadata[field] = kind(update.value)
             return
         with self._cond:
             self._latest = (update.value, update.timestamp)
             self._cond.notify_all()
 
+    def _on_omega(self, update: Any) -> None:
+        if update.error is None:
+            self._omegas = [*self._omegas[-1:], (float(update.value), float(update.timestamp))]
+
+    def _metadata(self, sample_id: str, uid: str, timestamp: float) -> str:
+        """The JSON murko metadata of one frame, with the fields and types mx-bluesky's callback writes."""
+        metadata: dict[str, Any] = {"sample_id": murko_sample_id(sample_id), **self._oav_metadata}
+        omega = omega_at(self._omegas, timestamp)
+        if omega is not None:
+            metadata["omega_angle"] = omega
+        metadata["uuid"] = uid
+        return json.dumps(metadata)
+
     def _run(self, sample_id: str, duration: float, max_frames: int) -> None:
         key = murko_raw_key(sample_id)
+        metadata_key = murko_metadata_key(sample_id)
         deadline = time.monotonic() + duration
-        attributes = (
-            [self.image_attribute, self.counter_attribute] if self.counter_attribute else [self.image_attribute]
-        )
-        subscription = None
+        attributes = [self.image_attribute, *([self.counter_attribute] if self.counter_attribute else [])]
+        subscription = omega = None
         try:
+            present = {name.lower() for name in self.subscriber.attribute_types(self.device)}
+            attributes += [name for name in MURKO_OAV_FIELDS if name in present]
+            if self.omega_device:
+                omega = self.subscriber.subscribe(self.omega_device, [self.omega_attribute], self._on_omega)
             subscription = self.subscriber.subscribe(self.device, attributes, self._on_update)
             # The engine hands over the current frame at once; murko wants frames from now on.
             with self._cond:
@@ -160,12 +228,19 @@ class OavForwarder:
                 field = murko_frame_field(self.source, frame, str(uuid.uuid4()))
                 data = jpeg_bytes(latest[0], self.jpeg_quality)
                 if self.publisher.hset_with_expiry(key, field, data, MURKO_EXPIRY_S, key, field):
+                    # the frame is in Redis before murko hears of it: one writer, in order
+                    metadata = self._metadata(sample_id, field, latest[1])
+                    self.publisher.hset_with_expiry(
+                        metadata_key, field, metadata.encode(), MURKO_EXPIRY_S, MURKO_CHANNEL, metadata
+                    )
                     self.frames += 1
                     self.last_field = field
         except Exception as exc:  # a bad frame or a vanished OAV ends the run, never the bridge
             log.exception("OAV forwarding for sample %s failed", sample_id)
             self.outcome = f"failed after {self.frames} frames: {exc}"
         finally:
-            if subscription is not None:
-                subscription.close()
+            for opened in (subscription, omega):
+                if opened is not None:
+                    opened.close()
+            self.publisher.publish(MURKO_CHANNEL, json.dumps(MURKO_COMPLETE_MESSAGE))
             log.info("OAV forwarding for sample %s: %s", sample_id, self.outcome)

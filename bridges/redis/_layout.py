@@ -4,6 +4,8 @@ from dataclasses import dataclass
 
 DEFAULT_PREFIX = "tango:"
 MURKO_EXPIRY_S = 7 * 24 * 3600
+MURKO_CHANNEL = "murko"  # mx-bluesky's murko callback PUBLISHes each frame's metadata here
+MURKO_COMPLETE_MESSAGE = "image_forwarding_complete"  # dodal's FORWARDING_COMPLETE_MESSAGE
 
 
 @dataclass(frozen=True)
@@ -40,6 +42,11 @@ class KeyLayout:
 def murko_raw_key(sample_id: str) -> str:
     """The hash dodal's OAV forwarder fills with JPEG frames for murko."""
     return f"murko:{sample_id}:raw"
+
+
+def murko_metadata_key(sample_id: str) -> str:
+    """The hash mx-bluesky's murko callback fills with each frame's metadata (JSON, by uuid)."""
+    return f"murko:{sample_id}:metadata"
 
 
 def murko_frame_field(source: str, frame: int, uid: str) -> str:

@@ -11,7 +11,10 @@ still parses the URL.)
 When Redis goes away the writer keeps the last value of every key (values, meta hashes, events),
 drops what has no "last value" (stream entries, previews, forwarded frames; counted in
 `dropped`), reconnects with exponential backoff and writes the remembered keys again, so a
-restarted, empty Redis is whole again without waiting for changes.
+restarted, empty Redis is whole again without waiting for changes. A Redis that loses the keys
+without dropping the connection (FLUSHALL, FLUSHDB, a restart between two writes) is noticed by
+a sentinel key the writer checks every `check_period`: when it is gone, the remembered keys are
+written again the same way.
 """
 
 import contextlib
@@ -35,9 +38,11 @@ log = logging.getLogger(__name__)
 
 # Operation codes; ops are plain tuples because thousands are built per second.
 _SET_PUBLISH = 0  # (op, key, payload)
-_XADD = 1  # (op, key, payload, maxlen, approximate, expire_s or None)
+_XADD = 1  # (op, key, payload, maxlen, approximate, expire_s or None, field)
 _HASH = 2  # (op, key, mapping, payload published on key or None)
 _HSET_EXPIRE_PUBLISH = 3  # (op, key, field, data, expire_s, channel, notification)
+_SET = 4  # (op, key, payload)
+_PUBLISH = 5  # (op, channel, payload)
 
 _CONNECTION_ERRORS = (redis.ConnectionError, redis.TimeoutError, OSError, hiredis.ProtocolError)
 # Payloads at least this big are sent as their own buffer instead of being copied into the batch.
@@ -69,6 +74,7 @@ class PublisherStatus:
     queued: int
     update_rate: float  # operations written per second, recent
     reconnects: int
+    resyncs: int  # times the remembered keys were written again after Redis lost them (flush)
 
 
 class RedisPublisher:
@@ -85,6 +91,8 @@ class RedisPublisher:
         max_queue: int = 200_000,
         max_batch: int = 4096,
         min_write_interval: float = 0.0005,
+        sentinel_key: str | None = None,
+        check_period: float = 1.0,
     ) -> None:
         self.url = redact_url(url)
         self._address = RedisAddress.from_url(url, username=username, password=password, timeout=socket_timeout)
@@ -94,6 +102,10 @@ class RedisPublisher:
         self._max_batch = max_batch
         self._min_write_interval = min_write_interval
         self._last_write = 0.0
+        self._sentinel = sentinel_key
+        self._check_period = check_period
+        self._next_check = 0.0
+        self._resyncs = 0
 
         self._cond = threading.Condition()
         self._queue: deque[tuple] = deque()
@@ -155,6 +167,7 @@ class RedisPublisher:
                 queued=len(self._queue),
                 update_rate=self._rate.rate(),
                 reconnects=self._reconnects,
+                resyncs=self._resyncs,
             )
 
     # -- submitting (any thread) ------------------------------------------------------------
@@ -167,16 +180,27 @@ class RedisPublisher:
         self._submit((_HASH, key, dict(mapping), notification), hash_=(key, mapping))
 
     def add_to_stream(
-        self, key: str, payload: bytes, maxlen: int, *, approximate: bool = True, expire_s: int | None = None
+        self,
+        key: str,
+        payload: bytes,
+        maxlen: int,
+        *,
+        approximate: bool = True,
+        expire_s: int | None = None,
+        field: str = "msg",
     ) -> None:
-        """XADD key MAXLEN [~] maxlen * msg payload (then EXPIRE key); dropped while disconnected."""
-        self._submit((_XADD, key, payload, maxlen, approximate, expire_s))
+        """XADD key MAXLEN [~] maxlen * field payload (then EXPIRE key); dropped while disconnected."""
+        self._submit((_XADD, key, payload, maxlen, approximate, expire_s, field))
 
     def hset_with_expiry(
         self, key: str, field: str, data: bytes, expire_s: int, channel: str, notification: bytes | str
     ) -> bool:
         """HSET key field data, EXPIRE key, PUBLISH channel notification; False if dropped now."""
         return self._submit((_HSET_EXPIRE_PUBLISH, key, field, data, expire_s, channel, notification))
+
+    def publish(self, channel: str, payload: bytes | str) -> bool:
+        """PUBLISH channel payload (nothing remembered); False if dropped now."""
+        return self._submit((_PUBLISH, channel, payload))
 
     def _submit(
         self,
@@ -220,6 +244,8 @@ class RedisPublisher:
             if batch:
                 self._write(batch)
                 self._last_write = time.monotonic()
+            if self._sentinel and self._connected and time.monotonic() >= self._next_check:
+                self._check_sentinel(self._sentinel)
 
     def _take_batch(self) -> list[tuple] | deque[tuple]:
         with self._cond:
@@ -278,7 +304,7 @@ class RedisPublisher:
             self._connected = False
             pending = [*batch, *self._queue]
             self._queue.clear()
-            self._dropped += sum(1 for op in pending if op[0] in (_XADD, _HSET_EXPIRE_PUBLISH))
+            self._dropped += sum(1 for op in pending if op[0] in (_XADD, _HSET_EXPIRE_PUBLISH, _PUBLISH))
             self._completed += len(pending)
             self._cond.notify_all()
         self._record_error(f"lost the connection to Redis at {self.url}: {exc}; reconnecting")
@@ -302,20 +328,53 @@ class RedisPublisher:
         with self._cond:
             self._connected = True
             self._reconnects += 1
+        # Resend the last known state: after a Redis restart the keys are gone.
+        count = self._resync()
+        if count < 0:
+            return False
+        log.info("connected to Redis at %s, %d keys written again", self.url, count)
+        return True
+
+    def _resync(self) -> int:
+        """Write every remembered hash and value again, then the sentinel; -1 if the connection broke."""
+        with self._cond:
             values = list(self._values.items())
             hashes = list(self._hashes.items())
-        # Resend the last known state: after a Redis restart the keys are gone.
-        ops = [(_HASH, key, dict(mapping), None) for key, mapping in hashes]
+        ops: list[tuple] = [(_HASH, key, dict(mapping), None) for key, mapping in hashes]
         ops += [(_SET_PUBLISH, key, payload) for key, payload in values]
+        if self._sentinel:
+            ops.append((_SET, self._sentinel, b"written by the Redis bridge; its absence means a flush"))
         for start in range(0, len(ops), self._max_batch):
             chunk = ops[start : start + self._max_batch]
             with self._cond:
                 self._submitted += len(chunk)
             self._write(chunk)
             if not self._connected:
-                return False
-        log.info("connected to Redis at %s, %d keys written again", self.url, len(ops))
-        return True
+                return -1
+        self._next_check = time.monotonic() + self._check_period
+        return len(ops)
+
+    def _check_sentinel(self, key: str) -> None:
+        """Write everything again when the sentinel key is gone (FLUSHALL, restart between writes)."""
+        self._next_check = time.monotonic() + self._check_period
+        connection = self._connection
+        if connection is None:
+            return
+        try:
+            present = connection.call(b"EXISTS", key)
+        except _CONNECTION_ERRORS as exc:
+            self._lost_connection(exc, [])
+            return
+        except redis.ResponseError as exc:
+            self._record_error(f"Redis refused EXISTS {key}: {exc}")
+            return
+        if present:
+            return
+        with self._cond:
+            self._resyncs += 1
+        count = self._resync()
+        if count >= 0:
+            log.warning("Redis at %s lost the bridge's keys (flushed?); %d keys written again", self.url, count)
 
 
 @dataclass(frozen=True)
@@ -448,11 +507,11 @@ def _encode(batch: list[tuple] | deque[tuple]) -> tuple[list[bytes], int]:
                 small.append(b"*3\r\n$7\r\nPUBLISH\r\n" + key_part + value_part)
             replies += 2
         elif code == _XADD:
-            _, key, payload, maxlen, approximate, expire_s = op
+            _, key, payload, maxlen, approximate, expire_s, field = op
             small.append(
-                _command(b"XADD", key, b"MAXLEN", b"~", maxlen, b"*", b"msg", payload)
+                _command(b"XADD", key, b"MAXLEN", b"~", maxlen, b"*", field, payload)
                 if approximate
-                else _command(b"XADD", key, b"MAXLEN", maxlen, b"*", b"msg", payload)
+                else _command(b"XADD", key, b"MAXLEN", maxlen, b"*", field, payload)
             )
             replies += 1
             if expire_s:
@@ -477,6 +536,12 @@ def _encode(batch: list[tuple] | deque[tuple]) -> tuple[list[bytes], int]:
             small.append(_command(b"EXPIRE", key, expire_s))
             small.append(_command(b"PUBLISH", channel, notification))
             replies += 3
+        elif code == _SET:
+            small.append(_command(b"SET", op[1], op[2]))
+            replies += 1
+        elif code == _PUBLISH:
+            small.append(_command(b"PUBLISH", op[1], op[2]))
+            replies += 1
     if small:
         buffers.append(b"".join(small))
     return buffers, replies

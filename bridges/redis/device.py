@@ -9,7 +9,7 @@ from tango.server import Device, attribute, class_property, command, device_prop
 
 from ophyd_tango.core.subscription import TangoSubscriber
 
-from ._bridge import BridgeOptions, RedisBridgeCore
+from ._bridge import BridgeOptions, RedisBridgeCore, parse_layout, parse_name_map
 from ._forwarder import OavForwarder
 from ._layout import DEFAULT_PREFIX, KeyLayout
 from ._publisher import RedisPublisher
@@ -31,6 +31,28 @@ class RedisBridge(Device):
     redis_password = device_property(dtype=str, default_value="", doc="password (overrides the URL's)")
     redis_password_file = device_property(
         dtype=str, default_value="", doc="file holding the password, read at Init (overrides redis_password)"
+    )
+    redis_password_env = device_property(
+        dtype=str,
+        default_value="",
+        doc="name of an environment variable of the server holding the password, read at Init "
+        "(overrides redis_password; redis_password_file wins over it)",
+    )
+    layout = device_property(
+        dtype=(str,),
+        default_value=["tango"],
+        doc="what to write: 'tango' (tango:{device}/{attr} keys), 'bec' (BEC's endpoints and messages), or both",
+    )
+    bec_names = device_property(
+        dtype=(str,),
+        default_value=[],
+        doc="BEC device names, 'domain/family/member=name'; others: the alias, else the member (as "
+        "ophyd_tango.connect names them)",
+    )
+    bec_readback_attributes = device_property(
+        dtype=(str,),
+        default_value=["position"],
+        doc="attribute patterns of a device's readback, the signal BEC names after the device",
     )
     prefix = device_property(dtype=str, default_value=DEFAULT_PREFIX, doc="prefix of every key and channel")
     devices = device_property(dtype=(str,), default_value=["sim/*/*"], doc="device name patterns to follow")
@@ -57,7 +79,7 @@ class RedisBridge(Device):
         doc="attributes whose value is the frame number carried with the device's images",
     )
     file_event_attributes = device_property(dtype=(str,), default_value=["file_event"])
-    progress_attributes = device_property(dtype=(str,), default_value=["task_progress"])
+    progress_attributes = device_property(dtype=(str,), default_value=["task_progress", "move_progress"])
     progress_done_attributes = device_property(dtype=(str,), default_value=["task_state"])
     discovery_period = device_property(
         dtype=float, default_value=5.0, doc="seconds between looks for devices not followed yet"
@@ -69,6 +91,10 @@ class RedisBridge(Device):
     oav_counter_attribute = device_property(dtype=str, default_value="image_counter")
     oav_source = device_property(dtype=str, default_value="fullscreen", doc="source name in murko's field names")
     oav_max_duration = device_property(dtype=float, default_value=600.0, doc="longest forwarding run, seconds")
+    murko_omega_device = device_property(
+        dtype=str, default_value="sim/aerotech/omega", doc="device whose omega goes into murko's metadata ('' none)"
+    )
+    murko_omega_attribute = device_property(dtype=str, default_value="position")
     jpeg_quality = device_property(dtype=int, default_value=85)
 
     def init_device(self) -> None:
@@ -77,16 +103,12 @@ class RedisBridge(Device):
         self.set_status("connecting to Redis")
         for name in ("connected", "redis_errors", "oav_forwarding", "oav_forwarded_frames"):
             self.set_change_event(name, True, False)
-        password = self.redis_password or None
-        if self.redis_password_file:
-            try:
-                password = Path(self.redis_password_file).read_text().strip()
-            except OSError as exc:  # Redis then refuses the connection, which the status shows
-                self.error_stream(f"redis_password_file {self.redis_password_file}: {exc.strerror or exc}")
         try:
-            self._publisher = RedisPublisher(self.redis_url, username=self.redis_username or None, password=password)
+            layout = parse_layout(list(self.layout))
+            bec_names = parse_name_map(list(self.bec_names))
+            self._publisher = self._make_publisher()
         except ValueError as exc:  # e.g. a rediss:// URL: the server stays up and says why
-            self._fault = f"{self.get_name()} property redis_url: {exc}"
+            self._fault = f"{self.get_name()} property {exc}"
             self.set_state(tango.DevState.FAULT)
             self.set_status(self._fault)
             return
@@ -109,6 +131,9 @@ class RedisBridge(Device):
             progress_done_attributes=list(self.progress_done_attributes),
             discovery_period=self.discovery_period,
             exclude_devices=[*self.exclude_devices, self.get_name().lower()],
+            layout=layout,
+            bec_names=bec_names,
+            bec_readback_attributes=list(self.bec_readback_attributes),
         )
         self._core = RedisBridgeCore(self._publisher, self._subscriber, options, KeyLayout(self.prefix)).start()
         self._forwarder = OavForwarder(
@@ -120,11 +145,41 @@ class RedisBridge(Device):
             source=self.oav_source,
             jpeg_quality=self.jpeg_quality,
             max_duration=self.oav_max_duration,
+            omega_device=self.murko_omega_device,
+            omega_attribute=self.murko_omega_attribute,
         )
         self._shown: dict[str, object] = {}
         self._closing = threading.Event()
         self._status_thread = threading.Thread(target=self._watch_status, name="redis-bridge-status", daemon=True)
         self._status_thread.start()
+
+    def _make_publisher(self) -> RedisPublisher:
+        try:
+            return RedisPublisher(
+                self.redis_url,
+                username=self.redis_username or None,
+                password=self._password(),
+                sentinel_key=f"{self.prefix}bridge:{self.get_name().lower()}",
+            )
+        except ValueError as exc:
+            raise ValueError(f"redis_url: {exc}") from exc
+
+    def _password(self) -> str | None:
+        """The Redis password: from `redis_password_file`, else the variable `redis_password_env`
+        names, else `redis_password`. A file or variable that cannot be read is logged and Redis's
+        refusal shows in the status."""
+        if self.redis_password_file:
+            try:
+                return Path(self.redis_password_file).read_text().strip()
+            except OSError as exc:
+                self.error_stream(f"redis_password_file {self.redis_password_file}: {exc.strerror or exc}")
+                return None
+        if self.redis_password_env:
+            value = os.environ.get(self.redis_password_env)
+            if value is None:
+                self.error_stream(f"redis_password_env: the variable {self.redis_password_env} is not set")
+            return value or None
+        return self.redis_password or None
 
     def delete_device(self) -> None:
         if self._fault:
@@ -201,6 +256,14 @@ class RedisBridge(Device):
     )
     def updates_dropped(self) -> int:
         return self._publisher.status().dropped
+
+    @attribute(
+        dtype=tango.DevLong64,
+        doc="Times Redis had lost the bridge's keys (FLUSHALL, a restart without persistence) "
+        "and the bridge wrote them again",
+    )
+    def resyncs(self) -> int:
+        return self._publisher.status().resyncs
 
     @attribute(dtype=int, doc="Attributes mirrored into Redis")
     def attribute_count(self) -> int:

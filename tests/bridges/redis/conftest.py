@@ -5,6 +5,7 @@ import os
 import shutil
 import signal
 import subprocess
+import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -189,3 +190,28 @@ def down_with_redis(stack: Any) -> None:
     with contextlib.suppress(OSError):
         if os.readlink(f"/proc/{pid}/cwd").startswith(str(stack.state_dir)):
             os.kill(pid, signal.SIGTERM)
+
+
+def start_pilatus_files(pilatus: tango.DeviceProxy, prefix: str, request: Any) -> str:
+    """Start a 2-frame internal-trigger acquisition saving into the detector's own folder (in its
+    data root) under a unique `prefix`; the start of the files' paths is returned. The detector's
+    settings are put back at the end of the test (the session stack is shared)."""
+    prefix = f"{prefix}{uuid.uuid4().hex[:8]}_"
+    pilatus.abortAcq()
+    wait_until(lambda: pilatus.acq_status in ("Ready", "Fault"), 10, message="Pilatus idle")
+    settings = {
+        "saving_prefix": prefix,
+        "saving_next_number": 0,
+        "saving_mode": "AUTO_FRAME",
+        "saving_overwrite_policy": "ABORT",
+        "acq_trigger_mode": "INTERNAL_TRIGGER",
+        "acq_nb_frames": 2,
+        "acq_expo_time": 0.01,
+    }
+    before = {name: pilatus.read_attribute(name).value for name in settings}
+    request.addfinalizer(lambda: [setattr(pilatus, name, value) for name, value in before.items()])
+    for name, value in settings.items():
+        setattr(pilatus, name, value)
+    pilatus.prepareAcq()
+    pilatus.startAcq()
+    return str(Path(pilatus.saving_directory) / prefix)

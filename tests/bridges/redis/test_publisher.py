@@ -7,6 +7,8 @@ import redis
 from bridges.redis._publisher import (
     _HASH,
     _HSET_EXPIRE_PUBLISH,
+    _PUBLISH,
+    _SET,
     _SET_PUBLISH,
     _XADD,
     RedisPublisher,
@@ -184,8 +186,8 @@ def test_resp_writer_matches_redis_py_byte_for_byte():
         pipe.set("tango:big", big)
         pipe.publish("tango:big", big)
         pipe.xadd("tango:s", {"msg": payload}, maxlen=1000, approximate=True)
-        pipe.xadd("tango:p", {"msg": payload}, maxlen=10, approximate=False)
-        pipe.expire("tango:p", 60)
+        pipe.xadd("info/p", {"data": payload}, maxlen=10, approximate=False)
+        pipe.expire("info/p", 60)
         pipe.execute_command("MULTI")
         pipe.delete("tango:m")
         pipe.hset("tango:m", mapping={"unit": "mm", "min_value": "0.5"})
@@ -194,14 +196,18 @@ def test_resp_writer_matches_redis_py_byte_for_byte():
         pipe.hset("tango:h", "frame", big)
         pipe.expire("tango:h", 5)
         pipe.publish("tango:c", b"n")
+        pipe.set("tango:sentinel", b"x")
+        pipe.publish("murko", b"done")
 
     written = _encoded(
         (_SET_PUBLISH, "tango:k", payload),
         (_SET_PUBLISH, "tango:big", big),
-        (_XADD, "tango:s", payload, 1000, True, None),
-        (_XADD, "tango:p", payload, 10, False, 60),
+        (_XADD, "tango:s", payload, 1000, True, None, "msg"),
+        (_XADD, "info/p", payload, 10, False, 60, "data"),
         (_HASH, "tango:m", {"unit": "mm", "min_value": "0.5"}, b"note"),
         (_HSET_EXPIRE_PUBLISH, "tango:h", "frame", big, 5, "tango:c", b"n"),
+        (_SET, "tango:sentinel", b"x"),
+        (_PUBLISH, "murko", b"done"),
     )
     assert written == _redis_py_bytes(expected)
 

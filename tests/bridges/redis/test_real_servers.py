@@ -1,14 +1,14 @@
 """The Redis bridge of the shipped stack mirrors the real (simulated) servers: Aerotech, Pilatus, OAV."""
 
 import json
-import uuid
-from pathlib import Path
 
 import pytest
 
 from bridges.redis import unpack
 from tango_servers.stack.testing import drained
 from tango_servers.stack.waiting import wait_until
+
+from .conftest import start_pilatus_files
 
 CTRL, AXIS, PILATUS, OAV = "sim/aerotech/ctrl", "sim/aerotech/x", "sim/pilatus/1", "sim/oav/1"
 
@@ -65,34 +65,19 @@ def test_pilatus_file_events(stack, client, request):
     key = f"tango:file_event:{PILATUS}"
     pubsub = _subscribe(client, key)
     pilatus = stack.proxy(PILATUS)
-    pilatus.abortAcq()
-    wait_until(lambda: pilatus.acq_status in ("Ready", "Fault"), 10, message="Pilatus idle")
-    settings = {
-        "saving_prefix": f"redis_{uuid.uuid4().hex[:8]}_",  # into the stack's data folder, its data root
-        "saving_next_number": 0,
-        "saving_mode": "AUTO_FRAME",
-        "saving_overwrite_policy": "ABORT",
-        "acq_trigger_mode": "INTERNAL_TRIGGER",
-        "acq_nb_frames": 2,
-        "acq_expo_time": 0.01,
-    }
-    # The session stack is shared: put the detector back as this test found it.
-    before = {name: pilatus.read_attribute(name).value for name in settings}
-    request.addfinalizer(lambda: [setattr(pilatus, name, value) for name, value in before.items()])
-    for name, value in settings.items():
-        setattr(pilatus, name, value)
-    pilatus.prepareAcq()
-    pilatus.startAcq()
-    path = str(Path(pilatus.saving_directory) / f"{settings['saving_prefix']}0000.h5")
+    files = start_pilatus_files(pilatus, "redis_", request)
     seen: list = []
     wait_until(
-        lambda: any(e["file_path"] == path and e["done"] for e in drained(pubsub, seen, _data)),
+        lambda: any(e["file_path"].startswith(files) and e["done"] for e in drained(pubsub, seen, _data)),
         20,
         message="the file to be closed",
     )
+    path = json.loads(pilatus.file_event)["file_path"]  # the server names its files
     mine = [e for e in seen if e["file_path"] == path]
     assert [(e["done"], e["success"]) for e in mine] == [(False, False), (True, True)]
-    assert mine[0]["file_type"] == "h5" and mine[0]["hinted_location"] == {"data": "/entry_0000/measurement/data"}
+    assert (
+        mine[0]["file_type"] == "h5" and mine[0]["hinted_location"] == json.loads(pilatus.file_event)["hinted_location"]
+    )
     assert mine[0]["device"] == PILATUS
     assert unpack(client.get(key)) == mine[-1]
 
@@ -109,11 +94,36 @@ def test_oav_image_preview(client):
     assert json.loads(client.hget(f"tango:{OAV}/image:meta", "shape"))[1] >= entries[-1]["shape"][1]
 
 
-def test_oav_forwarder_with_the_oav_jpeg(stack, client):
-    bridge = stack.proxy("sys/bridge/redis")
-    bridge.StartOavForwarding([[20.0, 3.0], ["real-1"]])
-    wait_until(lambda: not bridge.oav_forwarding and bridge.oav_forwarded_frames == 3, 20, message="3 frames")
-    fields = client.hgetall("murko:real-1:raw")
-    assert len(fields) == 3 and all(v.startswith(b"\xff\xd8") for v in fields.values())
-    assert all(name.decode().startswith("fullscreen-") for name in fields)
-    assert client.ttl("murko:real-1:raw") > 6 * 24 * 3600
+def test_a_murko_consumer_receives_a_forwarding_run(stack, client):
+    """As mx-bluesky's redis_to_murko_forwarder listens: metadata on `murko`, then the frame by uuid."""
+    import io
+
+    from PIL import Image
+
+    pubsub = _subscribe(client, "murko")
+    bridge, oav = stack.proxy("sys/bridge/redis"), stack.proxy(OAV)
+    bridge.StartOavForwarding([[20.0, 3.0], ["4711"]])
+    received: list = []
+    wait_until(
+        lambda: "image_forwarding_complete" in drained(pubsub, received, lambda m: json.loads(m["data"])),
+        20,
+        message="a forwarding run and its end",
+    )
+    frames = [m for m in received if isinstance(m, dict)]
+    assert len(frames) == 3 and received[-1] == "image_forwarding_complete"
+    for metadata in frames:
+        assert metadata["sample_id"] == 4711
+        assert set(metadata) == {
+            "sample_id", "microns_per_x_pixel", "microns_per_y_pixel", "beam_centre_i", "beam_centre_j",
+            "omega_angle", "uuid",
+        }  # fmt: skip
+        assert isinstance(metadata["microns_per_x_pixel"], float) and isinstance(metadata["beam_centre_i"], int)
+        assert metadata["microns_per_x_pixel"] == pytest.approx(oav.microns_per_pixel_x)
+        assert metadata["beam_centre_j"] == oav.beam_centre_y
+        assert metadata["omega_angle"] == pytest.approx(stack.proxy("sim/aerotech/omega").position, abs=1e-6)
+        raw = client.hget("murko:4711:raw", metadata["uuid"])
+        assert Image.open(io.BytesIO(raw)).format == "JPEG"
+        assert json.loads(client.hget("murko:4711:metadata", metadata["uuid"])) == metadata
+    assert metadata["uuid"].startswith("fullscreen-")
+    assert client.ttl("murko:4711:raw") > 6 * 24 * 3600 and client.ttl("murko:4711:metadata") > 6 * 24 * 3600
+    assert bridge.oav_forwarded_frames == 3

@@ -79,3 +79,40 @@ def test_a_tls_url_is_refused_with_a_clear_status_and_the_server_stays_up(make_s
     status = bridge.status()
     assert "redis_url" in status and "TLS (rediss://) is not supported" in status and "\n" not in status
     bridge.ping()  # the server keeps running
+
+
+def test_a_flushall_is_noticed_and_the_static_keys_written_again(
+    private_redis_with_password, start_feed_stack, monkeypatch
+):
+    redis_server = private_redis_with_password
+    # The password comes from an environment variable the property names, not from the database.
+    monkeypatch.setenv("FEED_REDIS_SECRET", redis_server.password)
+    plain_url = redis_server.url.replace(f":{redis_server.password}@", "")
+    fs = start_feed_stack(redis_url=plain_url, redis_password_env=["FEED_REDIS_SECRET"], layout=["tango", "bec"])
+    fs.redis = redis_server.client()
+    fs.wait_followed()
+    fs.feed.SetLevel(3.5)
+    wait_until(lambda: unpack(fs.redis.get(fs.key("level")))["value"] == 3.5, 10, message="level in Redis")
+    assert fs.bridge.resyncs == 0
+
+    fs.redis.flushall()
+    assert not fs.redis.exists(fs.key("level", ":meta"))
+    wait_until(
+        lambda: fs.redis.exists(fs.key("level", ":meta"), fs.key("level"), "info/devices/readback/feed_1") == 3,
+        10,
+        message="the meta hash, the value and BEC's readback written again after FLUSHALL",
+    )
+    assert fs.redis.hget(fs.key("level", ":meta"), "unit") == b"mm"
+    assert unpack(fs.redis.get(fs.key("level")))["value"] == 3.5, "the last value, not a stale one"
+    assert fs.bridge.resyncs == 1
+    assert fs.bridge.State() == tango.DevState.ON
+
+
+def test_a_bad_layout_is_refused_with_the_allowed_values_and_the_server_stays_up(make_stack):
+    config = bridge_config("redis://127.0.0.1:1/0", layout=["tango", "epics"])
+    running = make_stack(config, extra_servers=EXTRA_SERVERS, redis=False)
+    bridge = running.proxy(BRIDGE_DEVICE)
+    assert bridge.state() == tango.DevState.FAULT
+    status = bridge.status()
+    assert "layout epics is not one of: tango, bec" in status and "\n" not in status
+    bridge.ping()

@@ -1,0 +1,156 @@
+"""The bridge's `bec` layout, read by BEC's own client library (bec_lib), against the real servers.
+
+The shipped stack writes both layouts; BEC's `RedisConnector` finds the devices under the names
+`ophyd_tango.connect` gives them: `x` (member), `aerotech`, `pilatus`, `oav` (aliases).
+"""
+
+import json
+import threading
+from urllib.parse import urlsplit
+
+import numpy as np
+import pytest
+
+from bridges.redis._bec import device_message, file_message, preview_message, progress_message
+from tango_servers.stack.waiting import wait_until
+
+from .conftest import start_pilatus_files
+
+bec_lib = pytest.importorskip("bec_lib", reason="bec_lib is a test dependency (pip install bec_lib)")
+from bec_lib import messages  # noqa: E402
+from bec_lib.endpoints import MessageEndpoints  # noqa: E402
+from bec_lib.redis_connector import RedisConnector  # noqa: E402
+from bec_lib.serialization import MsgpackSerialization  # noqa: E402
+
+AXIS, CTRL, PILATUS, OAV = "sim/aerotech/x", "sim/aerotech/ctrl", "sim/pilatus/1", "sim/oav/1"
+
+
+# -- the encoding, byte for byte against bec_lib's --------------------------------------------
+def test_messages_are_byte_for_byte_what_bec_lib_writes():
+    signals = {"x": {"value": 1.5, "timestamp": 2.0}, "x_count": {"value": 3, "timestamp": 2.5}}
+    assert device_message(signals) == MsgpackSerialization.dumps(messages.DeviceMessage(signals=signals))
+    assert progress_message(0.25, 1.0, False) == MsgpackSerialization.dumps(
+        messages.ProgressMessage(value=0.25, max_value=1.0, done=False)
+    )
+    event = {"file_path": "/d/a.h5", "file_type": "h5", "hinted_location": {"data": "entry_0000/measurement/data"}}
+    expected = messages.FileMessage(
+        file_path="/d/a.h5",
+        done=True,
+        successful=True,
+        device_name="pilatus",
+        hinted_h5_entries={"data": "entry_0000/measurement/data"},
+    )
+    assert file_message({**event, "done": True, "success": True}, "pilatus") == MsgpackSerialization.dumps(expected)
+    image = np.arange(12, dtype=np.uint16).reshape(3, 4)
+    ours = MsgpackSerialization.loads(preview_message("oav", "image", image, 5.0))
+    assert isinstance(ours, messages.DevicePreviewMessage)
+    assert (ours.device, ours.signal, ours.timestamp) == ("oav", "image", 5.0)
+    np.testing.assert_array_equal(ours.data, image)
+    reference = messages.DevicePreviewMessage(device="oav", signal="image", data=image, timestamp=5.0)
+    assert preview_message("oav", "image", image, 5.0) == MsgpackSerialization.dumps(reference)
+
+
+# -- against the real servers -----------------------------------------------------------------
+@pytest.fixture(scope="module")
+def connector(stack):
+    if not stack.redis_url:
+        pytest.skip("the session stack runs no redis-server")
+    url = urlsplit(stack.redis_url)
+    connector = RedisConnector(f"{url.hostname}:{url.port}", password=url.password, socket_timeout=5.0)
+    wait_until(
+        lambda: connector.get(MessageEndpoints.device_readback("x")) is not None,
+        60,
+        message="the bridge to write BEC's readback of x",
+    )
+    yield connector
+    connector.shutdown()
+
+
+def test_bec_reads_an_axis_readback_named_after_the_device(stack, connector):
+    axis = stack.proxy(AXIS)
+    target = round(axis.position + 0.25, 3)
+    axis.position = target
+    wait_until(
+        lambda: abs(connector.get(MessageEndpoints.device_readback("x")).signals["x"]["value"] - target) < 1e-6,
+        30,
+        message="x at its target in BEC's readback",
+    )
+    reading = connector.get(MessageEndpoints.device_readback("x"))
+    assert isinstance(reading, messages.DeviceMessage)
+    assert reading.signals["x"]["timestamp"] > 0
+    assert isinstance(reading.signals["x"]["value"], float)
+    read = connector.get(MessageEndpoints.device_read("x"))
+    assert isinstance(read, messages.DeviceMessage) and "x" in read.signals
+
+
+def test_bec_follows_aerotech_program_progress(stack, connector):
+    seen: list[messages.ProgressMessage] = []
+    done = threading.Event()
+
+    def on_progress(message_object, **_) -> None:
+        seen.append(message_object.value)
+        if message_object.value.done and message_object.value.value >= 1.0:
+            done.set()
+
+    connector.register(MessageEndpoints.device_progress("aerotech"), cb=on_progress)
+    try:
+        stack.proxy(CTRL).RunProgram("Dwell(0.3)\nDwell(0.3)")
+        assert done.wait(20), f"no finished ProgressMessage; saw {seen}"
+    finally:
+        connector.unregister(MessageEndpoints.device_progress("aerotech"), cb=on_progress)
+    assert all(isinstance(m, messages.ProgressMessage) and m.max_value == 1.0 for m in seen)
+    assert any(not m.done and 0.0 <= m.value < 1.0 for m in seen), "progress while running"
+    last = connector.get(MessageEndpoints.device_progress("aerotech"))
+    assert isinstance(last, messages.ProgressMessage) and last.done
+
+
+def test_bec_gets_the_pilatus_file_event_as_a_file_message(stack, connector, request):
+    pilatus = stack.proxy(PILATUS)
+    files = start_pilatus_files(pilatus, "bec_", request)
+
+    def closed() -> messages.FileMessage | None:
+        message = connector.get(MessageEndpoints.file_event("pilatus"))
+        ok = message is not None and message.file_path.startswith(files) and message.done
+        return message if ok else None
+
+    message = wait_until(closed, 20, message="the Pilatus file to be closed")
+    server_event = json.loads(pilatus.file_event)  # the dataset path is the server's, not ours
+    assert isinstance(message, messages.FileMessage)
+    assert message.file_path == server_event["file_path"]
+    assert message.successful is True and message.device_name == "pilatus" and message.file_type == "h5"
+    assert message.hinted_h5_entries == server_event["hinted_location"]
+
+
+def test_bec_gets_throttled_oav_previews(stack, connector):
+    endpoint = MessageEndpoints.device_preview("oav", "image")
+    preview = wait_until(lambda: connector.get_last(endpoint, "data"), 20, message="an OAV preview")
+    assert isinstance(preview, messages.DevicePreviewMessage)
+    assert (preview.device, preview.signal) == ("oav", "image")
+    image = stack.proxy(OAV).image
+    assert preview.data.shape == image.shape and preview.data.dtype == image.dtype
+    entries = connector.xrange(endpoint, "-", "+")
+    assert 1 <= len(entries) <= 10, "previews are capped (preview_maxlen)"
+    stamps = [entry["data"].timestamp for entry in entries]
+    assert stamps == sorted(stamps)
+
+
+def test_bec_follows_the_progress_of_an_axis_move(stack, connector):
+    axis = stack.proxy(AXIS)
+    seen: list[messages.ProgressMessage] = []
+    done = threading.Event()
+
+    def on_progress(message_object, **_) -> None:
+        seen.append(message_object.value)
+        if seen[-1].done and any(not m.done for m in seen):
+            done.set()
+
+    connector.register(MessageEndpoints.device_progress("x"), cb=on_progress)
+    try:
+        distance = max(0.5, 0.5 * axis.velocity)  # about half a second of motion
+        axis.position = axis.position + distance if axis.position < 0 else axis.position - distance
+        assert done.wait(30), f"no move from running to done; saw {seen}"
+    finally:
+        connector.unregister(MessageEndpoints.device_progress("x"), cb=on_progress)
+    running = [m for m in seen if not m.done]
+    assert all(0.0 <= m.value < 1.0 and m.max_value == 1.0 for m in running)
+    assert seen[-1].value == 1.0
