@@ -35,9 +35,10 @@ from . import data_array
 from .backend import Frame, Geometry, SampleInput, make_backend
 from .camera import Pilatus, share_control
 from .control import AcqStatus, AcquisitionControl, ControlRefused, PulseCounter, SavingSettings
+from .nexus import PIXEL_SIZE_M
 from .paths import MAX_FILE_NUMBER, UnsafePath, resolve_roots
 from .values import LIMA_VALUES, BadValue, lima_choice
-from .writer import PIXEL_SIZE_M, SavingFormat
+from .writer import SavingFormat
 
 BLUESKY_ROLES = [
     "kind=detector",
