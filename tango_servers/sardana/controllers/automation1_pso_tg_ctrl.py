@@ -24,7 +24,7 @@ from sardana.pool.controller import DefaultValue, Description, TriggerGateContro
 from sardana.pool.pooldefs import SynchDomain, SynchParam
 
 from ophyd_tango.core.errors import error_description
-from tango_servers.sardana._tango_link import DeviceLink
+from tango_servers.sardana._tango_link import DeviceLink, axis_device
 
 # The alignment move is shorter than one point spacing; this bounds it on a loaded machine.
 ALIGN_TIMEOUT = 30.0
@@ -181,10 +181,7 @@ class Automation1PsoTriggerGateController(TriggerGateController):
         self._axes: dict[int, _PsoAxis] = {}
 
     def AddDevice(self, axis):
-        devices = list(self.Devices)
-        if not 1 <= axis <= len(devices):
-            raise ValueError(f"axis {axis} has no Tango device: the controller's Devices property lists {len(devices)}")
-        self._axes[axis] = _PsoAxis(devices[axis - 1])
+        self._axes[axis] = _PsoAxis(axis_device(self.Devices, axis))
 
     def DeleteDevice(self, axis):
         self._axes.pop(axis, None)

@@ -1,7 +1,6 @@
 """Standard Sardana macros on our devices: real Pool and MacroServer, macros run through the Door."""
 
 import re
-import uuid
 from pathlib import Path
 
 import h5py
@@ -12,7 +11,6 @@ import tango
 
 from tango_servers.stack.waiting import wait_until
 
-FRAME_DATA = "/entry/instrument/detector/data"
 POSITION_TOLERANCE = 1e-3
 
 
@@ -91,7 +89,7 @@ def test_ascan_over_omega_records_the_pilatus_peak(sardana_stack, door, layout):
     peak = int(np.argmax(roi))
     assert omega[peak] == pytest.approx(0.0, abs=0.5), f"peak at omega={omega[peak]}, counts {roi}"
     assert roi[peak] > 2 * max(roi[0], roi[-1]), f"no peak over the background: {roi}"
-    assert sardana_stack.proxy("sim/pilatus/1").acq_status.name == "Ready"
+    assert sardana_stack.proxy("sim/pilatus/1").acq_status == "Ready"
 
 
 def test_dscan_is_relative_and_returns_to_the_start(sardana_stack, door, layout):
@@ -140,7 +138,7 @@ def test_abort_mid_scan_stops_the_axes_and_leaves_the_detector_ready(sardana_sta
         assert sardana_stack.proxy(f"sim/aerotech/{name}").state() == tango.DevState.STANDBY
         assert sardana_stack.proxy(name).state() == tango.DevState.ON
     wait_until(
-        lambda: pilatus.acq_status.name == "Ready",
+        lambda: pilatus.acq_status == "Ready",
         10,
         message="the Pilatus back to Ready after the abort",
     )
@@ -150,24 +148,27 @@ def test_abort_mid_scan_stops_the_axes_and_leaves_the_detector_ready(sardana_sta
     assert door.run("ct", 0.05, timeout=30).ok
 
 
-def test_sardana_leaves_a_detector_busy_for_another_client_alone(sardana_stack, door):
-    """Ownership: an acquisition another client (bluesky) prepared is never aborted by Sardana."""
-    pilatus = sardana_stack.proxy("sim/pilatus/1")
+def test_a_tango_lock_keeps_sardana_off_a_detector_another_client_owns(sardana_stack, door):
+    """Ownership: sardana-limaccd aborts a detector that is not Ready before it measures
+    (LimaCCDCtrl.PrepareOne); a client that must keep the detector takes a Tango lock."""
+    pilatus = tango.DeviceProxy(sardana_stack.trl("sim/pilatus/1"))
+    pilatus.set_timeout_millis(10_000)
     pilatus.acq_trigger_mode = "INTERNAL_TRIGGER_MULTI"
     pilatus.acq_nb_frames = 2
     pilatus.acq_expo_time = 0.05
-    pilatus.saving_prefix = f"bluesky_{uuid.uuid4().hex[:8]}_"
-    pilatus.saving_next_number = 0
+    pilatus.saving_mode = "MANUAL"
     pilatus.prepareAcq()
     pilatus.startAcq()  # armed: waits for its owner's softTrigger
+    pilatus.lock()
     try:
         run = door.run("ct", 0.1, timeout=30, check=False)
         assert run.state == "exception"
-        assert "acquiring for another client" in run.text
-        assert pilatus.acq_status.name == "Running", "Sardana must not abort someone else's acquisition"
+        assert "lock" in run.text.lower(), run.text
+        assert pilatus.acq_status == "Running", "the lock holder's acquisition goes on"
     finally:
         pilatus.abortAcq()
-        wait_until(lambda: pilatus.acq_status.name == "Ready", 10, message="the Pilatus back to Ready")
+        pilatus.unlock()
+        wait_until(lambda: pilatus.acq_status == "Ready", 10, message="the Pilatus back to Ready")
     assert door.run("ct", 0.05, timeout=30).ok
 
 

@@ -1,0 +1,56 @@
+"""Hardware-triggered continuous scans: `ascanct` with the Automation1 PSO triggering the Pilatus.
+
+The Pool's Automation1PsoTriggerGateController arms the PSO; sardana-limaccd's LimaCCD controller
+puts the Pilatus in EXTERNAL_TRIGGER_MULTI (Trigger) or EXTERNAL_GATE (Gate), one frame per pulse.
+"""
+
+import numpy as np
+import pytest
+
+from .test_macros import scan_entry
+
+START, STOP, INTERVALS, EXPOSURE = -2.0, 2.0, 8, 0.02
+POINTS = np.linspace(START, STOP, INTERVALS + 1)
+
+
+@pytest.fixture
+def pso_mntgrp(door):
+    door.run("senv", "ActiveMntGrp", "mntgrp_pso")
+    yield "mntgrp_pso"
+    door.run("set_meas_conf", "synchronization", "Trigger", "pilatus_image", "mntgrp_pso")
+    door.run("senv", "ActiveMntGrp", "mntgrp")
+
+
+@pytest.mark.parametrize(
+    ("synchronization", "trigger_mode"), [("Trigger", "EXTERNAL_TRIGGER_MULTI"), ("Gate", "EXTERNAL_GATE")]
+)
+def test_ascanct_takes_one_pilatus_frame_per_pso_pulse_at_each_point(
+    sardana_stack, door, layout, pso_mntgrp, synchronization, trigger_mode
+):
+    door.run("set_meas_conf", "synchronization", synchronization, "pilatus_image", pso_mntgrp)
+    run = door.run("ascanct", "omega", START, STOP, INTERVALS, EXPOSURE, timeout=180)
+    pilatus = sardana_stack.proxy("sim/pilatus/1")
+    assert pilatus.acq_trigger_mode == trigger_mode
+    assert pilatus.acq_status == "Ready"
+    # The PSO fired exactly at the scan points: the controller latched omega at every pulse.
+    captured = sardana_stack.proxy("sim/aerotech/ctrl").read_attribute("captured_positions_omega").value
+    assert np.allclose(captured, POINTS, atol=1e-6), captured
+    entry = scan_entry(run, layout)
+    with entry.file:
+        measurement = entry["measurement"]
+        frames = measurement["pilatus_image"]
+        assert frames.is_virtual
+        assert frames.shape == (len(POINTS), 160, 200)
+        roi = measurement["pilatus_roi"][:]
+        assert np.clip(frames[4], 0, None).sum() == pytest.approx(roi[4])
+        assert np.allclose(measurement["omega"][:], POINTS, atol=1e-6)
+    peak = int(np.argmax(roi))
+    assert POINTS[peak] == pytest.approx(0.0, abs=0.5), f"peak at omega={POINTS[peak]}, counts {roi}"
+    assert roi[peak] > 2 * max(roi[0], roi[-1]), f"no peak over the background: {roi}"
+    assert not sardana_stack.proxy("sim/aerotech/ctrl").read_attribute("pso_armed").value
+
+
+def test_a_time_scan_cannot_use_the_pso(door, pso_mntgrp):
+    run = door.run("timescan", 2, 0.05, timeout=60, check=False)
+    assert run.state == "exception"
+    assert "Position-domain synchronization" in run.text, run.text
