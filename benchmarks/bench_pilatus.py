@@ -94,7 +94,7 @@ def server_run(pilatus, pid: int, n: int, expo: float, latency: float, saving: s
     pilatus.prepareAcq()
     with Measure(n, pid) as m:
         pilatus.startAcq()
-        wait_until(lambda: pilatus.acq_status.name == "Ready", 600, interval=0.005, message="Ready")
+        wait_until(lambda: pilatus.acq_status == "Ready", 600, interval=0.005, message="Ready")
     assert pilatus.last_image_acquired == n - 1, pilatus.last_image_acquired
     assert saving == "MANUAL" or pilatus.last_image_saved == n - 1, pilatus.last_image_saved
     for p in Path(pilatus.saving_directory).glob("*.h5"):
@@ -118,7 +118,7 @@ def main() -> None:
         data_dir = work / "server"
         data_dir.mkdir()
         properties = {"sample_axis": [""], "trigger_source": [""], "default_directory": [str(data_dir)]}
-        config = {"servers": {"Pilatus": {"bench": {"Pilatus": {"sim/pilatus/1": {"properties": properties}}}}}}
+        config = {"servers": {"Pilatus": {"bench": {"LimaCCDs": {"sim/pilatus/1": {"properties": properties}}}}}}
         stack = start_stack(work / "stack", config=config, redis=False, bridges=False)
         try:
             pilatus = stack.proxy("sim/pilatus/1", timeout=10)

@@ -356,9 +356,11 @@ class FileStream:
         spelled = [name for name in (self.link.spelled(n) for n in names) if name is not None]
         if len(spelled) < len(names):
             return None
-        values = self.link.read(spelled)
+        index_format = self.link.spelled("saving_index_format")  # LimaCCDs' printf format, %04d by default
+        values = self.link.read(spelled + ([index_format] if index_format else []))
         directory, prefix, number, suffix = (values[n].value for n in spelled)
-        return os.path.join(directory, f"{prefix}{int(number):04d}{suffix}")
+        index = (values[index_format].value if index_format else "%04d") % max(0, int(number))
+        return os.path.join(directory, f"{prefix}{index}{suffix}")
 
     # ---- bluesky -------------------------------------------------------------------------------
     def describe(self) -> dict[str, dict[str, Any]]:

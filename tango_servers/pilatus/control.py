@@ -18,13 +18,12 @@ import json
 import os
 import shutil
 import threading
-from collections.abc import Callable
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from .backend import (
-    SUPPORTED_TRIGGER_MODES,
     AcquisitionSettings,
     BackendBusy,
     CamState,
@@ -34,26 +33,29 @@ from .backend import (
     TriggerInput,
     TriggerMode,
 )
-from .writer import DATA_PATH, FileMetadata, NexusFile, OverwritePolicy, SavingError, SavingFormat, WriterThread
+from .frames import FrameBuffer, FrameUnavailable
+from .paths import (
+    MAX_FILE_NUMBER,
+    UnsafePath,
+    check_index_format,
+    check_name_part,
+    format_index,
+    inside_root,
+    replaceable,
+)
+from .values import BadValue, choose, lima_choice
+from .writer import DATA_PATH, FileMetadata, NexusFile, SavingError, SavingFormat, WriterThread
 
 FILE_TYPE = "h5"
-INDEX_FORMAT = "{:04d}"
 
 
-class AcqStatus(enum.IntEnum):
-    """LimaCCDs `acq_status` labels."""
+class AcqStatus(enum.Enum):
+    """LimaCCDs `acq_status` values (DevString)."""
 
-    Ready = 0
-    Running = 1
-    Fault = 2
-    Configuration = 3
-
-
-class SavingMode(enum.IntEnum):
-    """LimaCCDs `saving_mode` labels: MANUAL saves nothing, AUTO_FRAME saves every frame."""
-
-    MANUAL = 0
-    AUTO_FRAME = 1
+    Ready = "Ready"
+    Running = "Running"
+    Fault = "Fault"
+    Configuration = "Configuration"
 
 
 class ControlRefused(RuntimeError):
@@ -62,29 +64,48 @@ class ControlRefused(RuntimeError):
 
 @dataclass(frozen=True)
 class SavingSettings:
-    """Where and how frames are saved (LimaCCDs `saving_*` attributes)."""
+    """Where and how frames are saved (LimaCCDs `saving_*` attributes, Lima's CtSaving parameters).
+
+    `mode` and `overwrite_policy` are Lima's strings; file names are prefix + index (printf
+    `index_format`) + suffix, as CtSaving builds them.
+    """
 
     directory: str = "/tmp"
     prefix: str = "pilatus_"
     suffix: str = ".h5"
+    index_format: str = "%04d"
     format: SavingFormat = SavingFormat.HDF5BS
-    mode: SavingMode = SavingMode.AUTO_FRAME
+    mode: str = "AUTO_FRAME"
     next_number: int = 0
     frames_per_file: int = 10000
-    overwrite_policy: OverwritePolicy = OverwritePolicy.ABORT
+    overwrite_policy: str = "ABORT"
+    managed_mode: str = "SOFTWARE"
+    common_header: tuple[str, ...] = field(default_factory=tuple)
 
     def file_path(self, number: int) -> Path:
-        return Path(self.directory) / f"{self.prefix}{INDEX_FORMAT.format(number)}{self.suffix}"
+        return Path(self.directory) / f"{self.prefix}{format_index(self.index_format, number)}{self.suffix}"
 
-    def after_existing_files(self) -> "SavingSettings":
-        """These settings with `next_number` past the files already in the directory."""
-        numbers = [self.next_number - 1]
+    def last_existing_number(self) -> int:
+        """The highest number of a file named like ours in the directory (-1: none), as LimaCCDs
+        finds it when saving_prefix is written under ABORT; numbers past MAX_FILE_NUMBER are ignored."""
+        last = -1
         with contextlib.suppress(OSError):
             for path in Path(self.directory).glob(f"{glob.escape(self.prefix)}*{glob.escape(self.suffix)}"):
                 middle = path.name[len(self.prefix) : len(path.name) - len(self.suffix)]
-                if middle.isdigit():
-                    numbers.append(int(middle))
-        return replace(self, next_number=max(numbers) + 1)
+                if middle.isdigit() and int(middle) <= MAX_FILE_NUMBER:
+                    last = max(last, int(middle))
+        return last
+
+    def after_existing_files(self) -> "SavingSettings":
+        """These settings with `next_number` past the files already in the directory."""
+        return replace(self, next_number=max(self.next_number, self.last_existing_number() + 1))
+
+    def files_needed(self, nb_frames: int) -> int:
+        """Files an acquisition of `nb_frames` writes (0 frames, until stopped: at least one)."""
+        return max(1, -(-max(1, nb_frames) // self.frames_per_file))
+
+
+SAVING_LIMITS = {"frames_per_file": (1, 2**31 - 1), "next_number": (-1, MAX_FILE_NUMBER)}
 
 
 def file_event_json(path: Path | str, *, done: bool, success: bool) -> str:
@@ -126,13 +147,17 @@ class PulseCounter:
 @dataclass
 class _Prepared:
     settings: AcquisitionSettings
-    saving: SavingSettings | None  # None: saving off
+    saving: SavingSettings | None  # None: not saving every frame (MANUAL)
     file_number: int | None
     nexus_file: NexusFile | None
 
 
 class AcquisitionControl:
-    """LimaCCDs-style control of one detector backend, its file writer and its counters."""
+    """LimaCCDs-style control of one detector backend, its file writer and its counters.
+
+    Files are created only inside `data_roots`. `saving_next_number` advances when a file is
+    closed (CtSaving), so read right after startAcq it is the number of the first file.
+    """
 
     def __init__(
         self,
@@ -140,16 +165,20 @@ class AcquisitionControl:
         notify: Callable[[str, Any], None],
         *,
         saving: SavingSettings,
+        data_roots: Sequence[Path],
         trigger_source: str = "",
         description: str = "Pilatus (simulated)",
         max_queued_bytes: int = 128 * 2**20,
         compression_threads: int = 2,
+        buffer_frames: int = 16,
     ):
         self.backend = backend
         self._notify = notify
         self.trigger_source = trigger_source
         self.description = description
+        self.data_roots = tuple(data_roots)
         self._lock = threading.RLock()
+        self._manual_lock = threading.Lock()
         self.acquisition = AcquisitionSettings()
         self.saving = saving
         self.acq_status = AcqStatus.Ready
@@ -161,28 +190,32 @@ class AcquisitionControl:
         self.trigger_pulses = 0
         self.file_event = "{}"
         self.latest_frame: Frame | None = None
+        self.buffer = FrameBuffer(buffer_frames)
         self._prepared: _Prepared | None = None
         self._running: _Prepared | None = None
         self._file_number: int | None = None
+        self._file_numbers: dict[Path, int] = {}
+        self._created: dict[Path, tuple[int, int]] = {}  # files this server made: (st_dev, st_ino)
         self._files_failed = False
-        self.writer = WriterThread(self, max_queued_bytes=max_queued_bytes, frame_nbytes=backend.geometry.frame_nbytes)
+        self._reset_pending = False
+        self.writer = WriterThread(
+            self,
+            max_queued_bytes=max_queued_bytes,
+            frame_nbytes=backend.geometry.frame_nbytes,
+            compression_threads=compression_threads,
+        )
         backend.set_listener(self)
 
     # -- settings -----------------------------------------------------------------------------
     def configure(self, **changes: Any) -> None:
         """Change acquisition settings (nb_frames, expo_time, latency_time, trigger_mode).
 
-        Writing the value a setting already has is always accepted (even while running).
+        `trigger_mode` is a LimaCCDs string (any case). Writing the value a setting already has is
+        always accepted (even while running).
         """
         with self._lock:
             if "trigger_mode" in changes:
-                mode = TriggerMode(changes["trigger_mode"])
-                if mode not in SUPPORTED_TRIGGER_MODES:
-                    raise ControlRefused(
-                        f"trigger mode {mode.name} is not supported by a Pilatus; use one of "
-                        + ", ".join(m.name for m in sorted(SUPPORTED_TRIGGER_MODES))
-                    )
-                changes["trigger_mode"] = mode
+                changes["trigger_mode"] = TriggerMode[self._choice("acq_trigger_mode", changes["trigger_mode"])]
             updated = replace(self.acquisition, **changes)
             if updated == self.acquisition:
                 return
@@ -191,16 +224,60 @@ class AcquisitionControl:
             self._prepared_stale()
 
     def configure_saving(self, **changes: Any) -> None:
-        """Change saving settings (the fields of SavingSettings); rewriting a value is always accepted."""
+        """Change saving settings (the fields of SavingSettings, strings as LimaCCDs takes them).
+
+        Every value is checked here, so a refused write changes nothing; rewriting a value is
+        always accepted.
+        """
         with self._lock:
+            changes = {name: self._checked_saving(name, value) for name, value in changes.items()}
             updated = replace(self.saving, **changes)
             if updated == self.saving:
                 return
             self._refuse_while_running("change saving settings")
             self._prepared_stale()
-            self.saving = replace(self.saving, **changes)
+            self.saving = updated
             if "next_number" in changes:
                 self._notify("saving_next_number", self.saving.next_number)
+
+    def set_prefix(self, prefix: str) -> None:
+        """Write saving_prefix as LimaCCDs does: under ABORT the next number goes past the last
+        existing file of that prefix, otherwise it restarts from 0."""
+        with self._lock:
+            candidate = replace(self.saving, prefix=check_name_part("saving_prefix", prefix))
+            last = candidate.last_existing_number() if candidate.overwrite_policy == "ABORT" else -1
+            self.configure_saving(prefix=prefix, next_number=last + 1)
+
+    def _checked_saving(self, name: str, value: Any) -> Any:
+        if name == "directory":
+            inside_root(value, self.data_roots)
+        elif name in ("prefix", "suffix"):
+            check_name_part(f"saving_{name}", value)
+        elif name == "index_format":
+            check_index_format(value)
+        elif name == "format":
+            return SavingFormat[choose("saving_format", value, [f.name for f in SavingFormat])]
+        elif name == "mode":
+            return self._choice("saving_mode", value)
+        elif name == "overwrite_policy":
+            return self._choice("saving_overwrite_policy", value)
+        elif name == "managed_mode":
+            return self._choice("saving_managed_mode", value)
+        elif name == "common_header":
+            return tuple(value)
+        elif name in SAVING_LIMITS:
+            low, high = SAVING_LIMITS[name]
+            if not low <= int(value) <= high:
+                raise ControlRefused(f"saving_{name.replace('frames', 'frame')} {value} is outside {low} .. {high}")
+            return int(value)
+        return value
+
+    @staticmethod
+    def _choice(name: str, value: Any) -> str:
+        try:
+            return lima_choice(name, value)
+        except BadValue as exc:
+            raise ControlRefused(str(exc)) from exc
 
     def _prepared_stale(self) -> None:
         """A setting changed after prepareAcq: the prepared acquisition no longer matches it."""
@@ -247,21 +324,19 @@ class AcquisitionControl:
             if self._prepared is not None:
                 self._abandon_prepared()
             settings = self.acquisition
-            saving = self.saving if self.saving.mode == SavingMode.AUTO_FRAME else None
+            saving = self.saving if self.saving.mode != "MANUAL" else None
             prepared = _Prepared(settings, saving, None, None)
             if saving is not None:
                 self._check_directory(saving, settings)
-                number = saving.next_number
-                try:
-                    prepared.nexus_file = self._open_file(saving, settings, number)
-                except SavingError as exc:
-                    raise ControlRefused(str(exc)) from exc
+                number = max(0, saving.next_number)
+                self._check_files(saving, number, saving.files_needed(settings.nb_frames))
+                prepared.nexus_file = self._open_file(saving, settings, number)
                 prepared.file_number = number
-                self.saving = replace(saving, next_number=number + 1)
-                self._notify("saving_next_number", self.saving.next_number)
             self._prepared = prepared
             self.fault_error = ""
             self._files_failed = False
+            self.buffer.clear()
+            self.latest_frame = None
             for name in ("last_image_acquired", "last_image_ready", "last_image_saved"):
                 setattr(self, name, -1)
                 self._notify(name, -1)
@@ -271,13 +346,11 @@ class AcquisitionControl:
                 self._announce(prepared.nexus_file.path, done=False, success=False)
 
     def _check_directory(self, saving: SavingSettings, settings: AcquisitionSettings) -> None:
-        directory = Path(saving.directory)
-        if not saving.directory or not directory.is_absolute():
-            raise ControlRefused(f"saving_directory '{saving.directory}' must be an absolute path")
+        directory = self._directory(saving)
         if not directory.exists():
-            raise ControlRefused(f"saving_directory {directory} does not exist: create it or choose another")
+            raise ControlRefused(f"saving_directory {saving.directory} does not exist: create it or choose another")
         if not directory.is_dir():
-            raise ControlRefused(f"saving_directory {directory} is not a directory")
+            raise ControlRefused(f"saving_directory {saving.directory} is not a directory")
         if not os.access(directory, os.W_OK | os.X_OK):
             raise ControlRefused(f"saving_directory {directory} is not writable by the detector server")
         frames = settings.nb_frames or 1  # the whole acquisition, whatever the number of files
@@ -290,7 +363,50 @@ class AcquisitionControl:
                 f"for {frames} frames: free space or choose another saving_directory"
             )
 
+    def _directory(self, saving: SavingSettings) -> Path:
+        try:
+            return inside_root(saving.directory, self.data_roots)
+        except UnsafePath as exc:
+            raise ControlRefused(str(exc)) from exc
+
+    def _check_files(self, saving: SavingSettings, first: int, count: int) -> None:
+        """Refuse before any file is touched: numbers in range, and (ABORT) none of the files exists."""
+        last = first + count - 1
+        if last > MAX_FILE_NUMBER:
+            raise ControlRefused(
+                f"saving_next_number {saving.next_number}: the acquisition needs file numbers up to {last}, "
+                f"past the largest, {MAX_FILE_NUMBER}: set saving_next_number lower or change saving_prefix"
+            )
+        for number in range(first, last + 1):
+            self._check_target(saving, saving.file_path(number))
+
+    def _check_target(self, saving: SavingSettings, path: Path) -> None:
+        if not os.path.lexists(path):
+            return
+        if saving.overwrite_policy == "ABORT":
+            raise ControlRefused(
+                f"{path} already exists and saving_overwrite_policy is ABORT: "
+                "change saving_next_number or saving_prefix, or set the policy to OVERWRITE"
+            )
+        if not replaceable(path):
+            raise ControlRefused(
+                f"{path} exists and is not a plain file with a single name (a link or a directory): "
+                "saving_overwrite_policy OVERWRITE replaces only plain files; remove it or change saving_prefix"
+            )
+
     def _open_file(self, saving: SavingSettings, settings: AcquisitionSettings, number: int) -> NexusFile:
+        """Create file `number` (replacing a plain file of that name under OVERWRITE).
+
+        The name is unlinked first and the file created exclusively, so an existing link is never
+        followed and another name of the same inode never truncated.
+        """
+        if number > MAX_FILE_NUMBER:
+            raise ControlRefused(f"file number {number} is past the largest, {MAX_FILE_NUMBER}: change saving_prefix")
+        self._directory(saving)
+        path = saving.file_path(number)
+        self._check_target(saving, path)
+        if os.path.lexists(path):
+            path.unlink()
         metadata = FileMetadata(
             expo_time=settings.expo_time,
             latency_time=settings.latency_time,
@@ -301,13 +417,23 @@ class AcquisitionControl:
             threshold_gain=self.backend.threshold_gain.name,
             description=self.description,
         )
-        return NexusFile(
-            saving.file_path(number),
-            self.backend.geometry,
-            saving.format,
-            metadata,
-            overwrite=saving.overwrite_policy == OverwritePolicy.OVERWRITE,
-        )
+        try:
+            nexus_file = NexusFile(path, self.backend.geometry, saving.format, metadata, overwrite=False)
+        except SavingError as exc:
+            raise ControlRefused(str(exc)) from exc
+        info = path.stat()
+        with self._lock:
+            self._created[path] = (info.st_dev, info.st_ino)
+            self._file_numbers[path] = number
+        return nexus_file
+
+    def _remove_created(self, path: Path) -> None:
+        """Delete `path` only if it is still the file this server created."""
+        identity = self._created.pop(path, None)
+        with contextlib.suppress(OSError):
+            info = path.lstat()
+            if identity == (info.st_dev, info.st_ino):
+                path.unlink()
 
     def _abandon_prepared(self) -> None:
         """Drop a prepared acquisition that never started: its empty file is removed."""
@@ -315,10 +441,8 @@ class AcquisitionControl:
         if prepared is None or prepared.nexus_file is None:
             return
         prepared.nexus_file.close()
-        with contextlib.suppress(OSError):
-            prepared.nexus_file.path.unlink()
-        self.saving = replace(self.saving, next_number=prepared.file_number)
-        self._notify("saving_next_number", self.saving.next_number)
+        self._file_numbers.pop(prepared.nexus_file.path, None)
+        self._remove_created(prepared.nexus_file.path)
         self._announce(prepared.nexus_file.path, done=True, success=False)
 
     def start(self) -> None:
@@ -373,6 +497,17 @@ class AcquisitionControl:
             elif self._prepared is not None:
                 self._abandon_prepared()
 
+    def reset(self) -> None:
+        """Lima's reset: abort what runs and leave Fault; acq_status is Ready once idle."""
+        with self._lock:
+            self.abort()
+            self.fault_error = ""
+            self._notify("acq_status_fault_error", "")
+            if self._running is None:
+                self._set_status(AcqStatus.Ready)
+            else:
+                self._reset_pending = True
+
     def external_pulses(self, count: int) -> None:
         """Trigger pulses from the configured trigger source (counted while armed)."""
         if count <= 0:
@@ -392,11 +527,55 @@ class AcquisitionControl:
         self.backend.close()
         self.writer.shutdown()
 
+    # -- frames on request (LimaCCDs readImage, readImageSeq, writeImage) ---------------------
+    def frames(self, start: int, end: int) -> list[Frame]:
+        """Frames start .. end-1 of the current acquisition, from the buffer."""
+        try:
+            return self.buffer.frames(start, end)
+        except FrameUnavailable as exc:
+            raise ControlRefused(str(exc)) from exc
+
+    def write_image(self, index: int) -> Path:
+        """MANUAL saving (LimaCCDs writeImage): frame `index` (-1: the newest) into the next file."""
+        with self._manual_lock:
+            with self._lock:
+                saving = self.saving
+                if saving.mode != "MANUAL":
+                    raise ControlRefused(
+                        f"writeImage saves frames in saving_mode MANUAL; saving_mode is {saving.mode}, "
+                        "which saves frames already"
+                    )
+                frame = self.frames(index, index + 1)[0] if index >= 0 else self.frames(-1, 0)[0]
+                self._check_directory(saving, replace(self.acquisition, nb_frames=1))
+                number = max(0, saving.next_number)
+                self._check_files(saving, number, 1)
+                nexus_file = self._open_file(saving, replace(self.acquisition, nb_frames=1), number)
+                self._announce(nexus_file.path, done=False, success=False)
+            error = None
+            try:
+                nexus_file.write(frame)
+            except SavingError as exc:
+                error = str(exc)
+            finally:
+                nexus_file.close()
+            with self._lock:
+                self._announce(nexus_file.path, done=True, success=error is None)
+                self._file_numbers.pop(nexus_file.path, None)
+                self._created.pop(nexus_file.path, None)
+                if error:
+                    raise ControlRefused(error)
+                self.saving = replace(self.saving, next_number=max(self.saving.next_number, number + 1))
+                self._notify("saving_next_number", self.saving.next_number)
+                self.last_image_saved = max(self.last_image_saved, frame.index)
+                self._notify("last_image_saved", self.last_image_saved)
+            return nexus_file.path
+
     # -- backend reports (backend worker thread) ----------------------------------------------
     def frame_ready(self, frame: Frame) -> None:
         with self._lock:
             running = self._running
             self.latest_frame = frame
+            self.buffer.add(frame)
             self.last_image_acquired = self.last_image_ready = frame.index
             self._notify("last_image_acquired", frame.index)
             self._notify("last_image_ready", frame.index)
@@ -411,9 +590,7 @@ class AcquisitionControl:
                 and frame.index % saving.frames_per_file == 0
             )
             if roll_over:
-                number = self.saving.next_number
-                self.saving = replace(self.saving, next_number=number + 1)
-                self._notify("saving_next_number", self.saving.next_number)
+                number = (self._file_number or 0) + 1
                 self._file_number = number
         if roll_over:
             self.writer.close()
@@ -436,7 +613,8 @@ class AcquisitionControl:
     def _finish(self) -> None:
         with self._lock:
             self._running = None
-            if self.acq_status == AcqStatus.Running:
+            if self.acq_status == AcqStatus.Running or self._reset_pending:
+                self._reset_pending = False
                 self._set_status(AcqStatus.Ready)
 
     # -- writer reports (writer thread) -------------------------------------------------------
@@ -451,6 +629,12 @@ class AcquisitionControl:
 
     def file_closed(self, path: Path, frames: int, error: str | None) -> None:
         with self._lock:
+            self._created.pop(path, None)
+            number = self._file_numbers.pop(path, None)
+            if number is not None and number + 1 > self.saving.next_number:
+                # CtSaving: the next number passes a file once it is closed.
+                self.saving = replace(self.saving, next_number=number + 1)
+                self._notify("saving_next_number", self.saving.next_number)
             self._announce(path, done=True, success=error is None)
             if error:
                 self._files_failed = True
@@ -471,7 +655,7 @@ class AcquisitionControl:
     def _set_status(self, status: AcqStatus) -> None:
         if status != self.acq_status:
             self.acq_status = status
-            self._notify("acq_status", int(status))
+            self._notify("acq_status", status.value)
 
     def _set_ready_for_next_image(self, ready: bool) -> None:
         if ready != self.ready_for_next_image:

@@ -1,9 +1,11 @@
-"""The Pilatus Tango device: LimaCCDs names over `control.AcquisitionControl`.
+"""The Pilatus's LimaCCDs Tango device over `control.AcquisitionControl`.
 
-Default device `sim/pilatus/1`. A LimaCCDs client drives it as usual::
+Default device `sim/pilatus/1`, Tango class `LimaCCDs` with the names, Tango types and string
+value sets of Lima-tango-python's `lima/server/LimaCCDs.py`. A LimaCCDs client drives it as usual::
 
-    acq_trigger_mode = INTERNAL_TRIGGER; acq_nb_frames = 10; acq_expo_time = 0.1
-    prepareAcq(); startAcq()            # acq_status Running ... Ready once every frame is on disk
+    acq_trigger_mode = "INTERNAL_TRIGGER"; acq_nb_frames = 10; acq_expo_time = 0.1
+    prepareAcq(); startAcq()            # acq_status "Running" ... "Ready" once every frame is on disk
+    readImageSeq([0, 10])               # ("DATA_ARRAY", header + 10 frames)
 
 Step scans: INTERNAL_TRIGGER_MULTI, prepareAcq, startAcq, then `softTrigger` once per point
 (one frame each; `last_image_saved` tells when it is on disk). Fly scans: EXTERNAL_GATE (or
@@ -11,25 +13,30 @@ EXTERNAL_TRIGGER / EXTERNAL_TRIGGER_MULTI), acq_nb_frames = N, prepareAcq, start
 the PSO: every pulse on `trigger_source` makes one frame, and the acquisition ends after N.
 
 `file_event` (JSON, change events) announces each file at open (done=false) and at close
-(done=true, success=true|false) with `file_path`, `file_type` "h5" and `hinted_location`
-{"data": "/entry/instrument/detector/data"}.
+(done=true, success=true|false) with `file_path`, `file_type` "h5" and `hinted_location`.
+Files are written only inside the device property `data_roots`.
 """
 
 import contextlib
 import os
+import re
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from tango import AttrWriteType, DevState
+import tango
+from tango import AttrWriteType, CmdArgType, DevState
 from tango.server import Device, attribute, class_property, command, device_property, run
 
 from ..common import AttributeFollower, EventPublisher, publish_roles, refusals, refuse
-from .backend import CamState, Frame, Geometry, SampleInput, ThresholdGain, TriggerMode, make_backend
-from .control import AcqStatus, AcquisitionControl, ControlRefused, PulseCounter, SavingMode, SavingSettings
-from .writer import OverwritePolicy, SavingFormat
+from . import data_array
+from .backend import CamState, Frame, Geometry, SampleInput, ThresholdGain, make_backend
+from .control import AcqStatus, AcquisitionControl, ControlRefused, PulseCounter, SavingSettings
+from .paths import MAX_FILE_NUMBER, UnsafePath, resolve_roots
+from .values import LIMA_VALUES, BadValue, lima_choice
+from .writer import PIXEL_SIZE_M, SavingFormat
 
 BLUESKY_ROLES = [
     "kind=detector",
@@ -50,7 +57,7 @@ BLUESKY_ROLES = [
     "frame_counter=last_image_saved",
     "file_event=file_event",
     "saving=saving_directory,saving_prefix,saving_suffix,saving_next_number,saving_format,saving_mode",
-    "image=last_image",
+    "image=image_preview",
     "hinted=roi_sum",
     "configuration=acq_expo_time,latency_time,acq_nb_frames,acq_trigger_mode,energy_threshold,"
     "threshold_gain,saving_format",
@@ -75,17 +82,36 @@ EVENT_ATTRIBUTES = (
     "saving_next_number",
 )
 
+CAMERA_TYPE = "Pilatus"
+VALID_RANGES = (1e-6, 1e5, 0.0, 1e5)  # min/max exposure, min/max latency (s)
+
 
 def _refusals(origin: str) -> contextlib.AbstractContextManager[None]:
     """A refusal of the control layer as a DevFailed a user can read."""
-    return refusals(origin, ControlRefused, reason="Pilatus_Refused")
+    return refusals(origin, ControlRefused, BadValue, UnsafePath, reason="Pilatus_Refused")
+
+
+def default_data_root() -> str:
+    """`$TANGO_SUITE_STATE_DIR/data` under a stack, else a folder in the temp dir."""
+    root = os.environ.get("TANGO_SUITE_STATE_DIR")
+    return str(Path(root) / "data" if root else Path(tempfile.gettempdir()) / "tango-suite-data")
 
 
 def default_saving_directory(device_name: str) -> str:
-    """`$TANGO_SUITE_STATE_DIR/data/<device>` under a stack, else a folder in the temp dir."""
-    root = os.environ.get("TANGO_SUITE_STATE_DIR")
-    base = Path(root) / "data" if root else Path(tempfile.gettempdir()) / "tango-suite-data"
-    return str(base / device_name.replace("/", "_"))
+    """`<default data root>/<device>`."""
+    return str(Path(default_data_root()) / device_name.replace("/", "_"))
+
+
+def pair(name: str, values: list[str]) -> tuple[int, int]:
+    """Two integers from a property given as ["1475", "1679"], ["1475, 1679"] or ["1475x1679"]."""
+    words = [w for w in re.split(r"[\s,x]+", " ".join(values)) if w]
+    try:
+        numbers = [int(w) for w in words]
+    except ValueError:
+        numbers = []
+    if len(numbers) != 2:
+        raise ValueError(f"device property {name} needs two integers x, y (e.g. 1475, 1679), got {values!r}")
+    return numbers[0], numbers[1]
 
 
 def binned(frame: np.ndarray, factor: int) -> np.ndarray:
@@ -104,8 +130,21 @@ def roi_counts(frame: np.ndarray, roi: tuple[int, ...]) -> float:
     return float(np.maximum(region, 0).sum(dtype=np.int64))
 
 
-class Pilatus(Device):
-    """A Pilatus hybrid pixel detector (simulated backend), with LimaCCDs attribute and command names."""
+def _string_setting(name: str, doc: str) -> attribute:
+    """A LimaCCDs DevString setting held by the device (Lima's value set, identity only where noted)."""
+
+    def read(self: "LimaCCDs") -> str:
+        return self._settings[name]
+
+    def write(self: "LimaCCDs", value: str) -> None:
+        with _refusals(name):
+            self._settings[name] = lima_choice(name, value)
+
+    return attribute(name=name, dtype=str, access=AttrWriteType.READ_WRITE, fget=read, fset=write, doc=doc)
+
+
+class LimaCCDs(Device):
+    """A Pilatus hybrid pixel detector (simulated backend) as a LimaCCDs device."""
 
     bluesky_roles = class_property(dtype=(str,), default_value=BLUESKY_ROLES)
 
@@ -120,9 +159,9 @@ class Pilatus(Device):
         default_value="sim/aerotech/ctrl/pso_pulse_count",
         doc="cumulative pulse counter attribute: one frame per pulse in the external trigger modes",
     )
-    detector_size = device_property(dtype=(int,), default_value=[1475, 1679], doc="width, height in pixels")
-    module_size = device_property(dtype=(int,), default_value=[487, 195], doc="module width, height")
-    module_gap = device_property(dtype=(int,), default_value=[7, 17], doc="gap between modules: x, y")
+    detector_size = device_property(dtype=(str,), default_value=["1475", "1679"], doc="width, height in pixels")
+    module_size = device_property(dtype=(str,), default_value=["487", "195"], doc="module width, height")
+    module_gap = device_property(dtype=(str,), default_value=["7", "17"], doc="gap between modules: x, y")
     threshold_time = device_property(
         dtype=float, default_value=3.0, doc="seconds a threshold change takes (SETTING_THRESHOLD)"
     )
@@ -130,15 +169,28 @@ class Pilatus(Device):
     peak_width = device_property(dtype=float, default_value=1.0, doc="Gaussian sigma of the peak (axis units)")
     peak_counts = device_property(dtype=float, default_value=400.0, doc="counts in a bright spot pixel")
     noise_bank_size = device_property(dtype=int, default_value=8, doc="precomputed background realisations")
-    default_directory = device_property(
-        dtype=str, default_value="", doc="initial saving_directory (empty: a data folder of the stack)"
+    data_roots = device_property(
+        dtype=(str,),
+        default_value=[],
+        doc="directories files may be written under (symbolic links resolved); empty: the stack's data folder",
     )
-    preview_binning = device_property(dtype=int, default_value=4, doc="binning of the last_image preview")
+    default_directory = device_property(
+        dtype=str,
+        default_value="",
+        doc="initial saving_directory, inside data_roots (empty: a data folder of the stack)",
+    )
+    preview_binning = device_property(dtype=int, default_value=4, doc="binning of the image_preview")
     preview_period = device_property(
-        dtype=float, default_value=0.5, doc="shortest time between two last_image change events (s)"
+        dtype=float, default_value=0.5, doc="shortest time between two image_preview change events (s)"
     )
     compression_threads = device_property(
         dtype=int, default_value=2, doc="threads compressing HDF5BS frames (0: the writer thread itself)"
+    )
+    buffer_max_memory = device_property(
+        dtype=float, default_value=128.0, doc="MiB of frames kept for readImage/readImageSeq (buffer_max_number)"
+    )
+    data_array_version = device_property(
+        dtype=int, default_value=4, doc="DATA_ARRAY header version of readImage/readImageSeq/last_image: 2, 3 or 4"
     )
 
     # -- lifecycle ----------------------------------------------------------------------------
@@ -156,26 +208,33 @@ class Pilatus(Device):
         self._preview_time = 0.0
         self._roi = (0, 0, 0, 0)
         self._roi_cache: tuple[Frame, tuple[int, ...], float] | None = None
+        self._settings = {"acq_mode": "SINGLE", "image_rotation": "NONE", "video_mode": "Y32"}
+        self._acc_max_expo_time = 1.0
         self._publisher: EventPublisher[tuple[str, Any]] = EventPublisher("pilatus-events", self._publish)
-        for name in (*EVENT_ATTRIBUTES, "last_image", "State", "Status"):
+        for name in (*EVENT_ATTRIBUTES, "image_preview", "last_image", "State", "Status"):
             self.set_change_event(name, True, False)
         try:
             self._setup()
-        except (ValueError, TypeError, OSError) as exc:
+        except (ValueError, TypeError, OSError, UnsafePath) as exc:
             # A misconfigured device says why in Status instead of taking the server down.
             self._config_error = f"configuration error: {exc}"
             self.set_state(DevState.FAULT)
             self.set_status(self._config_error)
             return
         publish_roles(self)
-        self._notify("acq_status", int(self._ctl.acq_status))
+        self._notify("acq_status", self._ctl.acq_status.value)
 
     def _setup(self) -> None:
-        for name in ("detector_size", "module_size", "module_gap"):
-            if len(getattr(self, name)) != 2:
-                raise ValueError(f"device property {name} needs two numbers (x, y), got {list(getattr(self, name))}")
-        width, height = self.detector_size
-        geometry = Geometry(width, height, *self.module_size, *self.module_gap)
+        if self.data_array_version not in data_array.VERSIONS:
+            raise ValueError(f"device property data_array_version {self.data_array_version} is not 2, 3 or 4")
+        width, height = pair("detector_size", self.detector_size)
+        geometry = Geometry(width, height, *pair("module_size", self.module_size), *pair("module_gap", self.module_gap))
+        roots = resolve_roots(self.data_roots or [default_data_root()])
+        directory = self.default_directory or default_saving_directory(self.get_name())
+        if not self.data_roots:
+            roots[0].mkdir(parents=True, exist_ok=True)
+        if not self.default_directory:
+            Path(directory).mkdir(parents=True, exist_ok=True)
         self._backend = make_backend(
             self.backend,
             geometry,
@@ -183,24 +242,30 @@ class Pilatus(Device):
             noise_bank_size=self.noise_bank_size,
             threshold_time=self.threshold_time,
         )
-        directory = self.default_directory or default_saving_directory(self.get_name())
-        if not self.default_directory:
-            Path(directory).mkdir(parents=True, exist_ok=True)
+        saving = SavingSettings(directory=directory).after_existing_files()
         self._ctl = AcquisitionControl(
             self._backend,
             self._notify,
             # A restarted server continues the numbering instead of refusing to overwrite.
-            saving=SavingSettings(directory=directory).after_existing_files(),
+            saving=saving,
+            data_roots=roots,
             trigger_source=self.trigger_source,
             description=f"Pilatus {width}x{height} (simulated)",
             compression_threads=max(0, self.compression_threads),
+            buffer_frames=min(100_000, int(self.buffer_max_memory * 2**20 // geometry.frame_nbytes)),
         )
+        try:
+            self._ctl.configure_saving(directory=directory)  # default_directory must lie in a root too
+        except UnsafePath as exc:
+            self._ctl.close()
+            self._ctl = None
+            raise UnsafePath(f"device property default_directory: {exc}") from exc
         self._follow()
 
     @property
     def _control(self) -> AcquisitionControl:
         if self._ctl is None:
-            refuse("Pilatus_Config", self._config_error, "Pilatus")
+            refuse("Pilatus_Config", self._config_error, "LimaCCDs")
         return self._ctl
 
     def _follow(self) -> None:
@@ -250,13 +315,13 @@ class Pilatus(Device):
             self.set_status(self._status_text(AcqStatus(value)))
             self.push_change_event("State")
             self.push_change_event("Status")
-            if value != AcqStatus.Running:
+            if value != AcqStatus.Running.value:
                 self._push_preview(final=True)
         elif name == "last_image_ready" and value >= 0:
             self._push_preview(final=False)
 
     def _push_preview(self, *, final: bool) -> None:
-        """`last_image` change events: at most every `preview_period` s, and the last frame at the end."""
+        """`image_preview` change events: at most every `preview_period` s, and the last frame at the end."""
         frame = self._control.latest_frame
         if frame is None or frame is self._preview_frame:
             return
@@ -264,7 +329,7 @@ class Pilatus(Device):
         if not final and now - self._preview_time < self.preview_period:
             return
         self._preview_frame, self._preview_time = frame, now
-        self.push_change_event("last_image", self._preview(frame))
+        self.push_change_event("image_preview", self._preview(frame))
 
     def _preview(self, frame: Frame | None) -> np.ndarray:
         factor = max(1, self.preview_binning)
@@ -278,7 +343,7 @@ class Pilatus(Device):
             AcqStatus.Ready: "Ready: waiting for prepareAcq/startAcq",
             AcqStatus.Running: "Running: acquiring frames",
             AcqStatus.Configuration: "Configuration: setting the energy threshold (SETTING_THRESHOLD)",
-            AcqStatus.Fault: f"Fault: {self._control.fault_error}",
+            AcqStatus.Fault: f"Fault: {self._control.fault_error} (reset clears it)",
         }[status]
 
     def dev_state(self) -> DevState:
@@ -294,8 +359,36 @@ class Pilatus(Device):
         notes = "; ".join(p for p in problems if p)
         return f"{text}\n(following: {notes})" if notes else text
 
+    def _geometry(self) -> Geometry:
+        return self._control.backend.geometry
+
+    def _encoded(self, frames: list[Frame], category: int) -> tuple[str, bytes]:
+        data = frames[0].data if category == data_array.Category.IMAGE else np.stack([f.data for f in frames])
+        buffer = data_array.encode(
+            data, category=category, version=self.data_array_version, image_number=frames[0].index
+        )
+        return "DATA_ARRAY", buffer
+
+    # -- camera -------------------------------------------------------------------------------
+    @attribute(dtype=str, doc="the Lima camera plugin this device stands for")
+    def lima_type(self) -> str:
+        return CAMERA_TYPE
+
+    @attribute(dtype=str, doc="detector type (Lima HwDetInfo)")
+    def camera_type(self) -> str:
+        return CAMERA_TYPE
+
+    @attribute(dtype=str, doc="detector model (Lima HwDetInfo)")
+    def camera_model(self) -> str:
+        g = self._geometry()
+        return f"PILATUS {g.width}x{g.height} (simulated)"
+
+    @attribute(dtype=(float,), max_dim_x=2, unit="m", doc="Pixel size: x_size, y_size")
+    def camera_pixelsize(self) -> tuple[float, float]:
+        return (PIXEL_SIZE_M, PIXEL_SIZE_M)
+
     # -- acquisition --------------------------------------------------------------------------
-    @attribute(dtype=int, access=AttrWriteType.READ_WRITE, min_value=0, doc="frames to take; 0: until stopAcq")
+    @attribute(dtype="int32", access=AttrWriteType.READ_WRITE, min_value=0, doc="frames to take; 0: until stopAcq")
     def acq_nb_frames(self) -> int:
         return self._control.acquisition.nb_frames
 
@@ -309,8 +402,8 @@ class Pilatus(Device):
         access=AttrWriteType.READ_WRITE,
         unit="s",
         format="%.6f",
-        min_value=1e-6,
-        max_value=1e5,
+        min_value=VALID_RANGES[0],
+        max_value=VALID_RANGES[1],
         doc="exposure time of one frame",
     )
     def acq_expo_time(self) -> float:
@@ -326,8 +419,8 @@ class Pilatus(Device):
         access=AttrWriteType.READ_WRITE,
         unit="s",
         format="%.6f",
-        min_value=0.0,
-        max_value=1e5,
+        min_value=VALID_RANGES[2],
+        max_value=VALID_RANGES[3],
         doc="time between the end of one exposure and the start of the next (internal trigger)",
     )
     def latency_time(self) -> float:
@@ -339,37 +432,74 @@ class Pilatus(Device):
             self._control.configure(latency_time=value)
 
     @attribute(
-        dtype=TriggerMode,
+        dtype=(float,),
+        max_dim_x=4,
+        unit="s",
+        doc="valid time ranges: min_exposure, max_exposure, min_latency, max_latency",
+    )
+    def valid_ranges(self) -> tuple[float, ...]:
+        return VALID_RANGES
+
+    @attribute(
+        dtype=str,
         access=AttrWriteType.READ_WRITE,
         doc="INTERNAL_TRIGGER: startAcq takes acq_nb_frames frames; INTERNAL_TRIGGER_MULTI: one frame "
-        "per softTrigger; EXTERNAL_*: one frame per pulse of trigger_source (EXTERNAL_START_STOP "
-        "is not supported by a Pilatus)",
+        "per softTrigger (or startAcq); EXTERNAL_TRIGGER, EXTERNAL_TRIGGER_MULTI, EXTERNAL_GATE: one frame "
+        "per pulse of trigger_source; getAttrStringValueList lists them",
     )
-    def acq_trigger_mode(self) -> TriggerMode:
-        return self._control.acquisition.trigger_mode
+    def acq_trigger_mode(self) -> str:
+        return self._control.acquisition.trigger_mode.name
 
     @acq_trigger_mode.write
-    def acq_trigger_mode(self, value: int) -> None:
+    def acq_trigger_mode(self, value: str) -> None:
         with _refusals("acq_trigger_mode"):
-            self._control.configure(trigger_mode=TriggerMode(value))
+            self._control.configure(trigger_mode=value)
 
-    @attribute(dtype=AcqStatus, doc="Ready, Running (until every frame is saved), Fault, Configuration")
-    def acq_status(self) -> AcqStatus:
-        return self._control.acq_status
+    acq_mode = _string_setting("acq_mode", "SINGLE: one exposure per frame (the only mode of this server)")
 
-    @attribute(dtype=str, doc="why acq_status is Fault (empty otherwise)")
+    @attribute(dtype=str, doc="Ready, Running (until every frame is saved), Fault, Configuration")
+    def acq_status(self) -> str:
+        return self._control.acq_status.value
+
+    @attribute(dtype=str, doc="why acq_status is Fault (No error otherwise)")
     def acq_status_fault_error(self) -> str:
-        return self._control.fault_error
+        return self._control.fault_error or "No error"
 
-    @attribute(dtype=int, doc="index of the newest frame read out (-1: none yet)")
+    @attribute(
+        dtype=float, access=AttrWriteType.READ_WRITE, unit="s", min_value=0.0, doc="accumulation: longest sub-exposure"
+    )
+    def acc_max_expo_time(self) -> float:
+        return self._acc_max_expo_time
+
+    @acc_max_expo_time.write
+    def acc_max_expo_time(self, value: float) -> None:
+        self._acc_max_expo_time = value
+
+    @attribute(dtype=float, unit="s", doc="accumulation: time of one sub-exposure (acq_mode SINGLE: acq_expo_time)")
+    def acc_expo_time(self) -> float:
+        return self._control.acquisition.expo_time
+
+    @attribute(dtype="int32", doc="accumulation: sub-exposures per frame (acq_mode SINGLE: 1)")
+    def acc_nb_frames(self) -> int:
+        return 1
+
+    @attribute(dtype=float, unit="s", doc="accumulation: dead time between sub-exposures (SINGLE: 0)")
+    def acc_dead_time(self) -> float:
+        return 0.0
+
+    @attribute(dtype=float, unit="s", doc="accumulation: live time of a frame (SINGLE: acq_expo_time)")
+    def acc_live_time(self) -> float:
+        return self._control.acquisition.expo_time
+
+    @attribute(dtype="int32", doc="index of the newest frame read out (-1: none yet)")
     def last_image_acquired(self) -> int:
         return self._control.last_image_acquired
 
-    @attribute(dtype=int, doc="index of the newest frame available (-1: none yet)")
+    @attribute(dtype="int32", doc="index of the newest frame available (-1: none yet)")
     def last_image_ready(self) -> int:
         return self._control.last_image_ready
 
-    @attribute(dtype=int, doc="index of the newest frame written and flushed to the file (-1: none yet)")
+    @attribute(dtype="int32", doc="index of the newest frame written and flushed to a file (-1: none yet)")
     def last_image_saved(self) -> int:
         return self._control.last_image_saved
 
@@ -377,12 +507,22 @@ class Pilatus(Device):
     def ready_for_next_image(self) -> bool:
         return self._control.ready_for_next_image
 
-    @attribute(dtype=int, doc="trigger pulses counted during the current acquisition")
+    @attribute(dtype=bool, doc="acq_status is Ready: a new acquisition can be prepared")
+    def ready_for_next_acq(self) -> bool:
+        return self._control.acq_status == AcqStatus.Ready
+
+    @attribute(dtype="int32", doc="trigger pulses counted during the current acquisition")
     def trigger_pulses(self) -> int:
         return self._control.trigger_pulses
 
+    @attribute(
+        dtype="int32", doc="frames kept in memory for readImage/readImageSeq (device property buffer_max_memory)"
+    )
+    def buffer_max_number(self) -> int:
+        return self._control.buffer.capacity
+
     # -- saving -------------------------------------------------------------------------------
-    @attribute(dtype=str, access=AttrWriteType.READ_WRITE, doc="absolute directory the files go to")
+    @attribute(dtype=str, access=AttrWriteType.READ_WRITE, doc="absolute directory the files go to, inside data_roots")
     def saving_directory(self) -> str:
         return self._control.saving.directory
 
@@ -391,16 +531,21 @@ class Pilatus(Device):
         with _refusals("saving_directory"):
             self._control.configure_saving(directory=value)
 
-    @attribute(dtype=str, access=AttrWriteType.READ_WRITE, doc="file name prefix")
+    @attribute(
+        dtype=str,
+        access=AttrWriteType.READ_WRITE,
+        doc="file name prefix (no '/' or '..'); writing it sets saving_next_number past the last file of "
+        "that prefix under ABORT, to 0 otherwise (as LimaCCDs)",
+    )
     def saving_prefix(self) -> str:
         return self._control.saving.prefix
 
     @saving_prefix.write
     def saving_prefix(self, value: str) -> None:
         with _refusals("saving_prefix"):
-            self._control.configure_saving(prefix=value)
+            self._control.set_prefix(value)
 
-    @attribute(dtype=str, access=AttrWriteType.READ_WRITE, doc="file name suffix, e.g. .h5")
+    @attribute(dtype=str, access=AttrWriteType.READ_WRITE, doc="file name suffix, e.g. .h5 (no '/' or '..')")
     def saving_suffix(self) -> str:
         return self._control.saving.suffix
 
@@ -409,33 +554,57 @@ class Pilatus(Device):
         with _refusals("saving_suffix"):
             self._control.configure_saving(suffix=value)
 
+    @attribute(dtype=str, access=AttrWriteType.READ_WRITE, doc="printf format of the file number, e.g. %04d")
+    def saving_index_format(self) -> str:
+        return self._control.saving.index_format
+
+    @saving_index_format.write
+    def saving_index_format(self, value: str) -> None:
+        with _refusals("saving_index_format"):
+            self._control.configure_saving(index_format=value)
+
     @attribute(
-        dtype=SavingFormat,
+        dtype=str,
         access=AttrWriteType.READ_WRITE,
         doc="HDF5: uncompressed; HDF5BS: bitshuffle-LZ4 (HDF5 filter 32008, read with hdf5plugin)",
     )
-    def saving_format(self) -> SavingFormat:
-        return self._control.saving.format
+    def saving_format(self) -> str:
+        return self._control.saving.format.name
 
     @saving_format.write
-    def saving_format(self, value: int) -> None:
+    def saving_format(self, value: str) -> None:
         with _refusals("saving_format"):
-            self._control.configure_saving(format=SavingFormat(value))
+            self._control.configure_saving(format=value)
 
-    @attribute(dtype=SavingMode, access=AttrWriteType.READ_WRITE, doc="MANUAL: no files; AUTO_FRAME: save every frame")
-    def saving_mode(self) -> SavingMode:
+    @attribute(
+        dtype=str,
+        access=AttrWriteType.READ_WRITE,
+        doc="MANUAL: frames saved by writeImage; AUTO_FRAME: every frame; AUTO_HEADER: every frame, "
+        "with the common header",
+    )
+    def saving_mode(self) -> str:
         return self._control.saving.mode
 
     @saving_mode.write
-    def saving_mode(self, value: int) -> None:
+    def saving_mode(self, value: str) -> None:
         with _refusals("saving_mode"):
-            self._control.configure_saving(mode=SavingMode(value))
+            self._control.configure_saving(mode=value)
+
+    @attribute(dtype=str, access=AttrWriteType.READ_WRITE, doc="SOFTWARE: this server writes the files")
+    def saving_managed_mode(self) -> str:
+        return self._control.saving.managed_mode
+
+    @saving_managed_mode.write
+    def saving_managed_mode(self, value: str) -> None:
+        with _refusals("saving_managed_mode"):
+            self._control.configure_saving(managed_mode=value)
 
     @attribute(
-        dtype=int,
+        dtype="int32",
         access=AttrWriteType.READ_WRITE,
-        min_value=0,
-        doc="number in the next file name: <prefix><number %04d><suffix>; advances per file",
+        min_value=-1,
+        max_value=MAX_FILE_NUMBER,
+        doc="number of the next file; advances as each file is closed (Lima CtSaving); -1 counts as 0",
     )
     def saving_next_number(self) -> int:
         return self._control.saving.next_number
@@ -445,7 +614,7 @@ class Pilatus(Device):
         with _refusals("saving_next_number"):
             self._control.configure_saving(next_number=value)
 
-    @attribute(dtype=int, access=AttrWriteType.READ_WRITE, min_value=1, doc="frames per file before the next file")
+    @attribute(dtype="int32", access=AttrWriteType.READ_WRITE, min_value=1, doc="frames per file before the next file")
     def saving_frame_per_file(self) -> int:
         return self._control.saving.frames_per_file
 
@@ -455,38 +624,115 @@ class Pilatus(Device):
             self._control.configure_saving(frames_per_file=value)
 
     @attribute(
-        dtype=OverwritePolicy,
+        dtype=str,
         access=AttrWriteType.READ_WRITE,
-        doc="ABORT: prepareAcq refuses to replace an existing file; OVERWRITE: replace it",
+        doc="ABORT: prepareAcq refuses when a file of the acquisition exists; OVERWRITE: replace it "
+        "(plain files only); APPEND and MULTISET are refused (files are written once)",
     )
-    def saving_overwrite_policy(self) -> OverwritePolicy:
+    def saving_overwrite_policy(self) -> str:
         return self._control.saving.overwrite_policy
 
     @saving_overwrite_policy.write
-    def saving_overwrite_policy(self, value: int) -> None:
+    def saving_overwrite_policy(self, value: str) -> None:
         with _refusals("saving_overwrite_policy"):
-            self._control.configure_saving(overwrite_policy=OverwritePolicy(value))
+            self._control.configure_saving(overwrite_policy=value)
+
+    @attribute(
+        dtype=(str,), max_dim_x=65535, access=AttrWriteType.READ_WRITE, doc="key=value entries of the file header"
+    )
+    def saving_common_header(self) -> tuple[str, ...]:
+        return self._control.saving.common_header
+
+    @saving_common_header.write
+    def saving_common_header(self, value: list[str]) -> None:
+        with _refusals("saving_common_header"):
+            bad = [entry for entry in value if "=" not in entry]
+            if bad:
+                raise BadValue(f"saving_common_header entries must be key=value, got {bad[0]!r}")
+            self._control.configure_saving(common_header=value)
 
     @attribute(
         dtype=str,
         doc='JSON announcing each file at open and close: {"file_path", "file_type": "h5", '
-        '"hinted_location": {"data": "/entry/instrument/detector/data"}, "done", "success"}',
+        '"hinted_location": {"data": <dataset>}, "done", "success"}',
     )
     def file_event(self) -> str:
         return self._control.file_event
 
     # -- image --------------------------------------------------------------------------------
-    @attribute(dtype=int, unit="px", doc="frame width in pixels")
+    @attribute(dtype="uint32", unit="px", doc="frame width in pixels")
     def image_width(self) -> int:
-        return self._control.backend.geometry.width
+        return self._geometry().width
 
-    @attribute(dtype=int, unit="px", doc="frame height in pixels")
+    @attribute(dtype="uint32", unit="px", doc="frame height in pixels")
     def image_height(self) -> int:
-        return self._control.backend.geometry.height
+        return self._geometry().height
 
     @attribute(dtype=str, doc="pixel type (Lima name): Bpp32S, signed 32-bit; module gaps are -1")
     def image_type(self) -> str:
         return "Bpp32S"
+
+    @attribute(dtype=("uint32",), max_dim_x=4, doc="Image sizes: Signed, Depth, Width, Height")
+    def image_sizes(self) -> tuple[int, ...]:
+        g = self._geometry()
+        return (1, 4, g.width, g.height)
+
+    @attribute(dtype=("uint32",), max_dim_x=2, unit="px", doc="largest image: width, height")
+    def image_max_dim(self) -> tuple[int, ...]:
+        g = self._geometry()
+        return (g.width, g.height)
+
+    @attribute(
+        dtype=("int32",),
+        max_dim_x=4,
+        access=AttrWriteType.READ_WRITE,
+        unit="px",
+        doc="image region x, y, width, height: the whole frame (0, 0, 0, 0 resets to it); this server does "
+        "not crop (use roi for roi_sum)",
+    )
+    def image_roi(self) -> tuple[int, ...]:
+        g = self._geometry()
+        return (0, 0, g.width, g.height)
+
+    @image_roi.write
+    def image_roi(self, value: np.ndarray) -> None:
+        g = self._geometry()
+        if list(value) not in ([0, 0, 0, 0], [0, 0, g.width, g.height]):
+            refuse(
+                "WrongData",
+                f"image_roi {list(value)}: this server does not crop; use [0, 0, {g.width}, {g.height}]",
+                "image_roi",
+            )
+
+    @attribute(dtype=("uint32",), max_dim_x=2, access=AttrWriteType.READ_WRITE, doc="binning x, y: 1, 1 only")
+    def image_bin(self) -> tuple[int, ...]:
+        return (1, 1)
+
+    @image_bin.write
+    def image_bin(self, value: np.ndarray) -> None:
+        if list(value) != [1, 1]:
+            refuse("WrongData", f"image_bin {list(value)}: this server does not bin frames; use [1, 1]", "image_bin")
+
+    @attribute(dtype=(bool,), max_dim_x=2, access=AttrWriteType.READ_WRITE, doc="flip x, y: False, False only")
+    def image_flip(self) -> tuple[bool, ...]:
+        return (False, False)
+
+    @image_flip.write
+    def image_flip(self, value: np.ndarray) -> None:
+        if any(value):
+            refuse(
+                "WrongData",
+                f"image_flip {list(value)}: this server does not flip frames; use [False, False]",
+                "image_flip",
+            )
+
+    image_rotation = _string_setting("image_rotation", "NONE (this server does not rotate frames)")
+    video_mode = _string_setting("video_mode", "Y32: the frames' 32-bit counts")
+
+    @attribute(dtype=CmdArgType.DevEncoded, doc="the newest frame as Lima's DATA_ARRAY (Image); read on request")
+    def last_image(self) -> tuple[str, bytes]:
+        with _refusals("last_image"):
+            return self._encoded(self._control.frames(-1, 0), data_array.Category.IMAGE)
 
     @attribute(
         dtype=((np.int32,),),
@@ -496,7 +742,7 @@ class Pilatus(Device):
         doc="the newest frame binned by preview_binning (sums, gaps as 0); change events at most every "
         "preview_period s and for the last frame; a preview, not a data path: use the file",
     )
-    def last_image(self) -> np.ndarray:
+    def image_preview(self) -> np.ndarray:
         return self._preview(self._control.latest_frame)
 
     @attribute(
@@ -568,6 +814,22 @@ class Pilatus(Device):
         return self._sample_position
 
     # -- commands -----------------------------------------------------------------------------
+    @command(dtype_in=str, dtype_out=(str,), doc_in="attribute name", doc_out="its allowed string values")
+    def getAttrStringValueList(self, name: str) -> list[str]:
+        name = name.lower()
+        if name == "saving_format":
+            return [f.name for f in SavingFormat]
+        return list(LIMA_VALUES.get(name, ()))  # Lima answers an empty list for other names
+
+    @command(dtype_in=str, dtype_out=str, doc_in="plugin or camera type", doc_out="its device name, or empty")
+    def getPluginDeviceNameFromType(self, plugin_type: str) -> str:
+        wanted = plugin_type.lower().replace("deviceserver", "")
+        for device in tango.Util.instance().get_device_list("*"):
+            klass = device.get_device_class().get_name()
+            if klass.lower().replace("deviceserver", "") == wanted and klass not in ("DServer", "LimaCCDs"):
+                return device.get_name()
+        return ""
+
     @command(doc_in="check the settings and open the first file (announced in file_event)")
     def prepareAcq(self) -> None:
         with _refusals("prepareAcq"):
@@ -588,10 +850,57 @@ class Pilatus(Device):
         with _refusals("abortAcq"):
             self._control.abort()
 
+    @command(doc_in="abort what runs and leave Fault: acq_status Ready")
+    def reset(self) -> None:
+        with _refusals("reset"):
+            self._control.reset()
+
     @command(doc_in="one frame (INTERNAL_TRIGGER_MULTI, acquisition running)")
     def softTrigger(self) -> None:
         with _refusals("softTrigger"):
             self._control.soft_trigger()
+
+    @command(
+        dtype_in="int32", dtype_out=CmdArgType.DevEncoded, doc_in="frame number (-1: newest)", doc_out="DATA_ARRAY"
+    )
+    def readImage(self, index: int) -> tuple[str, bytes]:
+        with _refusals("readImage"):
+            frames = self._control.frames(index, index + 1) if index >= 0 else self._control.frames(-1, 0)
+            return self._encoded(frames, data_array.Category.IMAGE)
+
+    @command(dtype_in="int32", dtype_out=CmdArgType.DevEncoded, doc_in="last frame number seen", doc_out="DATA_ARRAY")
+    def readLastImage(self, seen: int) -> tuple[str, bytes]:
+        if self._control.last_image_ready <= seen:
+            refuse(
+                "Pilatus_NotYet",
+                f"Frame(s) not available yet: last_image_ready is {self._control.last_image_ready}",
+                "readLastImage",
+            )
+        return self.readImage(-1)
+
+    @command(
+        dtype_in=("int64",),
+        dtype_out=CmdArgType.DevEncoded,
+        doc_in="start, end[, step[, acq_tag]]: frames start .. end-1",
+        doc_out="DATA_ARRAY (ImageStack)",
+    )
+    def readImageSeq(self, sequence: np.ndarray) -> tuple[str, bytes]:
+        with _refusals("readImageSeq"):
+            numbers = [int(n) for n in sequence]
+            if len(numbers) < 2 or (len(numbers) > 2 and numbers[2] != 1):
+                raise BadValue(f"readImageSeq needs start, end (step 1), got {numbers}")
+            return self._encoded(self._control.frames(numbers[0], numbers[1]), data_array.Category.IMAGE_STACK)
+
+    @command(dtype_in="int32", dtype_out=(np.uint8,), doc_in="frame number (-1: newest)", doc_out="its raw bytes")
+    def getImage(self, index: int) -> np.ndarray:
+        with _refusals("getImage"):
+            frames = self._control.frames(index, index + 1) if index >= 0 else self._control.frames(-1, 0)
+            return np.frombuffer(np.ascontiguousarray(frames[0].data).tobytes(), dtype=np.uint8)
+
+    @command(dtype_in="int32", doc_in="frame number (-1: newest), saved into the next file (saving_mode MANUAL)")
+    def writeImage(self, index: int) -> None:
+        with _refusals("writeImage"):
+            self._control.write_image(index)
 
 
 def main(args: list[str] | None = None) -> None:
@@ -599,4 +908,4 @@ def main(args: list[str] | None = None) -> None:
     # frame: room beyond ZMQ's default queue of 1000 so neither side drops events in a burst.
     os.environ.setdefault("TANGO_EVENT_BUFFER_HWM", "20000")
     os.environ.setdefault("TANGO_DS_EVENT_BUFFER_HWM", "20000")
-    run((Pilatus,), args=args)
+    run((LimaCCDs,), args=args)

@@ -11,6 +11,7 @@ import copy
 import json
 import os
 import signal
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,6 +35,7 @@ SMALL_PILATUS = {
     "module_size": ["60", "30"],
     "module_gap": ["5", "7"],
     "noise_bank_size": ["2"],
+    "data_roots": [tempfile.gettempdir()],  # tests save into pytest's temporary directories
 }
 
 
@@ -46,7 +48,7 @@ def shipped_servers(*servers: str) -> dict:
 def small_pilatus(instance: str, **properties: list[str]) -> dict:
     """A `Pilatus/<instance>` server block with a small `sim/pilatus/1` (alias pilatus)."""
     device = {"alias": "pilatus", "properties": {**copy.deepcopy(SMALL_PILATUS), **properties}}
-    return {"Pilatus": {instance: {"Pilatus": {"sim/pilatus/1": device}}}}
+    return {"Pilatus": {instance: {"LimaCCDs": {"sim/pilatus/1": device}}}}
 
 
 @dataclass

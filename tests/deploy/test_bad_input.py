@@ -58,7 +58,7 @@ def test_server_name_existing_with_another_class(facility, refused, write_config
     taken = tango.DbDevInfo()
     taken.name, taken._class, taken.server = "test/taken/1", "TangoTest", "Pilatus/taken"
     db.add_device(taken)
-    pilatus = {"Pilatus": {"taken": {"Pilatus": {"sim/pilatus/taken": {"properties": dict(SMALL_PILATUS)}}}}}
+    pilatus = {"Pilatus": {"taken": {"LimaCCDs": {"sim/pilatus/taken": {"properties": dict(SMALL_PILATUS)}}}}}
     # A server that would be fine comes first: it must not be written either.
     automation1 = {"Automation1": {"refused": {"Automation1Controller": {"sim/refused/ctrl": {}}}}}
     config = write_config({**automation1, **pilatus})

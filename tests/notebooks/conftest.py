@@ -28,7 +28,7 @@ def notebook_stack_config() -> dict[str, Any]:
     text = resources.files("tango_servers.stack").joinpath("default_config.json").read_text()
     config = json.loads(text)
     servers = config["servers"]
-    servers["Pilatus"]["sim"]["Pilatus"]["sim/pilatus/1"]["properties"].update(PILATUS_SMALL)
+    servers["Pilatus"]["sim"]["LimaCCDs"]["sim/pilatus/1"]["properties"].update(PILATUS_SMALL)
     servers["OAV"]["sim"]["OAV"]["sim/oav/1"]["properties"].update(OAV_SMALL)
     return config
 

@@ -1,6 +1,8 @@
 """The Redis bridge of the shipped stack mirrors the real (simulated) servers: Aerotech, Pilatus, OAV."""
 
 import json
+import uuid
+from pathlib import Path
 
 import pytest
 
@@ -59,15 +61,14 @@ def test_aerotech_task_progress(stack, client):
     assert unpack(client.get(key))["done"] is True
 
 
-def test_pilatus_file_events(stack, client, tmp_path, request):
+def test_pilatus_file_events(stack, client, request):
     key = f"tango:file_event:{PILATUS}"
     pubsub = _subscribe(client, key)
     pilatus = stack.proxy(PILATUS)
     pilatus.abortAcq()
-    wait_until(lambda: pilatus.acq_status.name in ("Ready", "Fault"), 10, message="Pilatus idle")
+    wait_until(lambda: pilatus.acq_status in ("Ready", "Fault"), 10, message="Pilatus idle")
     settings = {
-        "saving_directory": str(tmp_path),
-        "saving_prefix": "redis_",
+        "saving_prefix": f"redis_{uuid.uuid4().hex[:8]}_",  # into the stack's data folder, its data root
         "saving_next_number": 0,
         "saving_mode": "AUTO_FRAME",
         "saving_overwrite_policy": "ABORT",
@@ -82,7 +83,7 @@ def test_pilatus_file_events(stack, client, tmp_path, request):
         setattr(pilatus, name, value)
     pilatus.prepareAcq()
     pilatus.startAcq()
-    path = str(tmp_path / "redis_0000.h5")
+    path = str(Path(pilatus.saving_directory) / f"{settings['saving_prefix']}0000.h5")
     seen: list = []
     wait_until(
         lambda: any(e["file_path"] == path and e["done"] for e in drained(pubsub, seen, _data)),

@@ -105,13 +105,13 @@ class EventLog(list):
 
 @pytest.fixture(scope="session")
 def events(pilatus_stack: RunningStack) -> dict[str, EventLog]:
-    """Live event logs of `acq_status`, `file_event` and `last_image` of the shared device.
+    """Live event logs of `acq_status`, `file_event` and `image_preview` of the shared device.
 
     Events pushed just after a subscription can be lost while ZMQ connects (the "slow joiner"),
     so this proves the channel live with short acquisitions before any test relies on it.
     """
     proxy = pilatus_stack.proxy(DEVICE)
-    logs = {name: EventLog(proxy, name) for name in ("acq_status", "file_event", "last_image")}
+    logs = {name: EventLog(proxy, name) for name in ("acq_status", "file_event", "image_preview")}
 
     def live() -> bool:
         logs["acq_status"].clear()
@@ -119,8 +119,8 @@ def events(pilatus_stack: RunningStack) -> dict[str, EventLog]:
         proxy.acq_nb_frames = 1
         proxy.prepareAcq()
         proxy.startAcq()
-        wait_until(lambda: proxy.acq_status.name == "Ready", 10, message="a 1-frame acquisition")
-        return 1 in logs["acq_status"]
+        wait_until(lambda: proxy.acq_status == "Ready", 10, message="a 1-frame acquisition")
+        return "Running" in logs["acq_status"]
 
     wait_until(live, 30, message="acq_status events to arrive")
     proxy.saving_mode = "AUTO_FRAME"
@@ -137,9 +137,10 @@ def pilatus(pilatus_stack: RunningStack, events: dict[str, EventLog], tmp_path: 
 
 def reset(proxy: tango.DeviceProxy, directory: Path) -> None:
     proxy.abortAcq()
-    wait_until(lambda: proxy.acq_status.name in ("Ready", "Fault"), 10, message="Pilatus to be idle")
+    wait_until(lambda: proxy.acq_status in ("Ready", "Fault"), 10, message="Pilatus to be idle")
     settings = {
         "saving_directory": str(directory),
+        "saving_index_format": "%04d",
         "saving_prefix": "scan_",
         "saving_next_number": 0,
         "saving_format": "HDF5BS",
@@ -152,4 +153,4 @@ def reset(proxy: tango.DeviceProxy, directory: Path) -> None:
         "latency_time": 0.0,
     }
     for name, value in settings.items():
-        setattr(proxy, name, value)  # enum attributes accept their labels this way
+        setattr(proxy, name, value)

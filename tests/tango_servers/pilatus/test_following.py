@@ -14,7 +14,7 @@ DEVICE, AXIS, PSO = "sim/pilatus/1", "sim/aerotech/omega", "sim/aerotech/ctrl"
 
 
 def wait_ready(proxy, timeout=10.0):
-    wait_until(lambda: proxy.acq_status.name == "Ready", timeout, message="acq_status Ready")
+    wait_until(lambda: proxy.acq_status == "Ready", timeout, message="acq_status Ready")
 
 
 def move(axis, pilatus, position):

@@ -37,7 +37,7 @@ def test_pso_pulses_gate_one_frame_each(gated_stack, reset_pilatus, tmp_path):
     x.position = pulses * 0.05  # 6 mm at 10 mm/s: 200 pulses/s at cruise
     wait_until(lambda: x.state().name != "MOVING", 10, message="the fly move to end")
     ctrl.PsoDisarm()
-    wait_until(lambda: pilatus.acq_status.name == "Ready", 10, message="every gated frame saved")
+    wait_until(lambda: pilatus.acq_status == "Ready", 10, message="every gated frame saved")
 
     assert ctrl.pso_pulse_count == pulses
     assert pilatus.trigger_pulses == pulses

@@ -36,7 +36,7 @@ def sardana_test_config() -> dict:
             },
             "Pilatus": {
                 "sim": {
-                    "Pilatus": {
+                    "LimaCCDs": {
                         "sim/pilatus/1": {
                             "properties": {
                                 "backend": ["sim"],

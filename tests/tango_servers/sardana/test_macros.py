@@ -23,6 +23,19 @@ def scan_entry(run, layout) -> h5py.Group:
     return scan_file[f"entry{number.group(1)}"]
 
 
+def recorded_frames(measurement: h5py.Group, name: str, points: int, rows: int = 160, columns: int = 200) -> np.ndarray:
+    """The frames Sardana's NXscan recorder mapped into its virtual dataset `name`.
+
+    sardana-limaccd gives the channel's shape as [image_width, image_height] and the recorder lays
+    the dataset out as (points, shape[0], shape[1]): the pixels are all there, in order, under a
+    transposed shape (see docs/sardana.md); they are read back with the detector's own shape.
+    """
+    dataset = measurement[name]
+    assert dataset.is_virtual, f"{name}: the frames are referenced, not copied, into the scan file"
+    assert dataset.shape == (points, columns, rows)
+    return dataset[:].reshape(points, rows, columns)
+
+
 def referenced_frame(reference: str) -> np.ndarray:
     """The frame a Pilatus value reference (h5file://path::dataset) points at."""
     match = re.fullmatch(r"h5file://(?P<path>[^:]+)::(?P<dataset>.+)", reference)
@@ -81,10 +94,9 @@ def test_ascan_over_omega_records_the_pilatus_peak(sardana_stack, door, layout):
         measurement = entry["measurement"]
         omega = measurement["omega"][:]
         roi = measurement["pilatus_roi"][:]
-        frames = measurement["pilatus_image"]
-        assert frames.is_virtual, "the Pilatus frames are referenced, not copied, into the scan file"
-        assert frames.shape == (13, 160, 200)
-        assert np.clip(frames[6], 0, None).sum() == pytest.approx(roi[6])
+        frames = recorded_frames(measurement, "pilatus_image", 13)
+        for point, frame in enumerate(frames):
+            assert np.clip(frame, 0, None).sum() == pytest.approx(roi[point]), f"point {point}"
         assert np.allclose(omega, np.linspace(-3, 3, 13), atol=POSITION_TOLERANCE)
     peak = int(np.argmax(roi))
     assert omega[peak] == pytest.approx(0.0, abs=0.5), f"peak at omega={omega[peak]}, counts {roi}"

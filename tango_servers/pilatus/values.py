@@ -1,0 +1,62 @@
+"""The string value sets of the LimaCCDs settings, and how a written string is checked. No Tango here.
+
+LimaCCDs (Lima-tango-python `lima/server/LimaCCDs.py`) types every setting as a DevString, takes
+writes in any case (`data.upper()`) and answers `getAttrStringValueList(name)` with the value set.
+`LIMA_VALUES` holds Lima's sets; `SUPPORTED` the members this server honours (a member Lima has
+but this detector cannot do is refused with the reason, not silently ignored).
+"""
+
+from collections.abc import Iterable
+
+from .backend import SUPPORTED_TRIGGER_MODES, TriggerMode
+
+LIMA_VALUES: dict[str, tuple[str, ...]] = {
+    # The camera's own list, as LimaCCDs answers for acq_trigger_mode (getTriggerModeList).
+    "acq_trigger_mode": tuple(m.name for m in TriggerMode if m in SUPPORTED_TRIGGER_MODES),
+    "acq_mode": ("SINGLE", "CONCATENATION", "ACCUMULATION"),
+    "saving_mode": ("MANUAL", "AUTO_FRAME", "AUTO_HEADER"),
+    "saving_overwrite_policy": ("ABORT", "OVERWRITE", "APPEND", "MULTISET"),
+    "saving_managed_mode": ("SOFTWARE", "HARDWARE"),
+    "image_rotation": ("NONE", "90", "180", "270"),
+    "video_mode": ("Y32",),  # the Pilatus's Bpp32S frames as a 32-bit grey video image
+}
+
+UNSUPPORTED_WHY: dict[tuple[str, str], str] = {
+    ("acq_mode", "CONCATENATION"): "this server takes one exposure per frame",
+    ("acq_mode", "ACCUMULATION"): "this server takes one exposure per frame (acc_nb_frames is 1)",
+    (
+        "saving_overwrite_policy",
+        "APPEND",
+    ): "this server writes each file once and cannot add frames to an existing file",
+    (
+        "saving_overwrite_policy",
+        "MULTISET",
+    ): "this server writes each file once and cannot add frames to an existing file",
+    ("saving_managed_mode", "HARDWARE"): "the Pilatus saves nothing itself: this server writes the files",
+    ("image_rotation", "90"): "this server does not reconstruct frames",
+    ("image_rotation", "180"): "this server does not reconstruct frames",
+    ("image_rotation", "270"): "this server does not reconstruct frames",
+}
+
+
+class BadValue(ValueError):
+    """A written string outside the value set, or one this server cannot honour."""
+
+
+def choose(name: str, value: str, allowed: Iterable[str]) -> str:
+    """`value` spelled as in `allowed` (case-insensitive match), or BadValue listing `allowed`."""
+    allowed = tuple(allowed)
+    for member in allowed:
+        if member.upper() == str(value).strip().upper():
+            return member
+    raise BadValue(f"{name} {value!r} is not one of {', '.join(allowed)}")
+
+
+def lima_choice(name: str, value: str) -> str:
+    """A LimaCCDs setting's value in Lima's spelling; refused when outside the set or not honoured."""
+    member = choose(name, value, LIMA_VALUES[name])
+    why = UNSUPPORTED_WHY.get((name, member))
+    if why:
+        usable = [m for m in LIMA_VALUES[name] if (name, m) not in UNSUPPORTED_WHY]
+        raise BadValue(f"{name} {member} is not available: {why}; use {', '.join(usable)}")
+    return member

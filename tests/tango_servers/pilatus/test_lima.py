@@ -1,0 +1,129 @@
+"""sim/pilatus/1 as a LimaCCDs device: the Tango types, string value sets and commands of
+Lima-tango-python's LimaCCDs.py, driven with raw PyTango and with sardana-limaccd's client."""
+
+import pytest
+import tango
+from sardana_limaccd.client import Lima
+
+from tango_servers.stack.waiting import wait_until
+
+STRING_SETTINGS = {
+    "acq_trigger_mode": (
+        "INTERNAL_TRIGGER",
+        "EXTERNAL_TRIGGER",
+        "EXTERNAL_TRIGGER_MULTI",
+        "EXTERNAL_GATE",
+        "INTERNAL_TRIGGER_MULTI",
+    ),
+    "acq_mode": ("SINGLE", "CONCATENATION", "ACCUMULATION"),
+    "saving_mode": ("MANUAL", "AUTO_FRAME", "AUTO_HEADER"),
+    "saving_overwrite_policy": ("ABORT", "OVERWRITE", "APPEND", "MULTISET"),
+    "saving_managed_mode": ("SOFTWARE", "HARDWARE"),
+    "saving_format": ("HDF5", "HDF5BS"),
+    "image_rotation": ("NONE", "90", "180", "270"),
+    "video_mode": ("Y32",),
+}
+NOT_HONOURED = {
+    ("acq_mode", "CONCATENATION"),
+    ("acq_mode", "ACCUMULATION"),
+    ("saving_overwrite_policy", "APPEND"),
+    ("saving_overwrite_policy", "MULTISET"),
+    ("saving_managed_mode", "HARDWARE"),
+    ("image_rotation", "90"),
+    ("image_rotation", "180"),
+    ("image_rotation", "270"),
+}
+
+
+def refused(call) -> str:
+    with pytest.raises(tango.DevFailed) as info:
+        call()
+    return info.value.args[0].desc
+
+
+def test_settings_are_devstrings_with_lima_value_sets(pilatus):
+    for name, values in STRING_SETTINGS.items():
+        assert pilatus.get_attribute_config(name).data_type == tango.CmdArgType.DevString, name
+        listed = pilatus.getAttrStringValueList(name)
+        assert set(values) <= set(listed), (name, listed)
+    assert pilatus.get_attribute_config("acq_status").data_type == tango.CmdArgType.DevString
+    assert pilatus.acq_status == "Ready"
+    assert pilatus.getAttrStringValueList("no_such_attribute") == []  # as LimaCCDs answers
+    assert "EXTERNAL_START_STOP" not in pilatus.getAttrStringValueList("acq_trigger_mode")
+
+
+def test_every_value_written_in_any_case_reads_back_in_lima_spelling(pilatus):
+    for name, values in STRING_SETTINGS.items():
+        before = pilatus.read_attribute(name).value
+        for value in values:
+            if (name, value) in NOT_HONOURED:
+                continue
+            pilatus.write_attribute(name, value.lower())
+            assert pilatus.read_attribute(name).value == value, name
+        pilatus.write_attribute(name, before)
+
+
+def test_bad_values_are_refused_listing_the_allowed_ones_and_the_device_stays_usable(pilatus):
+    text = refused(lambda: pilatus.write_attribute("acq_trigger_mode", "SOMETIMES"))
+    assert "acq_trigger_mode 'SOMETIMES' is not one of INTERNAL_TRIGGER," in text and "EXTERNAL_GATE" in text
+    text = refused(lambda: pilatus.write_attribute("acq_trigger_mode", "EXTERNAL_START_STOP"))
+    assert "is not one of" in text
+    text = refused(lambda: pilatus.write_attribute("saving_format", "TIFF"))
+    assert "saving_format 'TIFF' is not one of HDF5, HDF5BS" in text
+    text = refused(lambda: pilatus.write_attribute("saving_overwrite_policy", "append"))
+    assert "APPEND is not available" in text and "cannot add frames" in text and "use ABORT, OVERWRITE" in text
+    text = refused(lambda: pilatus.write_attribute("saving_managed_mode", "HARDWARE"))
+    assert "use SOFTWARE" in text
+    for name, value in (("image_bin", [2, 2]), ("image_flip", [True, False]), ("image_roi", [1, 1, 5, 5])):
+        assert name in refused(lambda name=name, value=value: pilatus.write_attribute(name, value))
+    assert pilatus.acq_trigger_mode == "INTERNAL_TRIGGER"
+    assert pilatus.saving_overwrite_policy == "ABORT"
+    pilatus.prepareAcq()
+    pilatus.startAcq()
+    wait_until(lambda: pilatus.acq_status == "Ready" and pilatus.last_image_saved == 0, 10, message="one frame")
+
+
+def test_lima_attributes_have_lima_types(pilatus):
+    types = {
+        "acq_nb_frames": tango.CmdArgType.DevLong,
+        "saving_next_number": tango.CmdArgType.DevLong,
+        "saving_frame_per_file": tango.CmdArgType.DevLong,
+        "last_image_saved": tango.CmdArgType.DevLong,
+        "image_width": tango.CmdArgType.DevULong,
+        "image_sizes": tango.CmdArgType.DevULong,
+        "camera_pixelsize": tango.CmdArgType.DevDouble,
+        "valid_ranges": tango.CmdArgType.DevDouble,
+        "image_flip": tango.CmdArgType.DevBoolean,
+        "last_image": tango.CmdArgType.DevEncoded,
+        "saving_common_header": tango.CmdArgType.DevString,
+    }
+    for name, data_type in types.items():
+        assert pilatus.get_attribute_config(name).data_type == data_type, name
+    assert pilatus.camera_type == "Pilatus"
+    assert list(pilatus.camera_pixelsize) == [172e-6, 172e-6]
+    assert list(pilatus.image_sizes) == [1, 4, pilatus.image_width, pilatus.image_height]
+    assert list(pilatus.image_bin) == [1, 1] and list(pilatus.image_flip) == [False, False]
+    assert list(pilatus.image_roi) == [0, 0, pilatus.image_width, pilatus.image_height]
+    assert pilatus.saving_index_format == "%04d"
+    assert pilatus.saving_managed_mode == "SOFTWARE"
+    assert pilatus.acc_nb_frames == 1 and pilatus.acc_expo_time == pilatus.acq_expo_time
+    assert pilatus.ready_for_next_acq is True
+    commands = {c.cmd_name: c for c in pilatus.command_list_query()}
+    assert commands["readImageSeq"].in_type == tango.CmdArgType.DevVarLong64Array
+    assert commands["readImage"].out_type == tango.CmdArgType.DevEncoded
+    assert commands["getImage"].out_type == tango.CmdArgType.DevVarCharArray
+    assert commands["getAttrStringValueList"].out_type == tango.CmdArgType.DevVarStringArray
+    assert pilatus.info().dev_class == "LimaCCDs"
+
+
+def test_sardana_limaccd_client_reads_capabilities_and_status(pilatus_stack, pilatus):
+    lima = Lima(f"tango://{pilatus_stack.tango_host}/sim/pilatus/1", tango_client_timeout=3000)
+    assert "EXTERNAL_GATE" in lima.capabilities["acq_trigger_mode"]
+    assert "HDF5" in lima.capabilities["saving_format"]
+    assert lima.camera_type == "Pilatus"
+    status, ready_for_next, ready, saved = lima.get_status()
+    assert status == "Ready" and ready_for_next is False and ready >= saved >= -1
+    lima["acq_trigger_mode"] = "internal_trigger_multi"
+    assert lima["acq_trigger_mode"] == "INTERNAL_TRIGGER_MULTI"
+    lima("reset")
+    assert lima["acq_status"] == "Ready"
