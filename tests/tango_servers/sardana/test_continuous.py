@@ -7,6 +7,8 @@ puts the Pilatus in EXTERNAL_TRIGGER_MULTI (Trigger) or EXTERNAL_GATE (Gate), on
 import numpy as np
 import pytest
 
+from tango_servers.stack.waiting import wait_until
+
 from .test_macros import recorded_frames, scan_entry
 
 START, STOP, INTERVALS, EXPOSURE = -2.0, 2.0, 8, 0.02
@@ -48,7 +50,13 @@ def test_ascanct_takes_one_pilatus_frame_per_pso_pulse_at_each_point(
     assert not sardana_stack.proxy("sim/aerotech/ctrl").read_attribute("pso_armed").value
 
 
-def test_a_time_scan_cannot_use_the_pso(door, pso_mntgrp):
+def test_a_time_scan_cannot_use_the_pso(sardana_stack, door, pso_mntgrp):
     run = door.run("timescan", 2, 0.05, timeout=60, check=False)
     assert run.state == "exception"
     assert "Position-domain synchronization" in run.text, run.text
+    assert not sardana_stack.proxy("sim/aerotech/ctrl").read_attribute("pso_armed").value
+    # The Pool starts hardware-synchronized channels before their synchronizer, and does not stop
+    # them when it fails: the Pilatus stays armed until the next measurement aborts it.
+    pilatus = sardana_stack.proxy("sim/pilatus/1")
+    pilatus.abortAcq()
+    wait_until(lambda: pilatus.acq_status == "Ready", 10, message="the Pilatus back to Ready")
