@@ -117,7 +117,12 @@ def main() -> None:
         frames = sample_frames(geometry)
         data_dir = work / "server"
         data_dir.mkdir()
-        properties = {"sample_axis": [""], "trigger_source": [""], "default_directory": [str(data_dir)]}
+        properties = {
+            "sample_axis": [""],
+            "trigger_source": [""],
+            "data_roots": [str(work)],
+            "default_directory": [str(data_dir)],
+        }
         config = {"servers": {"Pilatus": {"bench": {"LimaCCDs": {"sim/pilatus/1": {"properties": properties}}}}}}
         stack = start_stack(work / "stack", config=config, redis=False, bridges=False)
         try:

@@ -824,10 +824,12 @@ class LimaCCDs(Device):
     @command(dtype_in=str, dtype_out=str, doc_in="plugin or camera type", doc_out="its device name, or empty")
     def getPluginDeviceNameFromType(self, plugin_type: str) -> str:
         wanted = plugin_type.lower().replace("deviceserver", "")
-        for device in tango.Util.instance().get_device_list("*"):
-            klass = device.get_device_class().get_name()
-            if klass.lower().replace("deviceserver", "") == wanted and klass not in ("DServer", "LimaCCDs"):
-                return device.get_name()
+        util = tango.Util.instance()
+        for klass in util.get_class_list():
+            name = klass.get_name()
+            devices = util.get_device_list_by_class(name) if name not in ("DServer", "LimaCCDs") else []
+            if name.lower().replace("deviceserver", "") == wanted and devices:
+                return devices[0].get_name()
         return ""
 
     @command(doc_in="check the settings and open the first file (announced in file_event)")

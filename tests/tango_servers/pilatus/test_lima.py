@@ -1,10 +1,13 @@
 """sim/pilatus/1 as a LimaCCDs device: the Tango types, string value sets and commands of
 Lima-tango-python's LimaCCDs.py, driven with raw PyTango and with sardana-limaccd's client."""
 
+import h5py
+import hdf5plugin  # noqa: F401  (registers the bitshuffle filter for reading)
 import pytest
 import tango
 from sardana_limaccd.client import Lima
 
+from tango_servers.pilatus.writer import DATA_PATH
 from tango_servers.stack.waiting import wait_until
 
 STRING_SETTINGS = {
@@ -127,3 +130,32 @@ def test_sardana_limaccd_client_reads_capabilities_and_status(pilatus_stack, pil
     assert lima["acq_trigger_mode"] == "INTERNAL_TRIGGER_MULTI"
     lima("reset")
     assert lima["acq_status"] == "Ready"
+
+
+def test_sardana_limaccd_acquisition_saves_and_reads_frames(pilatus_stack, pilatus, tmp_path):
+    """sardana-limaccd's own Acquisition and Saving objects, as its LimaCCD controller uses them."""
+    lima = Lima(f"tango://{pilatus_stack.tango_host}/sim/pilatus/1", tango_client_timeout=3000, dataArrayVersion=4)
+    lima.saving.enabled = True
+    lima.saving.pattern = f"file://{tmp_path}/sardana_{{index:03d}}.h5"
+    lima.saving.prepare()
+    assert (pilatus.saving_prefix, pilatus.saving_index_format, pilatus.saving_format) == ("sardana_", "%03d", "HDF5")
+    acquisition = lima.acquisition(3, 1, 0.01, 0.0, "INTERNAL_TRIGGER")
+    acquisition.prepare()
+    acquisition.start()
+    wait_until(
+        lambda: acquisition.calc_status(*lima.get_status()) == "Ready" and pilatus.acq_status == "Ready",
+        10,
+        message="sardana-limaccd to see the acquisition done",
+    )
+    frames = [acquisition.next_frame() for _ in range(3)]
+    assert all(frame.shape == (pilatus.image_height, pilatus.image_width) for frame in frames)
+    # The frame references name the file the frames are in: saving_next_number read after startAcq.
+    assert acquisition.next_ref_frames() == [f"h5file://{tmp_path}/sardana_000.h5"] * 3
+    with h5py.File(tmp_path / "sardana_000.h5", "r") as f:
+        for i, frame in enumerate(frames):
+            assert (f[DATA_PATH][i] == frame).all()
+
+
+def test_plugin_device_names(pilatus):
+    assert pilatus.getPluginDeviceNameFromType("RoiCounterDeviceServer") == ""  # no Lima plugins here
+    assert pilatus.getPluginDeviceNameFromType("LimaCCDs") == ""  # the device itself is no plugin

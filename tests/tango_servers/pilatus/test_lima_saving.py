@@ -9,9 +9,8 @@ import tango
 from sardana_limaccd.client import LimaImageFormat
 
 from tango_servers.pilatus import data_array
+from tango_servers.pilatus.writer import DATA_PATH as DATA
 from tango_servers.stack.waiting import wait_until
-
-DATA = "/entry/instrument/detector/data"
 
 
 def refused(call) -> str:
