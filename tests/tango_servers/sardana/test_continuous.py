@@ -11,8 +11,7 @@ from tango_servers.stack.waiting import wait_until
 
 from .test_macros import recorded_frames, scan_entry
 
-START, STOP, INTERVALS, EXPOSURE = -2.0, 2.0, 8, 0.02
-POINTS = np.linspace(START, STOP, INTERVALS + 1)
+INTERVALS, EXPOSURE = 8, 0.02
 
 
 @pytest.fixture
@@ -24,28 +23,30 @@ def pso_mntgrp(door):
 
 
 @pytest.mark.parametrize(
-    ("synchronization", "trigger_mode"), [("Trigger", "EXTERNAL_TRIGGER_MULTI"), ("Gate", "EXTERNAL_GATE")]
+    ("synchronization", "trigger_mode", "start", "stop"),
+    [("Trigger", "EXTERNAL_TRIGGER_MULTI", -2.0, 2.0), ("Gate", "EXTERNAL_GATE", 2.0, -2.0)],
 )
 def test_ascanct_takes_one_pilatus_frame_per_pso_pulse_at_each_point(
-    sardana_stack, door, layout, pso_mntgrp, synchronization, trigger_mode
+    sardana_stack, door, layout, pso_mntgrp, synchronization, trigger_mode, start, stop
 ):
+    points = np.linspace(start, stop, INTERVALS + 1)
     door.run("set_meas_conf", "synchronization", synchronization, "pilatus_image", pso_mntgrp)
-    run = door.run("ascanct", "omega", START, STOP, INTERVALS, EXPOSURE, timeout=180)
+    run = door.run("ascanct", "omega", start, stop, INTERVALS, EXPOSURE, timeout=180)
     pilatus = sardana_stack.proxy("sim/pilatus/1")
     assert pilatus.acq_trigger_mode == trigger_mode
     assert pilatus.acq_status == "Ready"
     # The PSO fired exactly at the scan points: the controller latched omega at every pulse.
     captured = sardana_stack.proxy("sim/aerotech/ctrl").read_attribute("captured_positions_omega").value
-    assert np.allclose(captured, POINTS, atol=1e-6), captured
+    assert np.allclose(captured, points, atol=1e-6), captured
     entry = scan_entry(run, layout)
     with entry.file:
         measurement = entry["measurement"]
-        frames = recorded_frames(measurement, "pilatus_image", len(POINTS))
+        frames = recorded_frames(measurement, "pilatus_image", len(points))
         # The frames themselves (the channel's values are not read in hardware synchronization: see docs/sardana.md).
         counts = np.array([np.clip(frame, 0, None).sum() for frame in frames])
-        assert np.allclose(measurement["omega"][:], POINTS, atol=1e-6)
+        assert np.allclose(measurement["omega"][:], points, atol=1e-6)
     peak = int(np.argmax(counts))
-    assert POINTS[peak] == pytest.approx(0.0, abs=0.5), f"peak at omega={POINTS[peak]}, counts {counts}"
+    assert points[peak] == pytest.approx(0.0, abs=0.5), f"peak at omega={points[peak]}, counts {counts}"
     assert counts[peak] > 2 * max(counts[0], counts[-1]), f"no peak over the background: {counts}"
     assert not sardana_stack.proxy("sim/aerotech/ctrl").read_attribute("pso_armed").value
 
