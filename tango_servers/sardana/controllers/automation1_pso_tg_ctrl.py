@@ -8,7 +8,9 @@ sim/aerotech/omega); its Automation1 controller and PSO axis name are that devic
 Sardana describes the triggers in the Position domain (SynchDescription): `Initial` (the
 first point), `Total` (the signed spacing) and `Repeats` (the number of points). The PSO
 fires at arm position + k * pso_distance (k != 0), so before arming the axis is moved back,
-by less than one spacing, to a position a whole number of spacings before `Initial`; the
+by less than one spacing, to a position a whole number of spacings before `Initial` (it must
+be resting at the scan's start position, `Initial` - `Delay`: else it is not the scanned axis
+and the scan is refused); the
 window [first - d/2, last + d/2] lets exactly `Repeats` pulses through. The PSO makes pulses,
 not gates: `Active` (the gate width) is not used; a detector in EXTERNAL_GATE takes its own
 `acq_expo_time` per pulse.
@@ -40,6 +42,7 @@ class PsoPlan:
     first: float
     spacing: float  # signed: negative for a scan towards lower positions
     repeats: int
+    pre_start: float | None = None  # where the scanned motor waits before it flies (Initial - Delay)
 
     @property
     def distance(self) -> float:
@@ -50,6 +53,14 @@ class PsoPlan:
         last = self.first + (self.repeats - 1) * self.spacing
         low, high = sorted((self.first, last))
         return low - self.distance / 2, high + self.distance / 2
+
+    def check_at_pre_start(self, axis: str, current: float) -> None:
+        """Refuse when `axis` is not where the scanned motor waits: it is not the scanned axis."""
+        if self.pre_start is not None and abs(current - self.pre_start) > self.distance / 2:
+            raise ValueError(
+                f"{axis} is at {current:g}, not at the scan's start position {self.pre_start:g}: "
+                "the PSO synchronizer must be the one of the scanned motor (set_meas_conf synchronizer ...)"
+            )
 
     def arm_position(self, current: float) -> float:
         """The position at or behind `current` (as seen from the scan direction) a whole number
@@ -73,11 +84,12 @@ def pso_plan(description) -> PsoPlan:
             "not a Time-domain one"
         ) from None
     repeats = int(group[SynchParam.Repeats])
+    delay = group.get(SynchParam.Delay, {}).get(SynchDomain.Position)
     if spacing == 0 or not math.isfinite(spacing):
         raise ValueError(f"the PSO needs a non-zero spacing between triggers, got {spacing}")
     if repeats < 1:
         raise ValueError(f"the PSO needs at least one trigger, got Repeats={repeats}")
-    return PsoPlan(first, spacing, repeats)
+    return PsoPlan(first, spacing, repeats, None if delay is None else first - float(delay))
 
 
 class _PsoAxis:
@@ -127,6 +139,7 @@ class _PsoAxis:
         """Bring the axis to the arm position of the plan (it is at rest before the scan's motion)."""
         assert self.plan is not None
         current = self.axis.read("position")
+        self.plan.check_at_pre_start(self.axis.name, current)
         target = self.plan.arm_position(current)
         if abs(target - current) <= ALIGN_TOLERANCE * self.plan.distance:
             return

@@ -61,3 +61,19 @@ def test_a_time_scan_cannot_use_the_pso(sardana_stack, door, pso_mntgrp):
     pilatus = sardana_stack.proxy("sim/pilatus/1")
     pilatus.abortAcq()
     wait_until(lambda: pilatus.acq_status == "Ready", 10, message="the Pilatus back to Ready")
+
+
+def test_the_pso_of_another_axis_is_refused_and_that_axis_stays(sardana_stack, door, pso_mntgrp):
+    x = sardana_stack.proxy("sim/aerotech/x")
+    before = x.read_attribute("position").value
+    door.run("set_meas_conf", "synchronizer", "pso_x", "pilatus_image", pso_mntgrp)
+    try:
+        run = door.run("ascanct", "omega", -2.0, 2.0, INTERVALS, EXPOSURE, timeout=180, check=False)
+    finally:
+        door.run("set_meas_conf", "synchronizer", "pso_omega", "pilatus_image", pso_mntgrp)
+    assert run.state == "exception"
+    assert "must be the one of the scanned motor" in run.text, run.text
+    assert x.read_attribute("position").value == before
+    pilatus = sardana_stack.proxy("sim/pilatus/1")
+    pilatus.abortAcq()  # armed by the Pool before the synchronizer refused (see above)
+    wait_until(lambda: pilatus.acq_status == "Ready", 10, message="the Pilatus back to Ready")

@@ -9,12 +9,14 @@ from sardana.pool.pooldefs import SynchDomain, SynchParam
 from tango_servers.sardana.controllers.automation1_pso_tg_ctrl import PsoPlan, pso_plan
 
 
-def description(initial: float, total: float, repeats: int, *, position: bool = True) -> list[dict]:
+def description(
+    initial: float, total: float, repeats: int, *, position: bool = True, delay: float | None = None
+) -> list[dict]:
     """One group as Sardana's CTScan builds it (macroserver/scan/gscan.py)."""
     domain = SynchDomain.Position if position else SynchDomain.Time
     return [
         {
-            SynchParam.Delay: {SynchDomain.Time: 0.1},
+            SynchParam.Delay: {SynchDomain.Time: 0.1, **({} if delay is None else {SynchDomain.Position: delay})},
             SynchParam.Initial: {domain: initial},
             SynchParam.Active: {domain: 0.05},
             SynchParam.Total: {domain: total, SynchDomain.Time: 0.1},
@@ -63,3 +65,13 @@ def test_bad_descriptions_are_refused():
         pso_plan(description(0.0, 0.0, 5))
     with pytest.raises(ValueError, match="one group"):
         pso_plan(description(0.0, 0.1, 5) * 2)
+
+
+def test_an_axis_away_from_the_scan_start_is_not_the_scanned_one():
+    """CTScan's Delay in the Position domain is the acceleration distance: the scanned motor waits
+    at Initial - Delay. Any other axis is refused before anything moves."""
+    plan = pso_plan(description(-2.0, 0.5, 9, delay=0.26))
+    assert plan.pre_start == pytest.approx(-2.26)
+    plan.check_at_pre_start("sim/aerotech/omega", -2.26)
+    with pytest.raises(ValueError, match=r"sim/aerotech/x is at 0, not at the scan's start position -2\.26"):
+        plan.check_at_pre_start("sim/aerotech/x", 0.0)
