@@ -198,6 +198,11 @@ class AcquisitionControl:
         self._created: dict[Path, tuple[int, int]] = {}  # files this server made: (st_dev, st_ino)
         self._files_failed = False
         self._reset_pending = False
+        self._save_lock = threading.Lock()
+        self._held: dict[int, Frame] = {}  # frames not yet handed to the writer, by index
+        self._next_save = 0
+        self._frame_headers: dict[int, dict[str, str]] = {}
+        self._ending = False  # the detector ended; frames wait for their headers (AUTO_HEADER)
         self.writer = WriterThread(
             self,
             max_queued_bytes=max_queued_bytes,
@@ -337,6 +342,8 @@ class AcquisitionControl:
             self._files_failed = False
             self.buffer.clear()
             self.latest_frame = None
+            self._held.clear()
+            self._next_save = 0
             for name in ("last_image_acquired", "last_image_ready", "last_image_saved"):
                 setattr(self, name, -1)
                 self._notify(name, -1)
@@ -481,8 +488,18 @@ class AcquisitionControl:
                 raise ControlRefused(str(exc)) from exc
             self._set_ready_for_next_image(False)
 
+    def _drop_waiting_frames(self) -> bool:
+        """After the detector ended in AUTO_HEADER: give up the frames still without a header."""
+        with self._save_lock:
+            if not self._ending:
+                return False
+            self._close_acquisition()
+            return True
+
     def stop(self) -> None:
         """End the acquisition after the current frame; the file is closed with what was taken."""
+        if self._drop_waiting_frames():
+            return
         with self._lock:
             if self._running is not None:
                 self.backend.stop()
@@ -491,6 +508,8 @@ class AcquisitionControl:
 
     def abort(self) -> None:
         """End the acquisition now; frames already taken are still written and the file closed."""
+        if self._drop_waiting_frames():
+            return
         with self._lock:
             if self._running is not None:
                 self.backend.abort()
@@ -499,8 +518,8 @@ class AcquisitionControl:
 
     def reset(self) -> None:
         """Lima's reset: abort what runs and leave Fault; acq_status is Ready once idle."""
+        self.abort()
         with self._lock:
-            self.abort()
             self.fault_error = ""
             self._notify("acq_status_fault_error", "")
             if self._running is None:
@@ -583,20 +602,55 @@ class AcquisitionControl:
                 more = running.settings.nb_frames == 0 or frame.index + 1 < running.settings.nb_frames
                 self._set_ready_for_next_image(more)
             saving = running.saving if running is not None else None
-            roll_over = (
-                saving is not None
-                and not self._files_failed
-                and frame.index > 0
-                and frame.index % saving.frames_per_file == 0
-            )
-            if roll_over:
-                number = (self._file_number or 0) + 1
-                self._file_number = number
-        if roll_over:
-            self.writer.close()
-            self.writer.open(saving.file_path(number), lambda: self._open_file(saving, running.settings, number))
-        if saving is not None:
-            self.writer.submit_frame(frame, saving.format)  # blocks while the disk is behind
+            if saving is not None:
+                self._held[frame.index] = frame
+                if saving.mode == "AUTO_HEADER" and len(self._held) > self.buffer.capacity:
+                    self._fault(
+                        f"saving_mode AUTO_HEADER: {len(self._held)} frames wait for their header "
+                        "(setImageHeader); frames are saved once their header is set"
+                    )
+                    self._held.clear()
+                    self.backend.abort()
+        if running is not None and saving is not None:
+            self._save_ready(running, saving)
+
+    def _save_ready(self, running: _Prepared, saving: SavingSettings) -> None:
+        """Hand the frames that may be saved now to the writer, in order: every frame in
+        AUTO_FRAME, a frame once its header is set in AUTO_HEADER (CtSaving)."""
+        with self._save_lock:
+            with self._lock:
+                ready = []
+                while self._next_save in self._held and (
+                    saving.mode != "AUTO_HEADER" or self._next_save in self._frame_headers
+                ):
+                    ready.append(self._held.pop(self._next_save))
+                    self._next_save += 1
+            for frame in ready:
+                with self._lock:
+                    roll_over = not self._files_failed and frame.index > 0 and frame.index % saving.frames_per_file == 0
+                    if roll_over:
+                        number = (self._file_number or 0) + 1
+                        self._file_number = number
+                if roll_over:
+                    self.writer.close()
+                    self.writer.open(
+                        saving.file_path(number), lambda n=number: self._open_file(saving, running.settings, n)
+                    )
+                self.writer.submit_frame(frame, saving.format)  # blocks while the disk is behind
+            if self._ending and not self._held:
+                self._close_acquisition()
+
+    def set_frame_headers(self, headers: dict[int, dict[str, str]]) -> None:
+        """Headers of frames by index (LimaCCDs setImageHeader); in AUTO_HEADER they release the frames."""
+        with self._lock:
+            self._frame_headers.update(headers)
+            running = self._running
+        if running is not None and running.saving is not None and running.saving.mode == "AUTO_HEADER":
+            self._save_ready(running, running.saving)
+
+    def reset_frame_headers(self) -> None:
+        with self._lock:
+            self._frame_headers.clear()
 
     def acquisition_ended(self, frames: int, error: str | None) -> None:
         with self._lock:
@@ -605,10 +659,22 @@ class AcquisitionControl:
             if error:
                 self._fault(error)
         if running is not None and running.saving is not None:
-            self.writer.close()
-            self.writer.call(self._finish)
+            with self._save_lock:  # after the frames being handed over
+                with self._lock:
+                    # AUTO_HEADER: Running until the last frame's header is set (or stopAcq, abortAcq).
+                    self._ending = bool(self._held) and running.saving.mode == "AUTO_HEADER"
+                if not self._ending:
+                    self._close_acquisition()
         else:
             self._finish()
+
+    def _close_acquisition(self) -> None:
+        """The last file closes after the frames handed over; then acq_status returns (caller holds _save_lock)."""
+        with self._lock:
+            self._held.clear()
+            self._ending = False
+        self.writer.close()
+        self.writer.call(self._finish)
 
     def _finish(self) -> None:
         with self._lock:

@@ -579,8 +579,8 @@ class LimaCCDs(Device):
     @attribute(
         dtype=str,
         access=AttrWriteType.READ_WRITE,
-        doc="MANUAL: frames saved by writeImage; AUTO_FRAME: every frame; AUTO_HEADER: every frame, "
-        "with the common header",
+        doc="MANUAL: frames saved by writeImage; AUTO_FRAME: every frame; AUTO_HEADER: each frame once "
+        "its header is set by setImageHeader",
     )
     def saving_mode(self) -> str:
         return self._control.saving.mode
@@ -899,7 +899,26 @@ class LimaCCDs(Device):
             frames = self._control.frames(index, index + 1) if index >= 0 else self._control.frames(-1, 0)
             return np.frombuffer(np.ascontiguousarray(frames[0].data).tobytes(), dtype=np.uint8)
 
-    @command(dtype_in="int32", doc_in="frame number (-1: newest), saved into the next file (saving_mode MANUAL)")
+    @command(
+        dtype_in=(str,),
+        doc_in="headers of frames: '<frame>;<key>=<value>\\n<key>=<value>...' each (LimaCCDs' delimiters)",
+    )
+    def setImageHeader(self, headers: list[str]) -> None:
+        with _refusals("setImageHeader"):
+            parsed: dict[int, dict[str, str]] = {}
+            for entry in headers:
+                number, _, text = entry.partition(";")
+                if not number.strip().lstrip("-").isdigit():
+                    raise BadValue(f"setImageHeader entry {entry[:40]!r} must start with '<frame number>;'")
+                lines = (line.split("=", 1) for line in text.split("\n") if "=" in line)
+                parsed[int(number)] = {key.strip(): value.strip().rstrip(";") for key, value in lines if key.strip()}
+            self._control.set_frame_headers(parsed)
+
+    @command(doc_in="forget the headers set by setImageHeader")
+    def resetFrameHeaders(self) -> None:
+        self._control.reset_frame_headers()
+
+    @command(doc_in="frame number (-1: newest), saved into the next file (saving_mode MANUAL)", dtype_in="int32")
     def writeImage(self, index: int) -> None:
         with _refusals("writeImage"):
             self._control.write_image(index)

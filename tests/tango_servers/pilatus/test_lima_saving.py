@@ -129,3 +129,25 @@ def test_reset_leaves_fault(pilatus, tmp_path):
     pilatus.saving_next_number = 2
     acquire(pilatus, 1)
     assert (tmp_path / "scan_0002.h5").exists()
+
+
+def test_auto_header_saves_each_frame_once_its_header_is_set(pilatus, tmp_path):
+    pilatus.saving_mode = "auto_header"
+    pilatus.acq_trigger_mode = "INTERNAL_TRIGGER_MULTI"
+    pilatus.acq_nb_frames = 3
+    pilatus.prepareAcq()
+    pilatus.startAcq()
+    for _ in range(3):
+        pilatus.softTrigger()
+    wait_until(lambda: pilatus.last_image_ready == 2, 10, message="three frames taken")
+    assert pilatus.last_image_saved == -1 and pilatus.acq_status == "Running"  # no header yet
+    pilatus.setImageHeader(["0;sample=lysozyme\nomega=0.0", "1;sample=lysozyme"])
+    wait_until(lambda: pilatus.last_image_saved == 1, 10, message="frames 0 and 1 saved")
+    assert pilatus.acq_status == "Running"
+    pilatus.setImageHeader(["2;sample=lysozyme"])
+    wait_ready(pilatus)
+    assert pilatus.last_image_saved == 2
+    with h5py.File(tmp_path / "scan_0000.h5", "r") as f:
+        assert f[DATA].shape[0] == 3
+    assert "frame number" in refused(lambda: pilatus.setImageHeader(["no number here"]))
+    pilatus.resetFrameHeaders()
