@@ -3,10 +3,12 @@ Lima-tango-python's LimaCCDs.py, driven with raw PyTango and with sardana-limacc
 
 import h5py
 import hdf5plugin  # noqa: F401  (registers the bitshuffle filter for reading)
+import numpy as np
 import pytest
 import tango
-from sardana_limaccd.client import Lima
+from sardana_limaccd.client import Lima, LimaImageFormat
 
+from tango_servers.pilatus import data_array
 from tango_servers.pilatus.writer import DATA_PATH
 from tango_servers.stack.waiting import wait_until
 
@@ -159,3 +161,15 @@ def test_sardana_limaccd_acquisition_saves_and_reads_frames(pilatus_stack, pilat
 def test_plugin_device_names(pilatus):
     assert pilatus.getPluginDeviceNameFromType("RoiCounterDeviceServer") == ""  # no Lima plugins here
     assert pilatus.getPluginDeviceNameFromType("LimaCCDs") == ""  # the device itself is no plugin
+
+
+@pytest.mark.parametrize("version", [2, 3, 4])
+def test_data_array_versions_decode_with_sardana_limaccd(version):
+    frames = np.arange(2 * 3 * 5, dtype=np.int32).reshape(2, 3, 5) - 7
+    buffer = data_array.encode(frames, category=data_array.Category.IMAGE_STACK, version=version, image_number=4)
+    header, decoded = data_array.decode(buffer)
+    np.testing.assert_array_equal(decoded, frames)
+    assert header.dims == (5, 3, 2) and header.image_number == (None if version == 2 else 4)
+    np.testing.assert_array_equal(LimaImageFormat(version).decode(buffer, n=1)[0], frames[0])
+    with pytest.raises(ValueError, match="not a DATA_ARRAY"):
+        data_array.decode(b"VDEO" + buffer[4:])
