@@ -36,6 +36,14 @@ def sardana_state(state: tango.DevState) -> int:
     return _STATES.get(state, State.Unknown)
 
 
+def axis_device(devices, axis: int) -> str:
+    """The Tango device of controller axis `axis` (1-based) in a controller's `Devices` property."""
+    devices = list(devices)
+    if not 1 <= axis <= len(devices):
+        raise ValueError(f"axis {axis} has no Tango device: the controller's Devices property lists {len(devices)}")
+    return devices[axis - 1]
+
+
 class DeviceLink:
     """One of our devices, its proxy created on first use.
 

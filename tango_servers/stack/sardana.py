@@ -23,6 +23,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from dataclasses import asdict, dataclass, field, replace
 from importlib import resources
 from pathlib import Path
@@ -85,7 +86,10 @@ class SardanaLayout:
 
 def sardana_available() -> bool:
     """True when sardana and sardana-config are installed (the `sardana` extra)."""
-    return all(importlib.util.find_spec(name) is not None for name in ("sardana", "sardana_config", "itango"))
+    return all(
+        importlib.util.find_spec(name) is not None
+        for name in ("sardana", "sardana_config", "sardana_limaccd", "itango")
+    )
 
 
 def default_sardana_yaml() -> Path:
@@ -94,6 +98,15 @@ def default_sardana_yaml() -> Path:
 
 def controller_dir() -> Path:
     return Path(str(resources.files("tango_servers.sardana").joinpath("controllers")))
+
+
+# Controller plugins the YAML uses besides our own, by package: the Pool loads them from its pool_path.
+PLUGIN_PACKAGES = ("sardana_limaccd.ctrl",)
+
+
+def plugin_dirs() -> list[Path]:
+    """The Pool's pool_path: our controllers, then the installed plugins' controller directories."""
+    return [controller_dir(), *(Path(str(resources.files(package))) for package in PLUGIN_PACKAGES)]
 
 
 def sardana_dir(state_dir: Path | str) -> Path:
@@ -208,7 +221,7 @@ def _apply(tango_host: str, state_dir: Path, yaml_path: Path) -> SardanaLayout:
 
     # Paths that depend on this install and this stack are filled in here, not in the YAML.
     for pool in config.get("pools", {}).values():
-        pool["pool_path"] = [str(controller_dir()), *(pool.get("pool_path") or [])]
+        pool["pool_path"] = [*map(str, plugin_dirs()), *(pool.get("pool_path") or [])]
     environment_db = str(base / Path(ms_info.get("environment_db") or "macroserver.env").name)
     ms_info["environment_db"] = environment_db
     variables = ms_info.setdefault("environment", {}).setdefault("variables", {})
@@ -217,22 +230,19 @@ def _apply(tango_host: str, state_dir: Path, yaml_path: Path) -> SardanaLayout:
     variables["ScanDir"] = str(scan_dir)
     scan_files = variables.setdefault("ScanFile", ["tango_suite_scans.h5"])
     scan_file = scan_files[0] if isinstance(scan_files, list) else str(scan_files)
-    for pool in config.get("pools", {}).values():
-        for controller in pool.get("controllers", {}).values():
-            props = controller.get("properties") or {}
-            if "SavingDirectory" in props and not props["SavingDirectory"]:
-                saving = state_dir / "data" / "sardana_frames"  # inside the Pilatus's data root
-                saving.mkdir(parents=True, exist_ok=True)
-                props["SavingDirectory"] = str(saving)
+    # Inside the stack's data root (`<state dir>/data`), where the Pilatus may write.
+    frames = Path(state_dir) / "data" / "sardana"
+    frames.mkdir(parents=True, exist_ok=True)
     config.pop("tango_host", None)
 
     try:
         sanity_check_config(config, False)
     except RuntimeError as exc:
         raise SardanaConfigError(f"{yaml_path}: {exc}") from exc
+    patterns = _reference_patterns(config, frames, time.strftime("%Y%m%d_%H%M%S"))
     config = remove_defaults(config)
     document = build_dsconfig(config)
-    _enable_value_references(document, _referenced_channels(config))
+    _enable_value_references(document, patterns)
     db = database_proxy(tango_host, timeout=10.0)
     # dsconfig draws progress on stdout; the launcher reports progress itself.
     with contextlib.redirect_stdout(io.StringIO()):
@@ -273,21 +283,36 @@ def _apply(tango_host: str, state_dir: Path, yaml_path: Path) -> SardanaLayout:
 
 # Controllers whose channels hand Sardana file references rather than images: their channels are
 # recorded by reference in every measurement group (sardana-config's YAML cannot say so).
-REFERENCING_CONTROLLERS = {"PilatusTwoDController"}
+REFERENCING_CONTROLLERS = {"LimaCCDTwoDController"}
+
+# sardana-limaccd's pattern: <scheme>://<saving_directory>/<saving_prefix>{index:<format>}<suffix>;
+# the controller sets the LimaCCDs saving_* attributes from it (sardana_limaccd.client.saving_for_pattern).
+VALUE_REF_PATTERN = "h5file://{directory}/sardana_{channel}_{load}_{{index:05d}}.h5"
 
 
-def _referenced_channels(config) -> set[str]:
-    return {
-        element.lower()
-        for pool in config.get("pools", {}).values()
-        for controller in pool.get("controllers", {}).values()
-        if controller.get("python_class") in REFERENCING_CONTROLLERS
-        for element in controller.get("elements", {})
-    }
+def _reference_patterns(config, frames: Path, load: str) -> dict[str, str]:
+    """channel name (lower case) -> its value_ref_pattern, for the channels of REFERENCING_CONTROLLERS.
+
+    Each such element also gets ValueRefEnabled and ValueRefPattern as memorized attribute values,
+    so that it is recorded by reference when counted on its own too. The pattern's prefix names
+    the channel and this load: a new `up --sardana` never meets the files of an earlier one (the
+    detector refuses to overwrite them: saving_overwrite_policy ABORT).
+    """
+    patterns = {}
+    for pool in config.get("pools", {}).values():
+        for controller in pool.get("controllers", {}).values():
+            if controller.get("python_class") not in REFERENCING_CONTROLLERS:
+                continue
+            for name, element in controller.get("elements", {}).items():
+                pattern = VALUE_REF_PATTERN.format(directory=frames, channel=name.lower(), load=load)
+                attributes = element.setdefault("attributes", {})
+                attributes.update(ValueRefEnabled=True, ValueRefPattern=pattern)
+                patterns[name.lower()] = pattern
+    return patterns
 
 
-def _enable_value_references(document: dict, channels: set[str]) -> None:
-    """Set value_ref_enabled on those channels in each measurement group's Configuration."""
+def _enable_value_references(document: dict, patterns: dict[str, str]) -> None:
+    """Set value_ref_enabled and the value_ref_pattern of those channels in each measurement group."""
     for instances in document.get("servers", {}).values():
         for classes in instances.values():
             for device in classes.get("MeasurementGroup", {}).values():
@@ -297,9 +322,10 @@ def _enable_value_references(document: dict, channels: set[str]) -> None:
                 configuration = json.loads(prop[0])
                 for controller in configuration.get("controllers", {}).values():
                     for channel in controller.get("channels", {}).values():
-                        if channel.get("name", "").lower() in channels:
+                        pattern = patterns.get(channel.get("name", "").lower())
+                        if pattern:
                             channel["value_ref_enabled"] = True
-                            channel["value_ref_pattern"] = ""
+                            channel["value_ref_pattern"] = pattern
                 prop[0] = json.dumps(configuration)
 
 

@@ -12,7 +12,7 @@ from sardana import State
 from sardana.pool.controller import DefaultValue, Description, MotorController, Type
 
 from ophyd_tango.core.errors import error_description
-from tango_servers.sardana._tango_link import DeviceLink, sardana_state
+from tango_servers.sardana._tango_link import DeviceLink, axis_device, sardana_state
 
 # After `position` is written the server may take a moment to show MOVING; until then an axis
 # that is not yet at its target still counts as moving, so the Pool does not end the motion early.
@@ -45,10 +45,7 @@ class Automation1MotorController(MotorController):
         return self._links[axis]
 
     def AddDevice(self, axis):
-        devices = list(self.Devices)
-        if not 1 <= axis <= len(devices):
-            raise ValueError(f"axis {axis} has no Tango device: the controller's Devices property lists {len(devices)}")
-        self._links[axis] = DeviceLink(devices[axis - 1])
+        self._links[axis] = DeviceLink(axis_device(self.Devices, axis))
 
     def DeleteDevice(self, axis):
         self._links.pop(axis, None)

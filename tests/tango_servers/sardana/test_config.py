@@ -1,6 +1,7 @@
-"""The shipped Sardana YAML, checked without servers: valid for sardana-config, controllers present."""
+"""The shipped Sardana YAML, checked without servers: valid for sardana-config, controllers in the pool_path."""
 
 import ast
+from pathlib import Path
 
 import pytest
 
@@ -9,7 +10,7 @@ pytest.importorskip("sardana_config")
 from sardana_config.validate import sanity_check_config
 from sardana_config.yaml_utils import load_yaml_roundtrip
 
-from tango_servers.stack.sardana import controller_dir, default_sardana_yaml
+from tango_servers.stack.sardana import default_sardana_yaml, plugin_dirs
 
 
 def test_shipped_yaml_is_valid_for_sardana_config():
@@ -21,7 +22,19 @@ def test_every_controller_class_is_in_the_pool_path():
     config = load_yaml_roundtrip(str(default_sardana_yaml()))
     for pool in config["pools"].values():
         for name, controller in pool["controllers"].items():
-            module = controller_dir() / controller["python_module"]
-            assert module.is_file(), f"{name}: {module} is missing"
+            found = [
+                d / controller["python_module"] for d in plugin_dirs() if (d / controller["python_module"]).is_file()
+            ]
+            assert len(found) == 1, f"{name}: {controller['python_module']} is in {len(found)} of {plugin_dirs()}"
+            (module,) = found
             classes = {node.name for node in ast.parse(module.read_text()).body if isinstance(node, ast.ClassDef)}
             assert controller["python_class"] in classes, f"{name}: no class {controller['python_class']} in {module}"
+
+
+def test_the_pilatus_is_served_by_sardana_limaccd_unchanged():
+    config = load_yaml_roundtrip(str(default_sardana_yaml()))
+    controller = config["pools"]["tango_suite"]["controllers"]["pilatus_ctrl"]
+    assert (controller["python_module"], controller["python_class"]) == ("LimaCCDCtrl.py", "LimaCCDTwoDController")
+    import sardana_limaccd.ctrl
+
+    assert Path(sardana_limaccd.ctrl.__file__).parent in plugin_dirs()

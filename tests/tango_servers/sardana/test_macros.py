@@ -1,7 +1,6 @@
 """Standard Sardana macros on our devices: real Pool and MacroServer, macros run through the Door."""
 
 import re
-import uuid
 from pathlib import Path
 
 import h5py
@@ -12,7 +11,6 @@ import tango
 
 from tango_servers.stack.waiting import wait_until
 
-FRAME_DATA = "/entry_0000/measurement/data"
 POSITION_TOLERANCE = 1e-3
 
 
@@ -23,6 +21,19 @@ def scan_entry(run, layout) -> h5py.Group:
     assert f"Operation saved in {Path(layout.scan_dir) / layout.scan_file}" in run.text, run.text
     scan_file = h5py.File(Path(layout.scan_dir) / layout.scan_file, "r")
     return scan_file[f"entry{number.group(1)}"]
+
+
+def recorded_frames(measurement: h5py.Group, name: str, points: int, rows: int = 160, columns: int = 200) -> np.ndarray:
+    """The frames Sardana's NXscan recorder mapped into its virtual dataset `name`.
+
+    sardana-limaccd gives the channel's shape as [image_width, image_height] and the recorder lays
+    the dataset out as (points, shape[0], shape[1]): the pixels are all there, in order, under a
+    transposed shape (see docs/sardana.md); they are read back with the detector's own shape.
+    """
+    dataset = measurement[name]
+    assert dataset.is_virtual, f"{name}: the frames are referenced, not copied, into the scan file"
+    assert dataset.shape == (points, columns, rows)
+    return dataset[:].reshape(points, rows, columns)
 
 
 def referenced_frame(reference: str) -> np.ndarray:
@@ -83,10 +94,9 @@ def test_ascan_over_omega_records_the_pilatus_peak(sardana_stack, door, layout):
         measurement = entry["measurement"]
         omega = measurement["omega"][:]
         roi = measurement["pilatus_roi"][:]
-        frames = measurement["pilatus_image"]
-        assert frames.is_virtual, "the Pilatus frames are referenced, not copied, into the scan file"
-        assert frames.shape == (13, 160, 200)
-        assert np.clip(frames[6], 0, None).sum() == pytest.approx(roi[6])
+        frames = recorded_frames(measurement, "pilatus_image", 13)
+        for point, frame in enumerate(frames):
+            assert np.clip(frame, 0, None).sum() == pytest.approx(roi[point]), f"point {point}"
         assert np.allclose(omega, np.linspace(-3, 3, 13), atol=POSITION_TOLERANCE)
     peak = int(np.argmax(roi))
     assert omega[peak] == pytest.approx(0.0, abs=0.5), f"peak at omega={omega[peak]}, counts {roi}"
@@ -150,23 +160,26 @@ def test_abort_mid_scan_stops_the_axes_and_leaves_the_detector_ready(sardana_sta
     assert door.run("ct", 0.05, timeout=30).ok
 
 
-def test_sardana_leaves_a_detector_busy_for_another_client_alone(sardana_stack, door):
-    """Ownership: an acquisition another client (bluesky) prepared is never aborted by Sardana."""
-    pilatus = sardana_stack.proxy("sim/pilatus/1")
+def test_a_tango_lock_keeps_sardana_off_a_detector_another_client_owns(sardana_stack, door):
+    """Ownership: sardana-limaccd aborts a detector that is not Ready before it measures
+    (LimaCCDCtrl.PrepareOne); a client that must keep the detector takes a Tango lock."""
+    pilatus = tango.DeviceProxy(sardana_stack.trl("sim/pilatus/1"))
+    pilatus.set_timeout_millis(10_000)
     pilatus.acq_trigger_mode = "INTERNAL_TRIGGER_MULTI"
     pilatus.acq_nb_frames = 2
     pilatus.acq_expo_time = 0.05
-    pilatus.saving_prefix = f"bluesky_{uuid.uuid4().hex[:8]}_"
-    pilatus.saving_next_number = 0
+    pilatus.saving_mode = "MANUAL"
     pilatus.prepareAcq()
     pilatus.startAcq()  # armed: waits for its owner's softTrigger
+    pilatus.lock()
     try:
         run = door.run("ct", 0.1, timeout=30, check=False)
         assert run.state == "exception"
-        assert "acquiring for another client" in run.text
-        assert pilatus.acq_status == "Running", "Sardana must not abort someone else's acquisition"
+        assert "lock" in run.text.lower(), run.text
+        assert pilatus.acq_status == "Running", "the lock holder's acquisition goes on"
     finally:
         pilatus.abortAcq()
+        pilatus.unlock()
         wait_until(lambda: pilatus.acq_status == "Ready", 10, message="the Pilatus back to Ready")
     assert door.run("ct", 0.05, timeout=30).ok
 
