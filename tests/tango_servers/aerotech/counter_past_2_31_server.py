@@ -2,6 +2,7 @@
 PsoArm: a test sees pulse counts past the 32-bit range without firing two billion pulses."""
 
 from tango_servers.aerotech import device
+from tango_servers.aerotech.device import Automation1Axis, Automation1Controller  # noqa: F401  (its classes)
 from tango_servers.aerotech.sim import Automation1Sim
 
 OFFSET = 2**31 + 10
