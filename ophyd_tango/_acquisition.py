@@ -25,7 +25,7 @@ from typing import Any
 import tango
 from event_model import compose_stream_resource
 
-from ._deadline import ANSWER_MARGIN, UNREACHABLE_GRACE, Deadline, call_within, wait_until
+from ._deadline import UNREACHABLE_GRACE, Deadline, wait_until
 from ._host import LogicHost
 from ._link import AttributeValue, DeviceLink
 from ._roles import Roles
@@ -224,7 +224,7 @@ class AcquisitionLogic:
             if now >= next_check or self._looks_done(index):
                 next_check = now + SAFETY_PERIOD
                 try:
-                    verdict = call_within(self.link.timeout + ANSWER_MARGIN, self.link.key, self._check, index)
+                    verdict = self._check(index)
                     failing_since, first_error = None, None
                 except TangoDeviceError as exc:
                     failing_since, first_error = failing_since or now, first_error or exc
@@ -274,7 +274,8 @@ class AcquisitionLogic:
             if saved >= index:
                 return True
             if self.armed and label == self.ready_value:
-                return f"acquisition ended with {saved + 1} of {index + 1} frames saved: {self.who_ended()}"
+                ended = f"acquisition on {self.link.key} ended with {saved + 1} of {index + 1} frames saved"
+                return f"{ended}: {self.who_ended()}"
             return None
         state = self.link.read(["State"])["State"].value
         if state == tango.DevState.FAULT:
@@ -296,18 +297,22 @@ class AcquisitionLogic:
 
     def who_ended(self) -> str:
         """Who ended the acquisition, from the device's black box (Tango's log of the calls it
-        received): the stop or abort command another client sent, else a restart."""
+        received, newest first): the stop or abort command another client sent; a restart when
+        none of our own calls is left in it."""
         ending = {c.lower() for c in (self.stop_command, self.abort_command) if c}
+        ours = f"PID {os.getpid()})"
         try:
-            calls = list(self.link.proxy.black_box(BLACK_BOX_DEPTH))
+            calls = [call.strip() for call in self.link.proxy.black_box(BLACK_BOX_DEPTH)]
         except Exception:  # an old or odd server: say what we know
             calls = []
-        for call in calls:  # newest first
-            match = BLACK_BOX_COMMAND.match(call.strip())
-            if match and match.group("command").lower() in ending and f"PID {os.getpid()})" not in call:
+        for call in calls:
+            match = BLACK_BOX_COMMAND.match(call)
+            if match and match.group("command").lower() in ending and ours not in call:
                 return f"{match.group('command')} sent by another client at {match['when']}, from {match['who']}"
         status = (self.status_text().splitlines() or [""])[0]
-        return f"no stop nor abort in its black box (restarted or reset?); Status: {status}"
+        if calls and not any(ours in call and BLACK_BOX_COMMAND.match(call) for call in calls):
+            return f"the server restarted (none of our commands in its black box); Status: {status}"
+        return f"no stop nor abort in its black box; Status: {status}"
 
     def status_text(self) -> str:
         """The device's Status text, for error messages (never raises)."""

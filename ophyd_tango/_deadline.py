@@ -15,9 +15,10 @@ __all__ = ["ANSWER_MARGIN", "UNREACHABLE_GRACE", "Deadline", "call_within", "wai
 T = TypeVar("T")
 ANSWER_MARGIN = 0.5  # seconds past a link's timeout before a call counts as unanswered
 UNREACHABLE_GRACE = 1.0  # seconds a device may fail to answer before what waits on it fails
-# Watchers' reads run here, so that a call hung in Tango's client retries (a stopped server:
-# several timeouts in a row) never holds a Status past its deadline.
-_calls = concurrent.futures.ThreadPoolExecutor(max_workers=4, thread_name_prefix="ophyd_tango-bounded")
+# Device calls run here, so that one hung in Tango's client retries (a stopped server: several
+# timeouts in a row) never holds its caller past the deadline. Threads start on demand; many, so
+# that calls hung on one device never delay calls to the others.
+_calls = concurrent.futures.ThreadPoolExecutor(max_workers=32, thread_name_prefix="ophyd_tango-call")
 
 
 class Deadline:
@@ -68,4 +69,5 @@ def call_within(limit: float, what: str, function: Callable[..., T], *args: obje
     try:
         return future.result(timeout=limit)
     except concurrent.futures.TimeoutError:
+        future.cancel()  # still queued: never run late
         raise TangoTimeoutError(f"{what}: no answer within {limit:.1f} s", "API_DeviceTimedOut") from None

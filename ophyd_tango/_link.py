@@ -19,6 +19,7 @@ from typing import Any
 
 import tango
 
+from ._deadline import ANSWER_MARGIN, call_within
 from .core._private import raw_read_attributes
 from .core.discovery import unknown_device_error
 from .core.errors import TangoDeviceError, TangoTimeoutError, error_text, is_unreachable, translate
@@ -206,11 +207,12 @@ class DeviceLink:
         return self._call(f"run {name}", self.proxy.command_inout, name, argument)
 
     def _call(self, what: str, function: Any, *args: Any) -> Any:
-        """Call the proxy; after a server restart retry once the proxy may reconnect."""
+        """Call the proxy, waiting no longer than its timeout (and a margin; then TangoTimeoutError);
+        after a server restart retry once the proxy may reconnect."""
         deadline = time.monotonic() + self.timeout
         while True:
             try:
-                return function(*args)
+                return call_within(self.timeout + ANSWER_MARGIN, f"{self.key}: {what}", function, *args)
             except tango.DevFailed as exc:
                 # The proxy refuses to reconnect for 1 s after a failed attempt ("delayed").
                 if is_unreachable(exc) and "delayed" in str(exc) and time.monotonic() < deadline:

@@ -18,7 +18,7 @@ from typing import Any
 
 import tango
 
-from ._deadline import ANSWER_MARGIN, UNREACHABLE_GRACE, Deadline, call_within
+from ._deadline import UNREACHABLE_GRACE, Deadline
 from ._host import LogicHost
 from ._link import AttributeValue, DeviceLink
 from ._roles import Roles
@@ -221,7 +221,7 @@ class MoveLogic:
         if status is not None and not status.done:
             status.stop_requested, status.stop_success = True, success
         if self.stop_command:
-            call_within(self.link.timeout + ANSWER_MARGIN, self.link.key, self.link.command, self.stop_command)
+            self.link.command(self.stop_command)
         self._wake.set()
 
     # ---- watching ------------------------------------------------------------------------------
@@ -250,7 +250,7 @@ class MoveLogic:
             now = time.monotonic()
             if now >= next_check or not self.moving():
                 try:
-                    state, position = call_within(self.link.timeout + ANSWER_MARGIN, self.link.key, self._snapshot)
+                    state, position = self._snapshot()
                 except TangoDeviceError as exc:
                     failing_since, first_error = failing_since or now, first_error or exc
                     hung = isinstance(exc, TangoTimeoutError)  # it waited the link's timeout already
@@ -319,7 +319,7 @@ class MoveLogic:
     def _stop_quietly(self) -> None:
         if self.stop_command:
             try:
-                call_within(self.link.timeout + ANSWER_MARGIN, self.link.key, self.link.command, self.stop_command)
+                self.link.command(self.stop_command)
             except TangoDeviceError as exc:
                 logger.warning("%s: stop after a timeout failed: %s", self.device.name, exc)
 

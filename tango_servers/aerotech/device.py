@@ -460,7 +460,10 @@ class Automation1Controller(_BackendDevice):
     def pso_armed(self) -> bool:
         return self._backend.pso_status().armed
 
-    @attribute(dtype=tango.DevLong, doc="Pulses since PsoArm; one change event per pulse (the simulated TTL line)")
+    @attribute(
+        dtype=tango.DevLong64,  # a real controller counts past 2**31 in a long fly
+        doc="Pulses since PsoArm; one change event per pulse (the simulated TTL line)",
+    )
     def pso_pulse_count(self) -> tuple[int, float, AttrQuality]:
         # On the backend's clock, as the pulse events are, so that a reading never looks newer than
         # the pulses that follow it (time_scale != 1: that clock is not the wall clock).

@@ -774,9 +774,18 @@ class Automation1Sim:
         if motion is None:
             return
         times: list[np.ndarray] = []  # relative to t_a: absolute epoch doubles only resolve ~0.2 us
+        final = motion.segments[-1]  # the approach that decelerates onto the target
+        toward = motion.target - final.p0
         for start, end, x_start, v_start, acc in motion.monotonic_pieces(t_a, t_b):
             dt = end - start
             x_end = motion.target if end >= motion.end_time else x_start + v_start * dt + 0.5 * acc * dt * dt
+            if start >= final.t0 and toward:
+                # Segment times are epoch doubles: evaluated near its end, the approach can pass the
+                # target by ~1e-7 and the last piece come back onto it, reaching a pulse position
+                # on the target twice (101 pulses for 100). The approach never passes the target.
+                x_start, x_end = (
+                    min(x, motion.target) if toward > 0 else max(x, motion.target) for x in (x_start, x_end)
+                )
             crossing = _crossing_times(p, dt, x_start, x_end, v_start, acc)
             if crossing is not None:
                 times.append((start - t_a) + crossing)

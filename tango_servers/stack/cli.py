@@ -149,14 +149,20 @@ def unsupervised_message(state: StackState) -> str | None:
 
 
 def clean_stale(state: StackState, stale: dict[str, Any]) -> None:
+    """Stop what a dead stack left running and forget it; say so when it was unsupervised.
+    `up` cleans rather than adopts: a new supervisor could not tell how the old one left them."""
     leftovers = leftover_pids(state, stale)
     for pid in leftovers:
         stop_process(pid, state.root)
     state.clear()
-    if stale.get("phase") != "failed":
+    if leftovers:
         print(
-            f"tango-suite: cleaned stale state of a crashed run in {state.root} ({len(leftovers)} leftover processes)"
+            f"tango-suite: cleaned stale state of an unsupervised stack in {state.root}: its supervisor "
+            f"(pid {stale.get('supervisor_pid')}) was gone; stopped its {len(leftovers)} leftover processes "
+            f"(pids {', '.join(map(str, leftovers))}); starting afresh"
         )
+    elif stale.get("phase") != "failed":
+        print(f"tango-suite: cleaned stale state of a crashed run in {state.root} (no leftover processes)")
 
 
 def _parse_tango_host(value: str) -> str:

@@ -11,24 +11,14 @@ from tango_servers.aerotech.backend import PulseEvent, TaskState
 from tango_servers.aerotech.limits import MAX_CAPTURE, MAX_PULSES_PER_EVENT
 from tango_servers.aerotech.program import MAX_LINES
 from tango_servers.aerotech.sim import Automation1Sim
-from tango_servers.stack.testing import shipped_servers, start_stack
 from tango_servers.stack.waiting import wait_until
 
 CTRL, X = "sim/aerotech/ctrl", "sim/aerotech/x"
 
 
 @pytest.fixture(scope="module")
-def automation1(tmp_path_factory: pytest.TempPathFactory):
-    running = start_stack(
-        tmp_path_factory.mktemp("automation1"),
-        config={"servers": shipped_servers("Automation1")},
-        redis=False,
-        bridges=False,
-    )
-    try:
-        yield running
-    finally:
-        running.down()
+def automation1(automation1_stack):
+    return automation1_stack  # tests/conftest.py: the shipped Automation1 server alone
 
 
 def refusal(call) -> tango.DevError:

@@ -112,7 +112,8 @@ def test_status_and_env_never_stop_an_unsupervised_stack_and_up_cleans_it(heartb
     config, host = running.current["config"], f"{LOOPBACK}:{free_port()}"
     up = suite(running.state_dir, "up", "--detach", "--config", config, "--tango-host", host)
     assert up.returncode == 0, up.stdout + up.stderr
-    assert "cleaned stale state" in up.stdout
+    assert "cleaned stale state of an unsupervised stack" in up.stdout, up.stdout
+    assert "stopped its" in up.stdout and str(server) in up.stdout  # explicit: cleaned, not adopted
     assert not pid_alive(server)
 
 
