@@ -201,6 +201,7 @@ class AcquisitionControl:
         self._prepared: _Prepared | None = None
         self._running: _Prepared | None = None
         self._file_number: int | None = None
+        self._status_changed = threading.Condition(self._lock)
         self._file_numbers: dict[Path, int] = {}
         self._file_formats: dict[Path, SavingFormat] = {}  # for file_event's file_type
         self._created: dict[Path, tuple[int, int]] = {}  # files this server made: (st_dev, st_ino)
@@ -486,7 +487,11 @@ class AcquisitionControl:
                 self.writer.close()
                 self._set_status(AcqStatus.Ready)
                 raise ControlRefused(str(exc)) from exc
-            self._set_ready_for_next_image(prepared.settings.trigger_mode != TriggerMode.INTERNAL_TRIGGER)
+            if prepared.settings.trigger_mode == TriggerMode.INTERNAL_TRIGGER_MULTI:
+                # Lima's IntTrigMult: every startAcq takes one frame, the first one included.
+                self.soft_trigger()
+            else:
+                self._set_ready_for_next_image(prepared.settings.trigger_mode != TriggerMode.INTERNAL_TRIGGER)
 
     def soft_trigger(self) -> None:
         with self._lock:
@@ -523,6 +528,11 @@ class AcquisitionControl:
                 self.backend.abort()
             elif self._prepared is not None:
                 self._abandon_prepared()
+
+    def wait_until_not_running(self, timeout: float) -> bool:
+        """Wait up to `timeout` s for acq_status to leave Running (LimaCCDs' abortAcq returns Ready)."""
+        with self._lock:
+            return self._status_changed.wait_for(lambda: self.acq_status != AcqStatus.Running, timeout)
 
     def reset(self) -> None:
         """Lima's reset: abort what runs and leave Fault; acq_status is Ready once idle."""
@@ -700,6 +710,13 @@ class AcquisitionControl:
 
     def frame_saved(self, index: int) -> None:
         with self._lock:
+            running = self._running
+            if running is not None and running.saving is not None and running.file_number is not None:
+                per_file = running.saving.frames_in_a_file
+                if (index + 1) % per_file == 0:
+                    # CtSaving: the number passes a file as soon as it holds its frames, before the
+                    # frame is reported saved (sardana-limaccd reads it after each startAcq).
+                    self._advance_next_number(running.file_number + (index + 1) // per_file)
             self.last_image_saved = index
             self._notify("last_image_saved", index)
 
@@ -707,10 +724,8 @@ class AcquisitionControl:
         with self._lock:
             self._created.pop(path, None)
             number = self._file_numbers.pop(path, None)
-            if number is not None and number + 1 > self.saving.next_number:
-                # CtSaving: the next number passes a file once it is closed.
-                self.saving = replace(self.saving, next_number=number + 1)
-                self._notify("saving_next_number", self.saving.next_number)
+            if number is not None:
+                self._advance_next_number(number + 1)  # a file closed early (stop, abort) counts too
             self._announce(path, done=True, success=error is None)
             if error:
                 self._files_failed = True
@@ -730,10 +745,17 @@ class AcquisitionControl:
         self._notify("acq_status_fault_error", reason)
         self._set_status(AcqStatus.Fault)
 
+    def _advance_next_number(self, number: int) -> None:
+        if number > self.saving.next_number:
+            self.saving = replace(self.saving, next_number=number)
+            self._notify("saving_next_number", number)
+
     def _set_status(self, status: AcqStatus) -> None:
         if status != self.acq_status:
             self.acq_status = status
             self._notify("acq_status", status.value)
+            with self._status_changed:
+                self._status_changed.notify_all()
 
     def _set_ready_for_next_image(self, ready: bool) -> None:
         if ready != self.ready_for_next_image:

@@ -40,11 +40,12 @@ from .paths import MAX_FILE_NUMBER, UnsafePath, resolve_roots
 from .values import LIMA_VALUES, BadValue, lima_choice
 from .writer import SavingFormat
 
+ABORT_WAIT_S = 2.0
+
 BLUESKY_ROLES = [
     "kind=detector",
-    "trigger=softTrigger",
+    "trigger=startAcq",
     "prepare=prepareAcq",
-    "start=startAcq",
     "stop=stopAcq",
     "abort=abortAcq",
     "busy_state=RUNNING",
@@ -808,7 +809,7 @@ class LimaCCDs(Device):
         with _refusals("prepareAcq"):
             self._control.prepare()
 
-    @command(doc_in="start the prepared acquisition (INTERNAL_TRIGGER_MULTI while running: one frame)")
+    @command(doc_in="start the prepared acquisition (INTERNAL_TRIGGER_MULTI: each startAcq takes one frame)")
     def startAcq(self) -> None:
         with _refusals("startAcq"):
             self._control.start()
@@ -822,6 +823,9 @@ class LimaCCDs(Device):
     def abortAcq(self) -> None:
         with _refusals("abortAcq"):
             self._control.abort()
+            # LimaCCDs returns from abortAcq with acq_status Ready (sardana-limaccd checks at once);
+            # bounded well inside a client's 3 s timeout: a long file close finishes after.
+            self._control.wait_until_not_running(ABORT_WAIT_S)
 
     @command(doc_in="abort what runs and leave Fault: acq_status Ready")
     def reset(self) -> None:

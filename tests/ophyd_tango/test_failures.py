@@ -82,7 +82,7 @@ def test_hung_detector_fails_the_run_within_its_timeout(pilatus_stack):
 
         def aborted() -> bool:
             proxy.abortAcq()
-            return int(proxy.acq_status) == 0  # Ready
+            return proxy.acq_status == "Ready"
 
         wait_until(aborted, 60, interval=0.2, message=f"{DEVICE} Ready")
     assert stop["exit_status"] == "fail"

@@ -56,15 +56,16 @@ def saved_frames(path) -> int:
         return f[DATA].shape[0]
 
 
-def test_soft_trigger_takes_exactly_one_frame_per_trigger(pilatus, tmp_path):
+def test_each_start_takes_exactly_one_frame_in_internal_trigger_multi(pilatus, tmp_path):
+    """Lima's IntTrigMult: every startAcq takes one frame, the first one included; softTrigger
+    takes one more while the acquisition runs."""
     pilatus.acq_trigger_mode = "INTERNAL_TRIGGER_MULTI"
     pilatus.acq_nb_frames = 4
     pilatus.prepareAcq()
-    pilatus.startAcq()
-    assert pilatus.acq_status == "Running"
-    assert pilatus.last_image_acquired == -1  # armed, but no frame before the first trigger
-    for i in range(4):
-        pilatus.softTrigger()
+    assert pilatus.last_image_acquired == -1  # prepared: no frame before the first startAcq
+    for i, take_frame in enumerate((pilatus.startAcq, pilatus.startAcq, pilatus.softTrigger, pilatus.startAcq)):
+        take_frame()
+        assert pilatus.acq_status == "Running" or i == 3
         wait_until(lambda i=i: pilatus.last_image_saved == i, 5, message=f"frame {i} saved")
         assert pilatus.last_image_acquired == i
     wait_ready(pilatus)
@@ -76,13 +77,12 @@ def test_soft_trigger_takes_exactly_one_frame_per_trigger(pilatus, tmp_path):
         assert "INTERNAL_TRIGGER_MULTI" in exc.args[0].desc
 
 
-def test_soft_trigger_until_stopped(pilatus, tmp_path):
+def test_internal_trigger_multi_until_stopped(pilatus, tmp_path):
     pilatus.acq_trigger_mode = "INTERNAL_TRIGGER_MULTI"
     pilatus.acq_nb_frames = 0
     pilatus.prepareAcq()
-    pilatus.startAcq()
     for i in range(3):
-        pilatus.softTrigger()
+        pilatus.startAcq()
         wait_until(lambda i=i: pilatus.last_image_saved == i, 5, message=f"frame {i} saved")
     pilatus.stopAcq()
     wait_ready(pilatus)
@@ -200,7 +200,7 @@ def test_declares_bluesky_roles(pilatus_stack, pilatus):
     declared = database.get_class_property("LimaCCDs", ["bluesky_roles"])["bluesky_roles"]
     roles = dict(item.split("=", 1) for item in declared)
     assert roles["kind"] == "detector"
-    assert roles["trigger"] == "softTrigger"
+    assert roles["trigger"] == "startAcq" and "start" not in roles  # each startAcq: one frame
     assert roles["file_event"] == "file_event"
 
 

@@ -28,11 +28,10 @@ def test_scan_over_the_sample_axis_shows_the_peak(pilatus, axis, tmp_path):
     pilatus.acq_nb_frames = len(positions)
     pilatus.roi = [0, 0, 0, 0]  # the whole frame
     pilatus.prepareAcq()
-    pilatus.startAcq()
     roi_sums = []
     for i, position in enumerate(positions):
         move(axis, pilatus, position)
-        pilatus.softTrigger()
+        pilatus.startAcq()  # IntTrigMult: one frame per startAcq
         wait_until(lambda i=i: pilatus.last_image_saved == i, 5, message=f"frame {i}")
         roi_sums.append(pilatus.roi_sum)
     wait_ready(pilatus)

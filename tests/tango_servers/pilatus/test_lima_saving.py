@@ -60,12 +60,15 @@ def test_auto_frame_names_follow_index_format_and_frames_per_file(pilatus, tmp_p
     pilatus.acq_trigger_mode = "INTERNAL_TRIGGER_MULTI"
     pilatus.acq_nb_frames = 5
     pilatus.prepareAcq()
-    pilatus.startAcq()
-    assert pilatus.saving_next_number == 7  # CtSaving: the number passes a file once it is closed
     for i in range(5):
-        pilatus.softTrigger()
+        pilatus.startAcq()  # IntTrigMult: one frame per startAcq, as sardana-limaccd counts
         wait_until(lambda i=i: pilatus.last_image_saved == i, 5, message=f"frame {i} saved")
+        if i < 4:  # (after the last frame the acquisition ends and closes its last file)
+            # CtSaving: the number passes a file as soon as it holds its frames (read after
+            # each point by sardana-limaccd to name that point's file).
+            assert pilatus.saving_next_number == 7 + (i + 1) // 2
     wait_ready(pilatus)
+    assert pilatus.saving_next_number == 10  # the last file, closed with one frame
     names = sorted(p.name for p in tmp_path.iterdir())
     assert names == ["scan_000007.h5", "scan_000008.h5", "scan_000009.h5"]
     counts = [h5py.File(tmp_path / name, "r")[DATA].shape[0] for name in names]
@@ -113,11 +116,10 @@ def test_reset_leaves_fault(pilatus, tmp_path):
     pilatus.acq_trigger_mode = "INTERNAL_TRIGGER_MULTI"
     pilatus.acq_nb_frames = 3
     pilatus.prepareAcq()
-    pilatus.startAcq()
     (tmp_path / "scan_0001.h5").write_text("someone else's")
-    pilatus.softTrigger()
+    pilatus.startAcq()
     wait_until(lambda: pilatus.last_image_saved == 0, 5, message="frame 0 saved")
-    pilatus.softTrigger()
+    pilatus.startAcq()
     wait_until(lambda: pilatus.acq_status == "Fault", 10, message="acq_status Fault")
     assert "scan_0001.h5 already exists" in pilatus.acq_status_fault_error
     assert pilatus.state() == tango.DevState.FAULT
@@ -136,9 +138,8 @@ def test_auto_header_saves_each_frame_once_its_header_is_set(pilatus, tmp_path):
     pilatus.acq_trigger_mode = "INTERNAL_TRIGGER_MULTI"
     pilatus.acq_nb_frames = 3
     pilatus.prepareAcq()
-    pilatus.startAcq()
     for _ in range(3):
-        pilatus.softTrigger()
+        pilatus.startAcq()
     wait_until(lambda: pilatus.last_image_ready == 2, 10, message="three frames taken")
     assert pilatus.last_image_saved == -1 and pilatus.acq_status == "Running"  # no header yet
     pilatus.setImageHeader(["0;sample=lysozyme\nomega=0.0", "1;sample=lysozyme"])

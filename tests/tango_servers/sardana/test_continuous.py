@@ -6,6 +6,7 @@ puts the Pilatus in EXTERNAL_TRIGGER_MULTI (Trigger) or EXTERNAL_GATE (Gate), on
 
 import numpy as np
 import pytest
+import tango
 
 from tango_servers.stack.waiting import wait_until
 
@@ -56,11 +57,7 @@ def test_a_time_scan_cannot_use_the_pso(sardana_stack, door, pso_mntgrp):
     assert run.state == "exception"
     assert "Position-domain synchronization" in run.text, run.text
     assert not sardana_stack.proxy("sim/aerotech/ctrl").read_attribute("pso_armed").value
-    # The Pool starts hardware-synchronized channels before their synchronizer, and does not stop
-    # them when it fails: the Pilatus stays armed until the next measurement aborts it.
-    pilatus = sardana_stack.proxy("sim/pilatus/1")
-    pilatus.abortAcq()
-    wait_until(lambda: pilatus.acq_status == "Ready", 10, message="the Pilatus back to Ready")
+    stop_the_refused_measurement(sardana_stack, pso_mntgrp)
 
 
 def test_the_pso_of_another_axis_is_refused_and_that_axis_stays(sardana_stack, door, pso_mntgrp):
@@ -74,6 +71,19 @@ def test_the_pso_of_another_axis_is_refused_and_that_axis_stays(sardana_stack, d
     assert run.state == "exception"
     assert "must be the one of the scanned motor" in run.text, run.text
     assert x.read_attribute("position").value == before
+    stop_the_refused_measurement(sardana_stack, pso_mntgrp)
+
+
+def stop_the_refused_measurement(sardana_stack, mntgrp: str) -> None:
+    """The Pool starts hardware-synchronized channels before their synchronizer and does not stop
+    them when it refuses: the measurement group stays Moving (sardana-limaccd still counts the
+    frames it was asked for) until it is stopped, as a user does with its Stop command."""
+    group = tango.DeviceProxy(
+        sardana_stack.trl(tango.Database(*sardana_stack.tango_host.split(":")).get_device_alias(mntgrp))
+    )
+    group.set_timeout_millis(10_000)
+    assert group.state() == tango.DevState.MOVING
+    group.Stop()
+    wait_until(lambda: group.state() == tango.DevState.ON, 10, message=f"{mntgrp} On after Stop")
     pilatus = sardana_stack.proxy("sim/pilatus/1")
-    pilatus.abortAcq()  # armed by the Pool before the synchronizer refused (see above)
     wait_until(lambda: pilatus.acq_status == "Ready", 10, message="the Pilatus back to Ready")

@@ -170,7 +170,7 @@ def test_a_tango_lock_keeps_sardana_off_a_detector_another_client_owns(sardana_s
     pilatus.acq_expo_time = 0.05
     pilatus.saving_mode = "MANUAL"
     pilatus.prepareAcq()
-    pilatus.startAcq()  # armed: waits for its owner's softTrigger
+    pilatus.startAcq()  # frame 1 of 2: Running until its owner takes the second
     pilatus.lock()
     try:
         run = door.run("ct", 0.1, timeout=30, check=False)
