@@ -12,9 +12,11 @@ import json
 import os
 import signal
 import tempfile
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import tango
 
@@ -183,3 +185,46 @@ def drained(pubsub: Any, into: list, decode: Any = None) -> list:
     while (message := pubsub.get_message(timeout=0.01)) is not None:
         into.append(decode(message) if decode else message)
     return into
+
+
+T = TypeVar("T")
+
+
+class Collected(Generic[T]):
+    """What callbacks on other threads (Tango events, PVA monitors, engine updates) hand over,
+    kept in order and read safely from the test's thread."""
+
+    def __init__(self) -> None:
+        self._items: list[T] = []
+        self._lock = threading.Lock()
+
+    def append(self, item: T) -> None:
+        with self._lock:
+            self._items.append(item)
+
+    def snapshot(self, since: int = 0) -> list[T]:
+        with self._lock:
+            return self._items[since:]
+
+    def latest(self) -> T | None:
+        with self._lock:
+            return self._items[-1] if self._items else None
+
+    def clear(self) -> None:
+        with self._lock:
+            self._items.clear()
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._items)
+
+    def wait_for(self, predicate: Callable[[T], bool], message: str, timeout: float = 10.0, since: int = 0) -> T:
+        """The first item (from the `since`-th on, old or new) for which `predicate` holds."""
+
+        def found() -> tuple[T] | None:
+            for item in self.snapshot(since):
+                if not isinstance(item, Exception) and predicate(item):
+                    return (item,)  # a 1-tuple: the item itself may be falsy (0, "")
+            return None
+
+        return wait_until(found, timeout, message=lambda: f"{message}; got {self.snapshot()[-5:]!r}")[0]

@@ -1,6 +1,5 @@
 """The subscription engine: events, periodic events, client polling, errors and server restarts."""
 
-import threading
 import time
 
 import numpy as np
@@ -10,23 +9,18 @@ import tango
 from ophyd_tango.core._private import call_event_callback_directly
 from ophyd_tango.core.subscription import AttributeUpdate, ConfigUpdate, TangoEventWarning, TangoSubscriber
 from tango_servers.stack.processes import free_port
+from tango_servers.stack.testing import Collected
 from tango_servers.stack.waiting import wait_until
 
 
-class Recorder:
-    """Collects updates per attribute; thread-safe."""
-
-    def __init__(self):
-        self.updates: list[AttributeUpdate] = []
-        self.lock = threading.Lock()
+class Recorder(Collected[AttributeUpdate]):
+    """Collects the engine's updates, per attribute."""
 
     def __call__(self, update: AttributeUpdate) -> None:
-        with self.lock:
-            self.updates.append(update)
+        self.append(update)
 
     def of(self, attribute: str) -> list[AttributeUpdate]:
-        with self.lock:
-            return [u for u in self.updates if u.attribute == attribute]
+        return [u for u in self.snapshot() if u.attribute == attribute]
 
     def last(self, attribute: str) -> AttributeUpdate | None:
         updates = self.of(attribute)

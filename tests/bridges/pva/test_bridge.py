@@ -4,13 +4,12 @@ The stack runs the test-only BridgeTarget server (target_server.py: one attribut
 and the PvaBridge exporting it; tests change Tango values through commands and look at the PVs.
 """
 
-import threading
-
 import numpy as np
 import pytest
 import tango
 from p4p.client.thread import RemoteError
 
+from tango_servers.stack.testing import Collected
 from tango_servers.stack.waiting import wait_until
 
 PREFIX = "TEST:TARGET:1:"
@@ -19,47 +18,20 @@ FRAME_SHAPE = (48, 64)
 TIMEOUT = 10.0  # seconds for one PVA get or put; generous, the machine may be loaded
 
 
-class Recorder:
+class Recorder(Collected):
     """Collects the updates of one PV monitor."""
 
     def __init__(self, context, name):
-        self.values = []
-        self._lock = threading.Lock()
-        self._subscription = context.monitor(name, self._on_value, notify_disconnect=True)
+        super().__init__()
+        self._subscription = context.monitor(name, self.append, notify_disconnect=True)
 
-    def _on_value(self, value):
-        with self._lock:
-            self.values.append(value)
-
-    def latest(self):
-        with self._lock:
-            return self.values[-1] if self.values else None
-
-    def wait_for(self, predicate, message, timeout=10.0, since=0):
-        """The first update (from the `since`-th on, old or new) for which `predicate(value)` holds."""
-
-        def found():
-            with self._lock:
-                values = self.values[since:]
-            for value in values:
-                if not isinstance(value, Exception) and predicate(value):
-                    return (value,)  # a 1-tuple: the value itself may be falsy (0, "")
-            return None
-
-        def describe():
-            with self._lock:
-                return f"{message}; got {self.values[-5:]!r}"
-
-        return wait_until(found, timeout, message=describe)[0]
+    @property
+    def values(self):
+        return self.snapshot()
 
     def index(self, value):
         """Position of `value` (by identity) among the updates so far."""
-        with self._lock:
-            return next(i for i, v in enumerate(self.values) if v is value)
-
-    def clear(self):
-        with self._lock:
-            self.values.clear()
+        return next(i for i, v in enumerate(self.snapshot()) if v is value)
 
     def close(self):
         self._subscription.close()

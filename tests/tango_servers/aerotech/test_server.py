@@ -2,7 +2,6 @@
 
 import json
 import math
-import threading
 import time
 from importlib import resources
 
@@ -13,37 +12,31 @@ from tango import AttrQuality, DevState
 
 from ophyd_tango.core.subscription import TangoSubscriber
 from tango_servers.aerotech.profile import plan_move
+from tango_servers.stack.testing import Collected
 from tango_servers.stack.waiting import wait_until
 
 CTRL, X, Y, OMEGA = "sim/aerotech/ctrl", "sim/aerotech/x", "sim/aerotech/y", "sim/aerotech/omega"
 TASK_COMPLETE, TASK_RUNNING, TASK_IDLE = 3, 1, 0
 
 
-class Recorder:
+class Recorder(Collected):
     """Change events of one attribute as (value, quality, timestamp); errors are kept apart."""
 
     def __init__(self, proxy: tango.DeviceProxy, attribute: str):
+        super().__init__()
         self.proxy = proxy
-        self.items: list[tuple[object, AttrQuality, float]] = []
-        self.errors: list[str] = []
-        self._lock = threading.Lock()
+        self.errors: Collected[str] = Collected()
         self._id = proxy.subscribe_event(attribute, tango.EventType.CHANGE_EVENT, self._push)
 
     def _push(self, event: tango.EventData) -> None:
-        with self._lock:
-            if event.err:
-                self.errors.append(str(event.errors[0].desc))
-            else:
-                v = event.attr_value
-                self.items.append((v.value, v.quality, v.time.totime()))
+        if event.err:
+            self.errors.append(str(event.errors[0].desc))
+        else:
+            v = event.attr_value
+            self.append((v.value, v.quality, v.time.totime()))
 
     def values(self) -> list:
-        with self._lock:
-            return [item[0] for item in self.items]
-
-    def snapshot(self) -> list[tuple[object, AttrQuality, float]]:
-        with self._lock:
-            return list(self.items)
+        return [item[0] for item in self.snapshot()]
 
     def close(self) -> None:
         self.proxy.unsubscribe_event(self._id)

@@ -21,7 +21,9 @@ from tango_servers.stack.waiting import wait_until
 SMALL = Geometry(125, 67, 60, 30, 5, 7)
 
 
-class Recorder:
+class SimListener:
+    """What the simulator reports to its listener: frames, the end, camserver states."""
+
     def __init__(self):
         self.frames = []
         self.ended = threading.Event()
@@ -40,7 +42,7 @@ class Recorder:
 @pytest.fixture
 def sim():
     detector = SimulatedPilatus(SMALL, SampleModel(noise_bank_size=2), threshold_time=0.2)
-    recorder = Recorder()
+    recorder = SimListener()
     detector.set_listener(recorder)
     detector.recorder = recorder
     yield detector
