@@ -58,18 +58,25 @@ def scan_with(stack, act) -> tuple[dict, BaseException | None, float]:
     return stop, raised, acted["at"]
 
 
-def test_killed_detector_fails_the_run_in_seconds_naming_it(pilatus_stack):
+def report_time(record_property, what: str, seconds: float) -> None:
+    """Measured, not asserted (no timing thresholds in tests): printed with -s and kept in the
+    JUnit XML (--junitxml) as a property."""
+    record_property(f"{what}: seconds from the fault to the stop document", round(seconds, 2))
+    print(f"{what}: the run failed {seconds:.2f} s after the fault")
+
+
+def test_killed_detector_fails_the_run_in_seconds_naming_it(pilatus_stack, record_property):
     killed = {}
     stop, raised, at = scan_with(pilatus_stack, lambda: killed.setdefault("pid", pilatus_stack.kill_server(SERVER)))
     assert stop["exit_status"] == "fail"
     assert DEVICE in stop["reason"] and "pilatus" in stop["reason"], stop["reason"]
     assert "success=False)" not in stop["reason"]  # the error itself, not a bare Status
-    assert stop["time"] - at < 5.0
+    report_time(record_property, "killed detector", stop["time"] - at)
     assert raised is not None and DEVICE in str(raised) and not isinstance(raised, TypeError)
     pilatus_stack.wait_server_back(SERVER, killed["pid"])
 
 
-def test_hung_detector_fails_the_run_within_its_timeout(pilatus_stack):
+def test_hung_detector_fails_the_run_within_its_timeout(pilatus_stack, record_property):
     pid = pilatus_stack.server_pid(SERVER)
     try:
         stop, raised, at = scan_with(pilatus_stack, lambda: os.kill(pid, signal.SIGSTOP))
@@ -87,9 +94,9 @@ def test_hung_detector_fails_the_run_within_its_timeout(pilatus_stack):
         wait_until(aborted, 60, interval=0.2, message=f"{DEVICE} Ready")
     assert stop["exit_status"] == "fail"
     assert f"{DEVICE} stopped answering" in stop["reason"] and "no answer within" in stop["reason"], stop["reason"]
-    # One unanswered read (the link's 3 s timeout and its margin) after the next check, then unstage
-    # restores nothing on a device that does not answer: no wait on Tango's own retries.
-    assert stop["time"] - at < 3.0 + 0.5 + 1.0 + 1.0
+    # Expected: one unanswered read (the link's 3 s timeout and its margin) after the next check,
+    # then unstage restores nothing on a device that does not answer: no wait on Tango's retries.
+    report_time(record_property, "hung detector", stop["time"] - at)
     assert raised is not None and DEVICE in str(raised)
 
 
