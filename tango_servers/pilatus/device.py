@@ -20,7 +20,6 @@ Files are written only inside the device property `data_roots`.
 import contextlib
 import os
 import re
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -31,6 +30,7 @@ from tango import AttrWriteType, CmdArgType, DevState
 from tango.server import Device, attribute, class_property, command, device_property, run
 
 from ..common import AttributeFollower, EventPublisher, publish_roles, refusals, refuse
+from ..common.data_roots import stack_data_directory
 from . import data_array
 from .backend import Frame, Geometry, SampleInput, make_backend
 from .camera import Pilatus, share_control
@@ -92,15 +92,9 @@ def _refusals(origin: str) -> contextlib.AbstractContextManager[None]:
     return refusals(origin, ControlRefused, BadValue, UnsafePath, reason="Pilatus_Refused")
 
 
-def default_data_root() -> str:
-    """`$TANGO_SUITE_STATE_DIR/data` under a stack, else a folder in the temp dir."""
-    root = os.environ.get("TANGO_SUITE_STATE_DIR")
-    return str(Path(root) / "data" if root else Path(tempfile.gettempdir()) / "tango-suite-data")
-
-
 def default_saving_directory(device_name: str) -> str:
-    """`<default data root>/<device>`."""
-    return str(Path(default_data_root()) / device_name.replace("/", "_"))
+    """`<the stack's data directory>/<device>`."""
+    return str(stack_data_directory() / device_name.replace("/", "_"))
 
 
 def pair(name: str, values: list[str]) -> tuple[int, int]:
@@ -230,7 +224,7 @@ class LimaCCDs(Device):
             raise ValueError(f"device property data_array_version {self.data_array_version} is not 2, 3 or 4")
         width, height = pair("detector_size", self.detector_size)
         geometry = Geometry(width, height, *pair("module_size", self.module_size), *pair("module_gap", self.module_gap))
-        roots = resolve_roots(self.data_roots or [default_data_root()])
+        roots = resolve_roots(self.data_roots or [str(stack_data_directory())])
         directory = self.default_directory or default_saving_directory(self.get_name())
         if not self.data_roots:
             roots[0].mkdir(parents=True, exist_ok=True)
