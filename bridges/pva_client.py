@@ -122,7 +122,7 @@ class Interface:
             futures = {
                 name: pool.submit(self.set_value, name, value, configs.get(name)) for name, value in values.items()
             }
-        errors = [f.exception() for f in futures.values() if f.exception() is not None]
+        errors = [error for f in futures.values() if (error := f.exception()) is not None]
         if errors:
             raise errors[0]
         return {name: future.result() for name, future in futures.items()}

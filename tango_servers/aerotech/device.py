@@ -37,6 +37,7 @@ from .backend import (
     BackendEvent,
     MotionError,
     PsoEvent,
+    PsoStatus,
     PulseEvent,
     TaskEvent,
     TaskState,
@@ -227,7 +228,7 @@ class Automation1Controller(_BackendDevice):
         self._name = self.get_name().lower()
         self._axis_states: dict[str, AxisState] = {}
         self._pushed_state: DevState | None = None
-        self._pushed_pso = None
+        self._pushed_pso: PsoStatus | None = None
         self._backend_time: float | None = None  # newest backend timestamp seen (the simulated clock)
         try:
             self._ensure_backend()

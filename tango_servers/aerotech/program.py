@@ -381,9 +381,9 @@ class _Parser:
                 f"the limit is {MAX_LINES} lines and {MAX_CHARACTERS} characters",
             )
         for number, raw in enumerate(lines, start=1):
-            line = raw.split("//", 1)[0].strip()
-            if line:
-                self.statement(number, _tokenize(number, line))
+            code = raw.split("//", 1)[0].strip()
+            if code:
+                self.statement(number, _tokenize(number, code))
         if self.open_loops:
             line = self.open_loops[-1][1].line
             raise ProgramError(line, "loop is never closed; add 'end'")
@@ -538,7 +538,7 @@ def _compile_move(relative: bool, linear: bool):
             if relative:
                 targets = [run.machine.position(a) + d for a, d in zip(axes, targets, strict=True)]
             given = [_finite(line, s(run.env), "the speed") for s in speeds]
-            resolved: list[float | None] = given if given else [None] * (1 if linear else len(axes))
+            resolved: list[float | None] = [*given] if given else [None] * (1 if linear else len(axes))
             run.machine.move(t, axes, targets, resolved, linear)
 
         return _Call(line, name, axes, action)
@@ -751,11 +751,10 @@ class VirtualMachine:
         if linear:
             deltas = [target - self.axes[a].position for a, target in zip(axes, targets, strict=True)]
             path = linear_path_limits([self.axes[a] for a in axes], deltas)
-            speed = path.default_speed
+            path_speed = path.default_speed if speeds[0] is None else speeds[0]
             if speeds[0] is not None:
-                check_speed("/".join(axes), speeds[0], path.max_speed, "path units")
-                speed = speeds[0]
-            duration = move_duration(math.hypot(*deltas), speed, path.acceleration)
+                check_speed("/".join(axes), path_speed, path.max_speed, "path units")
+            duration = move_duration(math.hypot(*deltas), path_speed, path.acceleration)
             for name, target in zip(axes, targets, strict=True):
                 self.axes[name].position = target
                 self.axes[name].busy_until = t + duration

@@ -744,12 +744,12 @@ class Automation1Sim:
         """Simulate from the last instant to `now`, stopping at each time the program wakes up."""
         while True:
             wake = self._task_wake if self._task is not None else None
-            due = wake is not None and wake <= now
-            t = max(self._t, wake if due else now)  # type: ignore[type-var]
+            due = wake if wake is not None and wake <= now else None
+            t = max(self._t, now if due is None else due)
             if t > self._t:
                 self._integrate(self._t, t)
                 self._t = t
-            if not due:
+            if due is None:
                 return
             self._resume_task(t)
 

@@ -6,7 +6,9 @@ and calibration logic from `control.py`; the simulator follows the goniometer ax
 """
 
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import tango
@@ -163,9 +165,7 @@ class OAV(Device):
         for axis in AXES:
             device = getattr(self, f"axis_{axis}").strip()
             if device:
-                self._followers[axis] = AttributeFollower(
-                    device, self.axis_attribute, lambda value, axis=axis: scene.set_axis_position(axis, float(value))
-                )
+                self._followers[axis] = AttributeFollower(device, self.axis_attribute, _axis_setter(scene, axis))
 
     # -- state and status ------------------------------------------------------------------------
     def dev_state(self) -> DevState:
@@ -615,6 +615,11 @@ class OAV(Device):
         self.push_change_event("config_error", "")
         self._sync_zoom_attribute()
         self._apply_zoom(push=True)
+
+
+def _axis_setter(scene: SampleScene, axis: str) -> Callable[[Any], None]:
+    """Move `axis` of the simulated scene to each position the followed attribute reports."""
+    return lambda value: scene.set_axis_position(axis, float(value))
 
 
 def _following_text(axis: str, follower: AttributeFollower) -> str:

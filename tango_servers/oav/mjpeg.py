@@ -237,6 +237,8 @@ class MjpegCamera:
 
     def _read_stream(self) -> None:
         parts = urlsplit(self.url)
+        if parts.hostname is None:
+            raise ValueError(f"MJPEG stream URL {self.url!r} names no host")
         cls = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
         connection = cls(parts.hostname, parts.port, timeout=self._timeout)
         with self._lock:

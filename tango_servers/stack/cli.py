@@ -301,7 +301,7 @@ def follow(state: StackState, supervisor: subprocess.Popen, *, detach: bool) -> 
 def stop_stack(state: StackState, current: dict[str, Any]) -> None:
     """Ask the supervisor to stop everything gently; then stop whatever of ours is left, by PID."""
     supervisor = current.get("supervisor_pid")
-    if started_by(supervisor, state.root):
+    if supervisor is not None and started_by(supervisor, state.root):
         os.kill(supervisor, signal.SIGTERM)
         deadline = time.monotonic() + DOWN_TIMEOUT
         while pid_alive(supervisor) and time.monotonic() < deadline:
@@ -332,7 +332,8 @@ def cmd_status(args: argparse.Namespace) -> int:
     if not current:
         unsupervised = unsupervised_message(state)
         if args.json:
-            rows = [{**row, "status": "unsupervised"} for row in stack_status(state.read())] if unsupervised else []
+            previous = state.read() if unsupervised else None
+            rows = [{**row, "status": "unsupervised"} for row in stack_status(previous)] if previous else []
             print(json.dumps(rows, indent=2))
         else:
             print(f"tango-suite: {unsupervised or f'no stack is running in {state.root}'}")

@@ -87,6 +87,8 @@ def load_target(target: str) -> Callable[..., None]:
     if location.endswith(".py"):
         path = Path(location)
         spec = importlib.util.spec_from_file_location(path.stem, path)
+        if spec is None or spec.loader is None:
+            raise ImportError(f"{target}: {path} is not a loadable Python file")
         module = importlib.util.module_from_spec(spec)
         sys.modules[path.stem] = module
         spec.loader.exec_module(module)

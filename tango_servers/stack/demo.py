@@ -1,7 +1,7 @@
 """`tango-suite demo`: a short scan of omega through the Pilatus peak, printed as a LiveTable,
 kept in the stack's Tiled and read back from there."""
 
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -26,9 +26,11 @@ def run_demo(current: dict[str, Any]) -> int:
     settings = tiled_settings(current)
     keeper = keep_runs(run_engine, settings)
     print(f"Scanning {omega.name} from {DEMO_RANGE[0]} to {DEMO_RANGE[1]} deg, reading {pilatus.name}:")
-    (uid,) = run_engine(scan([pilatus], omega, *DEMO_RANGE, DEMO_POINTS), LiveTable(fields))
+    run_engine.subscribe(LiveTable(fields))
+    # A RunEngine built without call_returns_result returns the run uids.
+    (uid,) = cast(tuple[str, ...], run_engine(scan([pilatus], omega, *DEMO_RANGE, DEMO_POINTS)))
     print(f"Run {uid} finished.")
-    if settings is not None and not keeper.told:
+    if settings is not None and keeper is not None and not keeper.told:
         read_back(settings, uid, omega.name, pilatus.hints["fields"][0])
     print("Try it yourself: 'tango-suite shell' gives you RE, omega, pilatus, ...")
     return 0

@@ -36,7 +36,7 @@ def bluesky_namespace(tango_host: str, *, plots: bool = True, tiled: TiledSettin
     run_engine.subscribe(bec)
     keeper = keep_runs(run_engine, tiled)
     if sys.stdout.isatty():
-        run_engine.waiting_hook = ProgressBarManager()
+        run_engine.waiting_hook = ProgressBarManager()  # type: ignore[assignment]  # bluesky's __init__ types it None
     namespace: dict[str, Any] = {"RE": run_engine, "bec": bec, "bp": bp, "bps": bps, "keeper": keeper}
     namespace.update({name: getattr(bp, name) for name in bp.__all__} if hasattr(bp, "__all__") else {})
     for name in ("count", "scan", "rel_scan", "grid_scan", "list_scan", "fly"):

@@ -100,10 +100,18 @@ class Component:
     message: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
 
-    def start(self) -> None:
+    def start(self) -> subprocess.Popen:
         self.process = self.launch()
         self.started_at = time.time()
         self.silent_since = None
+        return self.process
+
+    @property
+    def started(self) -> subprocess.Popen:
+        """The process the last `start` launched."""
+        if self.process is None:
+            raise RuntimeError(f"{self.name} has not been started")
+        return self.process
 
     def report(self) -> dict[str, Any]:
         return {
@@ -188,7 +196,7 @@ class Supervisor:
         redis_port = self._start_redis() if self._wants_redis() else None
         url, secret = (redis_url(redis_port), password_file(self.redis_dir)) if redis_port else (None, None)
         self.services = wire_services(self.config, url, secret, standard_pva_ports=self.options.pva_standard_ports)
-        if url and self.services.get("redis_url") == url:  # clients of the launcher's Redis log in
+        if redis_port and self.services.get("redis_url") == url:  # clients of the launcher's Redis log in
             self.services["redis_url"] = redis_url(redis_port, stack_password(self.redis_dir))
             self.services["redis_password_file"] = str(secret)
         self.services["tango_host"] = self.options.tango_host
@@ -245,9 +253,9 @@ class Supervisor:
         self.components.append(component)
         component.status = "starting"
         self.publish()
-        component.start()
+        process = component.start()
         try:
-            db = wait_for_database(self.options.tango_host, component.process)
+            db = wait_for_database(self.options.tango_host, process)
         except (TimeoutError, RuntimeError) as exc:
             raise StartupError(f"Tango database on {self.options.tango_host}: {exc}") from exc
         component.status = "running"
@@ -274,9 +282,9 @@ class Supervisor:
         self.components.append(component)
         component.status = "starting"
         self.publish()
-        component.start()
+        process = component.start()
         try:
-            wait_for_redis(port, component.process, stack_password(self.redis_dir))
+            wait_for_redis(port, process, stack_password(self.redis_dir))
         except (TimeoutError, RuntimeError) as exc:
             raise StartupError(f"redis-server on {LOOPBACK}:{port}: {exc}") from exc
         component.status = "running"
@@ -297,9 +305,9 @@ class Supervisor:
         self.components.append(component)
         component.status = "starting"
         self.publish()
-        component.start()
+        process = component.start()
         try:
-            wait_for_tiled(uri, component.process)
+            wait_for_tiled(uri, process)
         except (TimeoutError, RuntimeError) as exc:
             raise StartupError(f"Tiled on {uri}: {exc}; see {component.extra['log']}") from exc
         component.status = "running"
@@ -309,7 +317,13 @@ class Supervisor:
 
     def _server_component(self, server: str, instance: str, devices: list[str]) -> Component:
         name = f"{server}/{instance}"
-        component = Component(name=name, kind="server", devices=devices, launch=lambda: None, ready=lambda: False)
+        component = Component(
+            name=name,
+            kind="server",
+            devices=devices,
+            launch=lambda: launch(),
+            ready=lambda: self._devices_answer(devices),
+        )
 
         def launch() -> subprocess.Popen:
             component.port = free_port()
@@ -335,8 +349,6 @@ class Supervisor:
                     env=self.env,
                 )
 
-        component.launch = launch
-        component.ready = lambda: self._devices_answer(devices)
         component.extra["log"] = str(self.state.log_file(name))
         return component
 
@@ -357,12 +369,13 @@ class Supervisor:
         component.start()
         deadline = time.monotonic() + STARTUP_TIMEOUT
         while not self.stopping.is_set():
-            if component.process.poll() is not None:
+            if component.started.poll() is not None:
                 if not self._record_crash(component):
                     raise StartupError(
-                        f"server {component.name} keeps exiting (code {component.process.returncode}); "
+                        f"server {component.name} keeps exiting (code {component.started.returncode}); "
                         f"see {component.extra['log']}"
                     )
+                assert component.restart_at is not None  # set by _record_crash
                 self.stopping.wait(component.restart_at - time.monotonic())
                 component.start()
                 continue
@@ -385,7 +398,7 @@ class Supervisor:
         """Note a crash and schedule a restart with backoff; False when it is time to give up."""
         now = time.monotonic()
         component.crashes = [t for t in component.crashes if now - t < CRASH_WINDOW] + [now]
-        code = component.process.returncode
+        code = component.started.returncode
         if len(component.crashes) > MAX_CRASHES:
             component.status = "failed"
             component.message = f"gave up after {MAX_CRASHES} crashes in {CRASH_WINDOW:g} s (last exit code {code})"
@@ -421,12 +434,12 @@ class Supervisor:
                 component.restart_at = None
                 component.restarts += 1
                 component.start()
-                log.info("%s restarted (pid %d)", component.name, component.process.pid)
+                log.info("%s restarted (pid %d)", component.name, component.started.pid)
                 self.publish()
             elif component.restart_at is None:
                 self._check_ready(component)
             return
-        if component.process.poll() is not None:
+        if component.started.poll() is not None:
             self._record_crash(component)
         elif component.kind == "server":
             self._check_answers(component)
@@ -455,16 +468,16 @@ class Supervisor:
         if silent < self.options.hang_timeout:
             return
         log.warning("%s (pid %d) has not answered State() for %.1f s: killing it", component.name,
-                    component.process.pid, silent)  # fmt: skip
-        component.process.kill()
-        component.process.wait(timeout=10)
+                    component.started.pid, silent)  # fmt: skip
+        component.started.kill()
+        component.started.wait(timeout=10)
         self._record_crash(component)
         component.extra["last_hang"] = f"{time.strftime('%Y-%m-%d %H:%M:%S')}: no answer to State() for {silent:.1f} s"
         component.message = f"hung, killed; {component.message}"
         self.publish()
 
     def _check_ready(self, component: Component) -> None:
-        if component.process.poll() is not None:
+        if component.started.poll() is not None:
             self._record_crash(component)
             return
         try:
