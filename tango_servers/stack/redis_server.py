@@ -13,8 +13,7 @@ from urllib.parse import quote
 
 import redis
 
-from .processes import LOOPBACK
-from .waiting import wait_until
+from .processes import LOOPBACK, wait_until_ready
 
 INSTALL_HINT = "install it with 'sudo apt-get install redis-server' (or run 'make redis-server' as root)"
 
@@ -72,10 +71,10 @@ def start_redis(port: int, data_dir: Path, log: Path, env: dict[str, str]) -> su
 
 
 def wait_for_redis(port: int, process: subprocess.Popen, password: str | None = None, timeout: float = 15.0) -> None:
+    """Return once redis-server answers PING; RuntimeError as soon as it exits, TimeoutError after `timeout` s."""
+
     def answers() -> bool:
-        if process.poll() is not None:
-            raise RuntimeError(f"redis-server exited with code {process.returncode}")
         with redis.Redis(host=LOOPBACK, port=port, password=password, socket_timeout=1.0) as client:
             return bool(client.ping())
 
-    wait_until(answers, timeout, interval=0.05, message=f"redis-server on port {port}")
+    wait_until_ready(process, answers, timeout, f"redis-server on port {port}")
