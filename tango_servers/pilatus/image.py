@@ -178,19 +178,28 @@ class ImageOps:
 
     # -- frames -------------------------------------------------------------------------------
     def apply(self, frame: np.ndarray) -> np.ndarray:
-        """The frame as Lima's SoftOpInternalMgr makes it: bin, flip, rotation, roi (a new array)."""
+        """The frame as Lima's SoftOpInternalMgr makes it: bin, flip, rotation, roi (a new array).
+
+        The roi is cut first, from the detector pixels it comes from (bins start at pixel 0, so
+        cutting whole bins first gives the same pixels), so a small roi costs little."""
         if self.is_identity:
             return frame
-        data = self._binned(frame)
+        x, y, w, h = self.detector_region
+        data = self._binned(frame[y : y + h, x : x + w])
         if self.flip[0]:
             data = data[:, ::-1]
         if self.flip[1]:
             data = data[::-1, :]
         data = np.rot90(data, k={"NONE": 0, "90": -1, "180": 2, "270": 1}[self.rotation])
-        if self.roi is not None:
-            x, y, w, h = self.roi
-            data = data[y : y + h, x : x + w]
         return np.ascontiguousarray(data)
+
+    @property
+    def detector_region(self) -> Roi:
+        """The detector pixels the output frame comes from: whole bins, before flip and rotation."""
+        region = (0, 0, *self.binned_size)
+        if self.roi is not None:
+            region = flipped(unrotated(self.roi, self.rotation, self.binned_size), self.flip, self.binned_size)
+        return unbinned(region, self.detector_bin)
 
     def _binned(self, frame: np.ndarray) -> np.ndarray:
         """Sum (or mean) of each bin, columns first then rows: a few vectorised passes per factor."""

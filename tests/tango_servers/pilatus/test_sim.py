@@ -213,3 +213,31 @@ def test_image_geometry_carries_the_gap_mask_through_the_operations():
     assert geometry.shape == (SMALL.width // 2, SMALL.height // 2)
     np.testing.assert_array_equal(geometry.gap_mask(), ops.mask(SMALL.gap_mask()))
     assert geometry.gap_mask().any() and ImageGeometry.of(SMALL, ImageOps((SMALL.width, SMALL.height))) is SMALL
+
+
+def lima_order(frame, bin_xy, flip, rotation, roi):
+    """SoftOpInternalMgr's order in plain numpy: bin (factors swapped under 90/270), flip, rotation, roi."""
+    bx, by = bin_xy[::-1] if rotation in ("90", "270") else bin_xy
+    rows, cols = frame.shape[0] // by, frame.shape[1] // bx
+    blocks = frame[: rows * by, : cols * bx].reshape(rows, by, cols, bx).astype(np.int64)
+    data = np.where(blocks.min(axis=(1, 3)) < 0, -1, blocks.sum(axis=(1, 3))).astype(np.int32)
+    data = data[:, ::-1] if flip[0] else data
+    data = data[::-1, :] if flip[1] else data
+    data = np.rot90(data, {"NONE": 0, "90": -1, "180": 2, "270": 1}[rotation])
+    x, y, w, h = roi
+    return data[y : y + h, x : x + w]
+
+
+def test_image_ops_cut_the_roi_first_and_give_lima_orders_frame():
+    rng = np.random.default_rng(7)
+    frame = np.where(SMALL.gap_mask(), -1, rng.integers(0, 50, SMALL.shape)).astype(np.int32)
+    for _ in range(300):
+        bin_xy = (int(rng.integers(1, 5)), int(rng.integers(1, 5)))
+        flip = (bool(rng.integers(2)), bool(rng.integers(2)))
+        rotation = ROTATIONS[rng.integers(4)]
+        ops = ImageOps((SMALL.width, SMALL.height)).with_bin(bin_xy).with_flip(flip).with_rotation(rotation)
+        width, height = ops.full_size
+        x, y = int(rng.integers(0, width)), int(rng.integers(0, height))
+        roi = (x, y, int(rng.integers(1, width - x + 1)), int(rng.integers(1, height - y + 1)))
+        ops = ops.with_roi(roi)
+        np.testing.assert_array_equal(ops.apply(frame), lima_order(frame, bin_xy, flip, rotation, ops.shown_roi))
