@@ -12,7 +12,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from .backend import GAP_VALUE, AcquisitionSettings, Frame, TriggerMode
+from .backend import GAP_VALUE, VALID_RANGES, AcquisitionSettings, Frame, TriggerMode
 
 ACQ_MODES = ("SINGLE", "CONCATENATION", "ACCUMULATION")
 ACC_TIME_MODES = ("LIVE", "REAL")
@@ -32,11 +32,12 @@ class AccumulationSplit:
         return self.nb_frames * self.expo_time
 
 
-def split_exposure(settings: AcquisitionSettings, min_latency: float) -> AccumulationSplit | None:
+def split_exposure(settings: AcquisitionSettings, min_latency: float = VALID_RANGES[2]) -> AccumulationSplit | None:
     """Lima's split of `acq_expo_time` (None outside ACCUMULATION, where LimaCCDs reads -1).
 
     LIVE: the fewest sub-frames of at most acc_max_expo_time whose exposures add up to
-    acq_expo_time. REAL: acq_expo_time also covers the minimum latency between sub-frames.
+    acq_expo_time. REAL: acq_expo_time also covers the minimum latency between sub-frames
+    (`valid_ranges`' min latency, the detector's).
     """
     if settings.acq_mode != "ACCUMULATION":
         return None

@@ -31,7 +31,6 @@ from .accumulation import (
     triggers_per_frame,
 )
 from .backend import (
-    VALID_RANGES,
     AcquisitionSettings,
     BackendBusy,
     CamState,
@@ -255,7 +254,7 @@ class AcquisitionControl:
     @property
     def accumulation(self) -> AccumulationSplit | None:
         """How ACCUMULATION splits each frame's exposure (None in SINGLE)."""
-        return split_exposure(self.acquisition, VALID_RANGES[2])
+        return split_exposure(self.acquisition)
 
     def configure_image(
         self,
@@ -407,7 +406,7 @@ class AcquisitionControl:
             self._files_failed = False
             self.buffer.clear()
             self.latest_frame = None
-            split = split_exposure(settings, VALID_RANGES[2])
+            split = split_exposure(settings)
             self._accumulator = Accumulator(split.nb_frames) if split else None
             self._held.clear()
             self._next_save = 0
@@ -540,9 +539,7 @@ class AcquisitionControl:
             self._file_number = prepared.file_number
             self._set_status(AcqStatus.Running)
             try:
-                self.backend.start(
-                    hardware_settings(prepared.settings, split_exposure(prepared.settings, VALID_RANGES[2]))
-                )
+                self.backend.start(hardware_settings(prepared.settings, split_exposure(prepared.settings)))
             except BackendBusy as exc:
                 self._running = None
                 self.writer.close()
@@ -559,7 +556,7 @@ class AcquisitionControl:
         with self._lock:
             settings = self._running.settings if self._running else self.acquisition
             try:
-                for _ in range(triggers_per_frame(settings, split_exposure(settings, VALID_RANGES[2]))):
+                for _ in range(triggers_per_frame(settings, split_exposure(settings))):
                     self.backend.soft_trigger()
             except BackendBusy as exc:
                 raise ControlRefused(str(exc)) from exc

@@ -84,7 +84,7 @@ EVENT_ATTRIBUTES = (
 )
 
 CAMERA_TYPE = "Pilatus"
-NO_ACCUMULATION = -1  # LimaCCDs' acc_* figures outside ACCUMULATION (CtAcquisition::_updateAccPars)
+NOT_APPLICABLE = -1  # what LimaCCDs reads for an acc_* figure that does not apply (CtAcquisition, no plugin)
 
 
 def _refusals(origin: str) -> contextlib.AbstractContextManager[None]:
@@ -509,24 +509,24 @@ class LimaCCDs(Device):
     @attribute(dtype=float, unit="s", doc="ACCUMULATION: exposure of one sub-frame (-1 in SINGLE)")
     def acc_expo_time(self) -> float:
         split = self._control.accumulation
-        return split.expo_time if split else NO_ACCUMULATION
+        return split.expo_time if split else NOT_APPLICABLE
 
     @attribute(dtype="int32", doc="ACCUMULATION: sub-frames per frame (-1 in SINGLE)")
     def acc_nb_frames(self) -> int:
         split = self._control.accumulation
-        return split.nb_frames if split else NO_ACCUMULATION
+        return split.nb_frames if split else NOT_APPLICABLE
 
     @attribute(dtype=float, unit="s", doc="ACCUMULATION: dead time between the sub-frames of a frame (-1 in SINGLE)")
     def acc_dead_time(self) -> float:
         split = self._control.accumulation
-        return split.dead_time if split else NO_ACCUMULATION
+        return split.dead_time if split else NOT_APPLICABLE
 
     @attribute(
         dtype=float, unit="s", doc="ACCUMULATION: exposure of a frame, acc_nb_frames x acc_expo_time (-1 in SINGLE)"
     )
     def acc_live_time(self) -> float:
         split = self._control.accumulation
-        return split.live_time if split else NO_ACCUMULATION
+        return split.live_time if split else NOT_APPLICABLE
 
     @attribute(
         dtype=bool,
@@ -564,7 +564,7 @@ class LimaCCDs(Device):
         doc="saturated-pixel callback level: -1, no accumulation threshold plugin loaded",
     )
     def acc_saturated_cblevel(self) -> int:
-        return NO_ACCUMULATION
+        return NOT_APPLICABLE
 
     @acc_saturated_cblevel.write
     def acc_saturated_cblevel(self, value: int) -> None:

@@ -9,6 +9,7 @@ checked against numpy applied to the untransformed frame.
 from collections.abc import Iterator
 from pathlib import Path
 
+import fabio
 import h5py
 import hdf5plugin  # noqa: F401  (registers the bitshuffle filter for reading)
 import numpy as np
@@ -16,6 +17,7 @@ import pytest
 import tango
 
 from tango_servers.pilatus import data_array
+from tango_servers.pilatus.nexus import DETECTOR_PATH
 from tango_servers.pilatus.writer import DATA_PATH
 from tango_servers.stack.testing import RunningStack
 from tango_servers.stack.waiting import wait_until
@@ -53,6 +55,8 @@ def pilatus(steady_stack: RunningStack, tmp_path: Path) -> Iterator[tango.Device
         "saving_prefix": "image_",
         "saving_format": "HDF5",
         "saving_mode": "AUTO_FRAME",
+        "saving_suffix": ".h5",
+        "saving_frame_per_file": 10000,
     }.items():
         proxy.write_attribute(name, value)
     yield proxy
@@ -123,15 +127,25 @@ def test_each_image_operation_changes_the_frame_as_numpy_predicts(pilatus, detec
     assert list(pilatus.image_max_dim) == [WIDTH, HEIGHT]  # the detector's
 
 
-def test_saved_frames_have_the_transformed_shape(pilatus, detector_frame, tmp_path):
+@pytest.mark.parametrize("saving_format", ["HDF5", "HDF5BS", "CBF"])
+def test_saved_frames_have_the_transformed_shape(pilatus, detector_frame, tmp_path, saving_format):
     pilatus.image_bin = [2, 2]
     pilatus.image_rotation = "270"
     pilatus.image_roi = [1, 2, 20, 40]
+    pilatus.saving_format = saving_format
+    if saving_format == "CBF":
+        pilatus.saving_suffix = ".cbf"
+        pilatus.saving_frame_per_file = 1
     frames = acquire(pilatus, 3)
-    with h5py.File(tmp_path / "image_0001.h5", "r") as f:  # the first acquisition saved image_0000
-        np.testing.assert_array_equal(f[DATA_PATH][:], frames)
-        assert f[DATA_PATH].shape == (3, 40, 20)
     np.testing.assert_array_equal(frames[0], np.rot90(binned(detector_frame, 2, 2), 1)[2:42, 1:21])
+    if saving_format == "CBF":
+        saved = np.stack([fabio.open(str(tmp_path / f"image_{n:04d}.cbf")).data for n in (1, 2, 3)])
+    else:
+        with h5py.File(tmp_path / "image_0001.h5", "r") as f:  # the first acquisition saved image_0000
+            saved = f[DATA_PATH][:]
+            assert f[f"{DETECTOR_PATH}/pixel_mask"].shape == (40, 20)
+    np.testing.assert_array_equal(saved, frames)
+    assert saved.shape == (3, 40, 20)
 
 
 def test_roi_reads_and_follows_bin_flip_and_rotation_as_ctimage(pilatus):
