@@ -785,7 +785,8 @@ class LimaCCDs(Device):
         with _refusals("image_roi"):
             if len(value) != 4:
                 raise BadValue(f"image_roi needs 4 integers x, y, width, height, got {list(value)}")
-            self._control.configure_image(roi=tuple(int(v) for v in value))
+            x, y, width, height = (int(v) for v in value)
+            self._control.configure_image(roi=(x, y, width, height))
 
     @attribute(
         dtype=("uint32",),

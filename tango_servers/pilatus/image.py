@@ -220,7 +220,7 @@ class ImageOps:
             np.add(total, columns[j::by], out=total)
             np.minimum(low, column_low[j::by], out=low)
         if self.bin_mode == "MEAN":
-            total //= bx * by
+            np.floor_divide(total, bx * by, out=total)
         out = np.minimum(total, INT32_MAX).astype(frame.dtype) if wide else total
         out[low < 0] = GAP_VALUE
         return out
