@@ -14,6 +14,9 @@ import numpy as np
 GAP_VALUE = -1
 """Pixel value of module gaps (no sensor there), as the Pilatus writes them."""
 
+VALID_RANGES = (1e-6, 1e5, 0.0, 1e5)
+"""LimaCCDs `valid_ranges` (s): min/max exposure, min/max latency."""
+
 
 class TriggerMode(enum.IntEnum):
     """LimaCCDs `acq_trigger_mode` labels, in Lima's order."""
@@ -99,12 +102,19 @@ class Geometry:
 
 @dataclass(frozen=True)
 class AcquisitionSettings:
-    """What one acquisition does: `nb_frames` 0 means until stopped."""
+    """What one acquisition does: `nb_frames` 0 means until stopped.
+
+    `acq_mode`, `acc_max_expo_time` and `acc_time_mode` are Lima's (CtAcquisition); a backend
+    gets settings with the accumulation already split into its own frames (SINGLE).
+    """
 
     nb_frames: int = 1
     expo_time: float = 1.0
     latency_time: float = 0.0
     trigger_mode: TriggerMode = TriggerMode.INTERNAL_TRIGGER
+    acq_mode: str = "SINGLE"
+    acc_max_expo_time: float = 1.0  # Lima's default
+    acc_time_mode: str = "LIVE"
 
     @property
     def frame_period(self) -> float:

@@ -23,17 +23,26 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from .accumulation import (
+    AccumulationSplit,
+    Accumulator,
+    hardware_settings,
+    split_exposure,
+    triggers_per_frame,
+)
 from .backend import (
     AcquisitionSettings,
     BackendBusy,
     CamState,
     Frame,
+    Geometry,
     PilatusBackend,
     ThresholdGain,
     TriggerInput,
     TriggerMode,
 )
 from .frames import FrameBuffer, FrameUnavailable
+from .image import BadImageSetting, ImageGeometry, ImageOps
 from .paths import (
     MAX_FILE_NUMBER,
     UnsafePath,
@@ -187,6 +196,8 @@ class AcquisitionControl:
         self._lock = threading.RLock()
         self._manual_lock = threading.Lock()
         self.acquisition = AcquisitionSettings()
+        self.image = ImageOps((backend.geometry.width, backend.geometry.height))
+        self._accumulator: Accumulator | None = None
         self.saving = saving
         self.acq_status = AcqStatus.Ready
         self.fault_error = ""
@@ -222,20 +233,65 @@ class AcquisitionControl:
 
     # -- settings -----------------------------------------------------------------------------
     def configure(self, **changes: Any) -> None:
-        """Change acquisition settings (nb_frames, expo_time, latency_time, trigger_mode).
+        """Change acquisition settings (the fields of AcquisitionSettings).
 
-        `trigger_mode` is a LimaCCDs string (any case). Writing the value a setting already has is
-        always accepted (even while running).
+        `trigger_mode`, `acq_mode` and `acc_time_mode` are LimaCCDs strings (any case). Writing the
+        value a setting already has is always accepted (even while running).
         """
         with self._lock:
             if "trigger_mode" in changes:
                 changes["trigger_mode"] = TriggerMode[self._choice("acq_trigger_mode", changes["trigger_mode"])]
+            for name in ("acq_mode", "acc_time_mode"):
+                if name in changes:
+                    changes[name] = self._choice(name, changes[name])
             updated = replace(self.acquisition, **changes)
             if updated == self.acquisition:
                 return
             self._refuse_while_running("change acquisition settings")
             self.acquisition = updated
             self._prepared_stale()
+
+    @property
+    def accumulation(self) -> AccumulationSplit | None:
+        """How ACCUMULATION splits each frame's exposure (None in SINGLE)."""
+        return split_exposure(self.acquisition)
+
+    def configure_image(
+        self,
+        *,
+        bin: tuple[int, int] | None = None,
+        bin_mode: str | None = None,
+        flip: tuple[bool, bool] | None = None,
+        rotation: str | None = None,
+        roi: tuple[int, int, int, int] | None = None,
+    ) -> None:
+        """Change Lima's image operations (image_bin, image_bin_mode, image_flip, image_rotation,
+        image_roi); they apply from the next prepareAcq, and are refused while running."""
+        with self._lock:
+            try:
+                image = self.image
+                if bin is not None:
+                    image = image.with_bin(bin)
+                if bin_mode is not None:
+                    image = image.with_bin_mode(self._choice("image_bin_mode", bin_mode))
+                if flip is not None:
+                    image = image.with_flip(flip)
+                if rotation is not None:
+                    image = image.with_rotation(self._choice("image_rotation", rotation))
+                if roi is not None:
+                    image = image.with_roi(roi)
+            except BadImageSetting as exc:
+                raise ControlRefused(str(exc)) from exc
+            if image == self.image:
+                return
+            self._refuse_while_running("change the image operations")
+            self.image = image
+            self._prepared_stale()
+
+    @property
+    def image_geometry(self) -> Geometry:
+        """The geometry of the frames clients get and files hold (after the image operations)."""
+        return ImageGeometry.of(self.backend.geometry, self.image)
 
     def configure_saving(self, **changes: Any) -> None:
         """Change saving settings (the fields of SavingSettings, strings as LimaCCDs takes them).
@@ -350,6 +406,8 @@ class AcquisitionControl:
             self._files_failed = False
             self.buffer.clear()
             self.latest_frame = None
+            split = split_exposure(settings)
+            self._accumulator = Accumulator(split.nb_frames) if split else None
             self._held.clear()
             self._next_save = 0
             for name in ("last_image_acquired", "last_image_ready", "last_image_saved"):
@@ -433,7 +491,7 @@ class AcquisitionControl:
             description=self.description,
         )
         try:
-            detector_file = open_file(path, self.backend.geometry, saving.format, metadata)
+            detector_file = open_file(path, self.image_geometry, saving.format, metadata)
         except SavingError as exc:
             raise ControlRefused(str(exc)) from exc
         info = path.stat()
@@ -481,7 +539,7 @@ class AcquisitionControl:
             self._file_number = prepared.file_number
             self._set_status(AcqStatus.Running)
             try:
-                self.backend.start(prepared.settings)
+                self.backend.start(hardware_settings(prepared.settings, split_exposure(prepared.settings)))
             except BackendBusy as exc:
                 self._running = None
                 self.writer.close()
@@ -494,9 +552,12 @@ class AcquisitionControl:
                 self._set_ready_for_next_image(prepared.settings.trigger_mode != TriggerMode.INTERNAL_TRIGGER)
 
     def soft_trigger(self) -> None:
+        """One frame in INTERNAL_TRIGGER_MULTI (in ACCUMULATION: all its sub-frames)."""
         with self._lock:
+            settings = self._running.settings if self._running else self.acquisition
             try:
-                self.backend.soft_trigger()
+                for _ in range(triggers_per_frame(settings, split_exposure(settings))):
+                    self.backend.soft_trigger()
             except BackendBusy as exc:
                 raise ControlRefused(str(exc)) from exc
             self._set_ready_for_next_image(False)
@@ -608,7 +669,17 @@ class AcquisitionControl:
             return nexus_file.path
 
     # -- backend reports (backend worker thread) ----------------------------------------------
+    def _processed(self, frame: Frame) -> Frame | None:
+        """The detector's frame through the image operations and accumulation (Lima's order);
+        None while an accumulated frame is still incomplete."""
+        frame = replace(frame, data=self.image.apply(frame.data))
+        return self._accumulator.add(frame) if self._accumulator is not None else frame
+
     def frame_ready(self, frame: Frame) -> None:
+        processed = self._processed(frame)
+        if processed is None:
+            return
+        frame = processed
         with self._lock:
             running = self._running
             self.latest_frame = frame

@@ -32,7 +32,7 @@ from tango.server import Device, attribute, class_property, command, device_prop
 from ..common import AttributeFollower, EventPublisher, publish_roles, refusals, refuse
 from ..common.data_roots import stack_data_directory
 from . import data_array
-from .backend import Frame, Geometry, SampleInput, make_backend
+from .backend import VALID_RANGES, Frame, Geometry, SampleInput, make_backend
 from .camera import Pilatus, share_control
 from .control import AcqStatus, AcquisitionControl, ControlRefused, PulseCounter, SavingSettings
 from .nexus import PIXEL_SIZE_M
@@ -84,7 +84,7 @@ EVENT_ATTRIBUTES = (
 )
 
 CAMERA_TYPE = "Pilatus"
-VALID_RANGES = (1e-6, 1e5, 0.0, 1e5)  # min/max exposure, min/max latency (s)
+NOT_APPLICABLE = -1  # what LimaCCDs reads for an acc_* figure that does not apply (CtAcquisition, no plugin)
 
 
 def _refusals(origin: str) -> contextlib.AbstractContextManager[None]:
@@ -203,8 +203,8 @@ class LimaCCDs(Device):
         self._preview_time = 0.0
         self._roi = (0, 0, 0, 0)
         self._roi_cache: tuple[Frame, tuple[int, ...], float] | None = None
-        self._settings = {"acq_mode": "SINGLE", "image_rotation": "NONE", "video_mode": "Y32"}
-        self._acc_max_expo_time = 1.0
+        self._settings = {"video_mode": "Y32"}
+        self._acc_saturated_threshold = 1 << 16  # CtAccumulation's default pixelThresholdValue
         self._publisher: EventPublisher[tuple[str, Any]] = EventPublisher("pilatus-events", self._publish)
         for name in (*EVENT_ATTRIBUTES, "image_preview", "last_image", "State", "Status"):
             self.set_change_event(name, True, False)
@@ -331,7 +331,7 @@ class LimaCCDs(Device):
     def _preview(self, frame: Frame | None) -> np.ndarray:
         factor = max(1, self.preview_binning)
         if frame is None:
-            g = self._control.backend.geometry
+            g = self._geometry()
             return np.zeros((g.height // factor, g.width // factor), dtype=np.int32)
         return binned(frame.data, factor)
 
@@ -357,7 +357,8 @@ class LimaCCDs(Device):
         return f"{text}\n(following: {notes})" if notes else text
 
     def _geometry(self) -> Geometry:
-        return self._control.backend.geometry
+        """The frames' geometry after the image operations (image_bin, image_roi ...)."""
+        return self._control.image_geometry
 
     def _encoded(self, frames: list[Frame], category: int) -> tuple[str, bytes]:
         data = frames[0].data if category == data_array.Category.IMAGE else np.stack([f.data for f in frames])
@@ -377,7 +378,7 @@ class LimaCCDs(Device):
 
     @attribute(dtype=str, doc="detector model (Lima HwDetInfo)")
     def camera_model(self) -> str:
-        g = self._geometry()
+        g = self._control.backend.geometry
         return f"PILATUS {g.width}x{g.height} (simulated)"
 
     @attribute(dtype=(float,), max_dim_x=2, unit="m", doc="Pixel size: x_size, y_size")
@@ -452,7 +453,19 @@ class LimaCCDs(Device):
         with _refusals("acq_trigger_mode"):
             self._control.configure(trigger_mode=value)
 
-    acq_mode = _string_setting("acq_mode", "SINGLE: one exposure per frame (the only mode of this server)")
+    @attribute(
+        dtype=str,
+        access=AttrWriteType.READ_WRITE,
+        doc="SINGLE: one exposure per frame; ACCUMULATION: each frame is the sum of acc_nb_frames "
+        "sub-frames of at most acc_max_expo_time; CONCATENATION is refused (no blocks of frames)",
+    )
+    def acq_mode(self) -> str:
+        return self._control.acquisition.acq_mode
+
+    @acq_mode.write
+    def acq_mode(self, value: str) -> None:
+        with _refusals("acq_mode"):
+            self._control.configure(acq_mode=value)
 
     @attribute(dtype=str, doc="Ready, Running (until every frame is saved), Fault, Configuration")
     def acq_status(self) -> str:
@@ -463,30 +476,104 @@ class LimaCCDs(Device):
         return self._control.fault_error or "No error"
 
     @attribute(
-        dtype=float, access=AttrWriteType.READ_WRITE, unit="s", min_value=0.0, doc="accumulation: longest sub-exposure"
+        dtype=float,
+        access=AttrWriteType.READ_WRITE,
+        unit="s",
+        format="%.6f",
+        min_value=VALID_RANGES[0],
+        max_value=VALID_RANGES[1],
+        doc="ACCUMULATION: longest sub-frame exposure (default 1 s)",
     )
     def acc_max_expo_time(self) -> float:
-        return self._acc_max_expo_time
+        return self._control.acquisition.acc_max_expo_time
 
     @acc_max_expo_time.write
     def acc_max_expo_time(self, value: float) -> None:
-        self._acc_max_expo_time = value
+        with _refusals("acc_max_expo_time"):
+            self._control.configure(acc_max_expo_time=value)
 
-    @attribute(dtype=float, unit="s", doc="accumulation: time of one sub-exposure (acq_mode SINGLE: acq_expo_time)")
+    @attribute(
+        dtype=str,
+        access=AttrWriteType.READ_WRITE,
+        doc="ACCUMULATION: LIVE (the sub-frames' exposures add up to acq_expo_time) or REAL "
+        "(acq_expo_time includes the dead time between sub-frames)",
+    )
+    def acc_time_mode(self) -> str:
+        return self._control.acquisition.acc_time_mode
+
+    @acc_time_mode.write
+    def acc_time_mode(self, value: str) -> None:
+        with _refusals("acc_time_mode"):
+            self._control.configure(acc_time_mode=value)
+
+    @attribute(dtype=float, unit="s", doc="ACCUMULATION: exposure of one sub-frame (-1 in SINGLE)")
     def acc_expo_time(self) -> float:
-        return self._control.acquisition.expo_time
+        split = self._control.accumulation
+        return split.expo_time if split else NOT_APPLICABLE
 
-    @attribute(dtype="int32", doc="accumulation: sub-exposures per frame (acq_mode SINGLE: 1)")
+    @attribute(dtype="int32", doc="ACCUMULATION: sub-frames per frame (-1 in SINGLE)")
     def acc_nb_frames(self) -> int:
-        return 1
+        split = self._control.accumulation
+        return split.nb_frames if split else NOT_APPLICABLE
 
-    @attribute(dtype=float, unit="s", doc="accumulation: dead time between sub-exposures (SINGLE: 0)")
+    @attribute(dtype=float, unit="s", doc="ACCUMULATION: dead time between the sub-frames of a frame (-1 in SINGLE)")
     def acc_dead_time(self) -> float:
-        return 0.0
+        split = self._control.accumulation
+        return split.dead_time if split else NOT_APPLICABLE
 
-    @attribute(dtype=float, unit="s", doc="accumulation: live time of a frame (SINGLE: acq_expo_time)")
+    @attribute(
+        dtype=float, unit="s", doc="ACCUMULATION: exposure of a frame, acc_nb_frames x acc_expo_time (-1 in SINGLE)"
+    )
     def acc_live_time(self) -> float:
-        return self._control.acquisition.expo_time
+        split = self._control.accumulation
+        return split.live_time if split else NOT_APPLICABLE
+
+    @attribute(
+        dtype=bool,
+        access=AttrWriteType.READ_WRITE,
+        doc="saturated-pixel counting during accumulation: False (this server has no saturated counters)",
+    )
+    def acc_saturated_active(self) -> bool:
+        return False
+
+    @acc_saturated_active.write
+    def acc_saturated_active(self, value: bool) -> None:
+        if value:
+            refuse(
+                "Pilatus_Refused",
+                "acc_saturated_active True is not available: this server does not count saturated pixels "
+                "(no readAccSaturatedImageCounter); use False",
+                "acc_saturated_active",
+            )
+
+    @attribute(
+        dtype="int64",
+        access=AttrWriteType.READ_WRITE,
+        doc="counts above which a pixel is saturated (kept; Lima's default 65536)",
+    )
+    def acc_saturated_threshold(self) -> int:
+        return self._acc_saturated_threshold
+
+    @acc_saturated_threshold.write
+    def acc_saturated_threshold(self, value: int) -> None:
+        self._acc_saturated_threshold = int(value)
+
+    @attribute(
+        dtype="int32",
+        access=AttrWriteType.READ_WRITE,
+        doc="saturated-pixel callback level: -1, no accumulation threshold plugin loaded",
+    )
+    def acc_saturated_cblevel(self) -> int:
+        return NOT_APPLICABLE
+
+    @acc_saturated_cblevel.write
+    def acc_saturated_cblevel(self, value: int) -> None:
+        refuse(
+            "Pilatus_Refused",
+            "acc_saturated_cblevel: Accumulation threshold plugins not loaded (LimaCCDs' "
+            "AccThresholdCallbackModule); this server has none",
+            "acc_saturated_cblevel",
+        )
 
     @attribute(dtype="int32", doc="index of the newest frame read out (-1: none yet)")
     def last_image_acquired(self) -> int:
@@ -665,7 +752,10 @@ class LimaCCDs(Device):
     def image_height(self) -> int:
         return self._geometry().height
 
-    @attribute(dtype=str, doc="pixel type (Lima name): Bpp32S, signed 32-bit; module gaps are -1")
+    @attribute(
+        dtype=str,
+        doc="pixel type (Lima name): Bpp32S, signed 32-bit (ACCUMULATION: acc_out_type, Bpp32S); gaps are -1",
+    )
     def image_type(self) -> str:
         return "Bpp32S"
 
@@ -674,9 +764,9 @@ class LimaCCDs(Device):
         g = self._geometry()
         return (1, 4, g.width, g.height)
 
-    @attribute(dtype=("uint32",), max_dim_x=2, unit="px", doc="largest image: width, height")
+    @attribute(dtype=("uint32",), max_dim_x=2, unit="px", doc="largest image (the detector): width, height")
     def image_max_dim(self) -> tuple[int, ...]:
-        g = self._geometry()
+        g = self._control.backend.geometry
         return (g.width, g.height)
 
     @attribute(
@@ -684,46 +774,75 @@ class LimaCCDs(Device):
         max_dim_x=4,
         access=AttrWriteType.READ_WRITE,
         unit="px",
-        doc="image region x, y, width, height: the whole frame (0, 0, 0, 0 resets to it); this server does "
-        "not crop (use roi for roi_sum)",
+        doc="x, y, width, height of the frame kept, in the binned, flipped and rotated frame; reads the "
+        "whole frame when none is set; [0, 0, 0, 0] resets",
     )
     def image_roi(self) -> tuple[int, ...]:
-        g = self._geometry()
-        return (0, 0, g.width, g.height)
+        return self._control.image.shown_roi
 
     @image_roi.write
     def image_roi(self, value: np.ndarray) -> None:
-        g = self._geometry()
-        if list(value) not in ([0, 0, 0, 0], [0, 0, g.width, g.height]):
-            refuse(
-                "WrongData",
-                f"image_roi {list(value)}: this server does not crop; use [0, 0, {g.width}, {g.height}]",
-                "image_roi",
-            )
+        with _refusals("image_roi"):
+            if len(value) != 4:
+                raise BadValue(f"image_roi needs 4 integers x, y, width, height, got {list(value)}")
+            x, y, width, height = (int(v) for v in value)
+            self._control.configure_image(roi=(x, y, width, height))
 
-    @attribute(dtype=("uint32",), max_dim_x=2, access=AttrWriteType.READ_WRITE, doc="binning x, y: 1, 1 only")
+    @attribute(
+        dtype=("uint32",),
+        max_dim_x=2,
+        access=AttrWriteType.READ_WRITE,
+        doc="binning x, y of the output frame (1 or more; edge pixels that fill no bin are dropped)",
+    )
     def image_bin(self) -> tuple[int, ...]:
-        return (1, 1)
+        return self._control.image.bin
 
     @image_bin.write
     def image_bin(self, value: np.ndarray) -> None:
-        if list(value) != [1, 1]:
-            refuse("WrongData", f"image_bin {list(value)}: this server does not bin frames; use [1, 1]", "image_bin")
+        with _refusals("image_bin"):
+            if len(value) != 2:
+                raise BadValue(f"image_bin needs 2 integers x, y, got {list(value)}")
+            self._control.configure_image(bin=(int(value[0]), int(value[1])))
 
-    @attribute(dtype=(bool,), max_dim_x=2, access=AttrWriteType.READ_WRITE, doc="flip x, y: False, False only")
+    @attribute(
+        dtype=str,
+        access=AttrWriteType.READ_WRITE,
+        doc="SUM: a binned pixel adds its pixels; MEAN: their integer mean (a bin holding a gap is -1)",
+    )
+    def image_bin_mode(self) -> str:
+        return self._control.image.bin_mode
+
+    @image_bin_mode.write
+    def image_bin_mode(self, value: str) -> None:
+        with _refusals("image_bin_mode"):
+            self._control.configure_image(bin_mode=value)
+
+    @attribute(
+        dtype=(bool,), max_dim_x=2, access=AttrWriteType.READ_WRITE, doc="flip x (mirror columns), y (mirror rows)"
+    )
     def image_flip(self) -> tuple[bool, ...]:
-        return (False, False)
+        return self._control.image.flip
 
     @image_flip.write
     def image_flip(self, value: np.ndarray) -> None:
-        if any(value):
-            refuse(
-                "WrongData",
-                f"image_flip {list(value)}: this server does not flip frames; use [False, False]",
-                "image_flip",
-            )
+        with _refusals("image_flip"):
+            if len(value) != 2:
+                raise BadValue(f"image_flip needs 2 booleans x, y, got {list(value)}")
+            self._control.configure_image(flip=(bool(value[0]), bool(value[1])))
 
-    image_rotation = _string_setting("image_rotation", "NONE (this server does not rotate frames)")
+    @attribute(
+        dtype=str,
+        access=AttrWriteType.READ_WRITE,
+        doc="NONE, 90 (clockwise as displayed), 180, 270; applied after bin and flip, before image_roi",
+    )
+    def image_rotation(self) -> str:
+        return self._control.image.rotation
+
+    @image_rotation.write
+    def image_rotation(self, value: str) -> None:
+        with _refusals("image_rotation"):
+            self._control.configure_image(rotation=value)
+
     video_mode = _string_setting("video_mode", "Y32: the frames' 32-bit counts")
 
     @attribute(dtype=CmdArgType.DevEncoded, doc="the newest frame as Lima's DATA_ARRAY (Image); read on request")

@@ -8,22 +8,30 @@ but this detector cannot do is refused with the reason, not silently ignored).
 
 from collections.abc import Iterable
 
+from .accumulation import ACC_TIME_MODES, ACQ_MODES
 from .backend import SUPPORTED_TRIGGER_MODES, TriggerMode
+from .image import BIN_MODES, ROTATIONS
 
 LIMA_VALUES: dict[str, tuple[str, ...]] = {
     # The camera's own list, as LimaCCDs answers for acq_trigger_mode (getTriggerModeList).
     "acq_trigger_mode": tuple(m.name for m in TriggerMode if m in SUPPORTED_TRIGGER_MODES),
-    "acq_mode": ("SINGLE", "CONCATENATION", "ACCUMULATION"),
+    "acq_mode": ACQ_MODES,
+    "acc_time_mode": ACC_TIME_MODES,
     "saving_mode": ("MANUAL", "AUTO_FRAME", "AUTO_HEADER"),
     "saving_overwrite_policy": ("ABORT", "OVERWRITE", "APPEND", "MULTISET"),
     "saving_managed_mode": ("SOFTWARE", "HARDWARE"),
-    "image_rotation": ("NONE", "90", "180", "270"),
+    "image_rotation": ROTATIONS,
+    "image_bin_mode": BIN_MODES,
     "video_mode": ("Y32",),  # the Pilatus's Bpp32S frames as a 32-bit grey video image
 }
 
 UNSUPPORTED_WHY: dict[tuple[str, str], str] = {
-    ("acq_mode", "CONCATENATION"): "this server takes one exposure per frame",
-    ("acq_mode", "ACCUMULATION"): "this server takes one exposure per frame (acc_nb_frames is 1)",
+    # CtBuffer: concatenation packs concat_nb_frames hardware frames into one buffer, for cameras
+    # whose hardware delivers blocks of frames; the Pilatus delivers its frames one at a time.
+    (
+        "acq_mode",
+        "CONCATENATION",
+    ): "the Pilatus delivers frames one at a time, it has no blocks of frames to concatenate",
     (
         "saving_overwrite_policy",
         "APPEND",
@@ -33,9 +41,6 @@ UNSUPPORTED_WHY: dict[tuple[str, str], str] = {
         "MULTISET",
     ): "this server writes each file once and cannot add frames to an existing file",
     ("saving_managed_mode", "HARDWARE"): "the Pilatus saves nothing itself: this server writes the files",
-    ("image_rotation", "90"): "this server does not reconstruct frames",
-    ("image_rotation", "180"): "this server does not reconstruct frames",
-    ("image_rotation", "270"): "this server does not reconstruct frames",
 }
 
 

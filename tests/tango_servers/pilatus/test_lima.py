@@ -21,22 +21,20 @@ STRING_SETTINGS = {
         "INTERNAL_TRIGGER_MULTI",
     ),
     "acq_mode": ("SINGLE", "CONCATENATION", "ACCUMULATION"),
+    "acc_time_mode": ("LIVE", "REAL"),
     "saving_mode": ("MANUAL", "AUTO_FRAME", "AUTO_HEADER"),
     "saving_overwrite_policy": ("ABORT", "OVERWRITE", "APPEND", "MULTISET"),
     "saving_managed_mode": ("SOFTWARE", "HARDWARE"),
     "saving_format": ("HDF5", "HDF5BS"),
     "image_rotation": ("NONE", "90", "180", "270"),
+    "image_bin_mode": ("SUM", "MEAN"),
     "video_mode": ("Y32",),
 }
 NOT_HONOURED = {
     ("acq_mode", "CONCATENATION"),
-    ("acq_mode", "ACCUMULATION"),
     ("saving_overwrite_policy", "APPEND"),
     ("saving_overwrite_policy", "MULTISET"),
     ("saving_managed_mode", "HARDWARE"),
-    ("image_rotation", "90"),
-    ("image_rotation", "180"),
-    ("image_rotation", "270"),
 }
 
 
@@ -79,7 +77,9 @@ def test_bad_values_are_refused_listing_the_allowed_ones_and_the_device_stays_us
     assert "APPEND is not available" in text and "cannot add frames" in text and "use ABORT, OVERWRITE" in text
     text = refused(lambda: pilatus.write_attribute("saving_managed_mode", "HARDWARE"))
     assert "use SOFTWARE" in text
-    for name, value in (("image_bin", [2, 2]), ("image_flip", [True, False]), ("image_roi", [1, 1, 5, 5])):
+    text = refused(lambda: pilatus.write_attribute("acq_mode", "concatenation"))
+    assert "acq_mode CONCATENATION is not available" in text and "use SINGLE, ACCUMULATION" in text
+    for name, value in (("image_bin", [0, 2]), ("image_rotation", "45"), ("image_roi", [1, 1, 500, 5])):
         assert name in refused(lambda name=name, value=value: pilatus.write_attribute(name, value))
     assert pilatus.acq_trigger_mode == "INTERNAL_TRIGGER"
     assert pilatus.saving_overwrite_policy == "ABORT"
@@ -99,6 +99,11 @@ def test_lima_attributes_have_lima_types(pilatus):
         "camera_pixelsize": tango.CmdArgType.DevDouble,
         "valid_ranges": tango.CmdArgType.DevDouble,
         "image_flip": tango.CmdArgType.DevBoolean,
+        "image_bin": tango.CmdArgType.DevULong,
+        "image_roi": tango.CmdArgType.DevLong,
+        "acc_nb_frames": tango.CmdArgType.DevLong,
+        "acc_max_expo_time": tango.CmdArgType.DevDouble,
+        "acc_saturated_threshold": tango.CmdArgType.DevLong64,
         "last_image": tango.CmdArgType.DevEncoded,
         "saving_common_header": tango.CmdArgType.DevString,
     }
@@ -111,7 +116,7 @@ def test_lima_attributes_have_lima_types(pilatus):
     assert list(pilatus.image_roi) == [0, 0, pilatus.image_width, pilatus.image_height]
     assert pilatus.saving_index_format == "%04d"
     assert pilatus.saving_managed_mode == "SOFTWARE"
-    assert pilatus.acc_nb_frames == 1 and pilatus.acc_expo_time == pilatus.acq_expo_time
+    assert pilatus.acq_mode == "SINGLE" and pilatus.acc_nb_frames == -1 and pilatus.acc_expo_time == -1  # LimaCCDs'
     assert pilatus.ready_for_next_acq is True
     commands = {c.cmd_name: c for c in pilatus.command_list_query()}
     assert commands["readImageSeq"].in_type == tango.CmdArgType.DevVarLong64Array

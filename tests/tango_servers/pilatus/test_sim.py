@@ -1,20 +1,24 @@
 """The simulator and the control layer without a running server: frames, triggers, thresholds, pulses."""
 
 import threading
+from dataclasses import replace
 
 import numpy as np
 import pytest
 
 from tango_servers.common import split_attribute_name
+from tango_servers.pilatus.accumulation import Accumulator, hardware_settings, split_exposure
 from tango_servers.pilatus.backend import (
     AcquisitionSettings,
     BackendBusy,
     CamState,
+    Frame,
     Geometry,
     PilatusBackend,
     TriggerMode,
 )
 from tango_servers.pilatus.control import PulseCounter, SavingSettings
+from tango_servers.pilatus.image import ROTATIONS, BadImageSetting, ImageGeometry, ImageOps
 from tango_servers.pilatus.sim import FramePattern, SampleModel, SimulatedPilatus
 from tango_servers.stack.waiting import wait_until
 
@@ -149,3 +153,91 @@ def test_followed_attribute_names(name, expected):
     assert split_attribute_name(name, "position") == expected
     with pytest.raises(ValueError, match="neither"):
         split_attribute_name("sim/omega", "position")
+
+
+@pytest.mark.parametrize(
+    ("expo", "longest", "mode", "count", "sub"),
+    [
+        (2.5, 1.0, "LIVE", 3, 2.5 / 3),  # a remainder: one more, shorter, sub-frame
+        (2.0, 1.0, "LIVE", 2, 1.0),  # an exact multiple: sub-frames of acc_max_expo_time
+        (0.5, 1.0, "LIVE", 1, 0.5),
+        (2.0, 1.0, "REAL", 3, 2.0 / 3),  # CtAcquisition's REAL: int(expo / (max + min_latency)) + 1
+        (0.5, 1.0, "REAL", 1, 0.5),
+    ],
+)
+def test_accumulation_splits_the_exposure_as_ctacquisition(expo, longest, mode, count, sub):
+    settings = AcquisitionSettings(
+        nb_frames=4, expo_time=expo, acq_mode="ACCUMULATION", acc_max_expo_time=longest, acc_time_mode=mode
+    )
+    split = split_exposure(settings, 0.0)
+    assert split.nb_frames == count and split.expo_time == pytest.approx(sub) and split.dead_time == 0.0
+    assert split.live_time == pytest.approx(expo)
+    hardware = hardware_settings(settings, split)
+    assert (hardware.nb_frames, hardware.expo_time, hardware.acq_mode) == (4 * count, split.expo_time, "SINGLE")
+    assert split_exposure(AcquisitionSettings(expo_time=expo), 0.0) is None  # SINGLE: LimaCCDs reads -1
+    assert split_exposure(replace(settings, acc_time_mode="REAL"), 0.001).dead_time == pytest.approx(
+        (split_exposure(replace(settings, acc_time_mode="REAL"), 0.001).nb_frames - 1) * 0.001
+    )
+
+
+def test_accumulator_sums_runs_of_sub_frames_keeping_gaps():
+    accumulator = Accumulator(3)
+    subs = [np.array([[1, -1], [2, 3]], dtype=np.int32) * (i + 1) for i in range(6)]
+    subs = [np.where(s < 0, -1, s) for s in subs]
+    out = [accumulator.add(Frame(i, s, float(i))) for i, s in enumerate(subs)]
+    assert [f is None for f in out] == [True, True, False, True, True, False]
+    np.testing.assert_array_equal(out[2].data, [[6, -1], [12, 18]])
+    assert (out[2].index, out[2].timestamp, out[5].index) == (0, 0.0, 1)
+    np.testing.assert_array_equal(out[5].data, [[15, -1], [30, 45]])
+
+
+def test_image_ops_roi_keeps_the_detector_area_through_flip_and_rotation():
+    rng = np.random.default_rng(5)
+    ids = np.arange(11 * 7, dtype=np.int32).reshape(7, 11)  # each pixel named by its detector index
+    for _ in range(300):
+        flip = tuple(bool(v) for v in rng.integers(0, 2, 2))
+        ops = ImageOps((11, 7)).with_flip(flip).with_rotation(ROTATIONS[rng.integers(4)])
+        width, height = ops.full_size
+        x, y = int(rng.integers(0, width)), int(rng.integers(0, height))
+        ops = ops.with_roi((x, y, int(rng.integers(1, width - x + 1)), int(rng.integers(1, height - y + 1))))
+        area = set(ops.apply(ids).ravel())
+        moved = ops.with_flip((not flip[0], flip[1])).with_rotation(ROTATIONS[rng.integers(4)])
+        assert set(moved.apply(ids).ravel()) == area, (ops, moved)
+    with pytest.raises(BadImageSetting, match="Invalid binning"):
+        ImageOps((11, 7)).with_bin((0, 1))
+
+
+def test_image_geometry_carries_the_gap_mask_through_the_operations():
+    ops = ImageOps((SMALL.width, SMALL.height)).with_bin((2, 2)).with_rotation("90")
+    geometry = ImageGeometry.of(SMALL, ops)
+    assert geometry.shape == (SMALL.width // 2, SMALL.height // 2)
+    np.testing.assert_array_equal(geometry.gap_mask(), ops.mask(SMALL.gap_mask()))
+    assert geometry.gap_mask().any() and ImageGeometry.of(SMALL, ImageOps((SMALL.width, SMALL.height))) is SMALL
+
+
+def lima_order(frame, bin_xy, flip, rotation, roi):
+    """SoftOpInternalMgr's order in plain numpy: bin (factors swapped under 90/270), flip, rotation, roi."""
+    bx, by = bin_xy[::-1] if rotation in ("90", "270") else bin_xy
+    rows, cols = frame.shape[0] // by, frame.shape[1] // bx
+    blocks = frame[: rows * by, : cols * bx].reshape(rows, by, cols, bx).astype(np.int64)
+    data = np.where(blocks.min(axis=(1, 3)) < 0, -1, blocks.sum(axis=(1, 3))).astype(np.int32)
+    data = data[:, ::-1] if flip[0] else data
+    data = data[::-1, :] if flip[1] else data
+    data = np.rot90(data, {"NONE": 0, "90": -1, "180": 2, "270": 1}[rotation])
+    x, y, w, h = roi
+    return data[y : y + h, x : x + w]
+
+
+def test_image_ops_cut_the_roi_first_and_give_lima_orders_frame():
+    rng = np.random.default_rng(7)
+    frame = np.where(SMALL.gap_mask(), -1, rng.integers(0, 50, SMALL.shape)).astype(np.int32)
+    for _ in range(300):
+        bin_xy = (int(rng.integers(1, 5)), int(rng.integers(1, 5)))
+        flip = (bool(rng.integers(2)), bool(rng.integers(2)))
+        rotation = ROTATIONS[rng.integers(4)]
+        ops = ImageOps((SMALL.width, SMALL.height)).with_bin(bin_xy).with_flip(flip).with_rotation(rotation)
+        width, height = ops.full_size
+        x, y = int(rng.integers(0, width)), int(rng.integers(0, height))
+        roi = (x, y, int(rng.integers(1, width - x + 1)), int(rng.integers(1, height - y + 1)))
+        ops = ops.with_roi(roi)
+        np.testing.assert_array_equal(ops.apply(frame), lima_order(frame, bin_xy, flip, rotation, ops.shown_roi))
