@@ -27,7 +27,14 @@ from .core.names import device_key
 from .core.subscription import TangoSubscriber
 from .core.types import AttributeType
 
-__all__ = ["AttributeValue", "DeviceLink", "TangoDeviceError", "TangoTimeoutError", "shared_subscriber"]
+__all__ = [
+    "AttributeValue",
+    "DeviceLink",
+    "TangoDeviceError",
+    "TangoTimeoutError",
+    "declared_roles",
+    "shared_subscriber",
+]
 
 _subscribers: dict[float, TangoSubscriber] = {}
 # Connection look-ups are independent round trips: run them side by side.
@@ -113,8 +120,7 @@ class DeviceLink:
                 raise unknown_device_error(name, host) from exc
             raise translate(exc, f"cannot connect to Tango device {trl}") from exc
         results = {key: future.result() for key, future in lookups.items()}
-        declared = results.get("device") or results.get("class") or results.get("admin") or []
-        return cls(trl, subscriber, proxy, types, commands, dev_class, declared, results.get("alias"))
+        return cls(trl, subscriber, proxy, types, commands, dev_class, _declared(results), results.get("alias"))
 
     def source(self, attribute: str) -> str:
         """Full TRL of an attribute, for data keys ('tango://host:port/dev/attr')."""
@@ -219,6 +225,16 @@ class DeviceLink:
                     time.sleep(0.1)
                     continue
                 raise translate(exc, f"{self.key}: {what} failed") from exc
+
+
+def declared_roles(proxy: tango.DeviceProxy, dev_class: str) -> list[str]:
+    """The `bluesky_roles` a device declares: its device property, else its class property, else
+    the class property's declared default (what `DeviceLink.connect` finds; the Redis bridge too)."""
+    return _declared({key: future.result() for key, future in _role_lookups(proxy, dev_class, False).items()})
+
+
+def _declared(results: dict[str, Any]) -> list[str]:
+    return results.get("device") or results.get("class") or results.get("admin") or []
 
 
 def _role_lookups(proxy: tango.DeviceProxy, dev_class: str, need_alias: bool) -> dict[str, Future]:
