@@ -211,6 +211,7 @@ class RedisBridgeCore:
     def add_attributes(self, device: str, types: list[AttributeType]) -> list[str]:
         """Route the new attributes and write their meta hashes (and BEC's device info); all of
         them are followed."""
+        first = device not in self._bec_devices
         bec = self._learn_bec_device(device, types) if "bec" in self.options.layout else None
         for info in types:
             route = self._route(device, info, bec)
@@ -218,7 +219,7 @@ class RedisBridgeCore:
             self._write_meta(route, info)
         self._routes_seen.clear()
         if bec is not None:
-            self._write_bec_info(bec)
+            self._write_bec_info(bec, new=first)
         return [info.name for info in types]
 
     def on_config(self, update: ConfigUpdate) -> None:
@@ -258,9 +259,9 @@ class RedisBridgeCore:
         bec.learn(all_types, types)
         return bec
 
-    def _write_bec_info(self, bec: BecDevice, *, new: bool = True) -> None:
-        """BEC's DeviceInfoMessage of `bec`, and (with `bec_device_config`) the device config
-        listing every bridged device, with an "add" of `bec` for BEC clients already running."""
+    def _write_bec_info(self, bec: BecDevice, *, new: bool) -> None:
+        """BEC's DeviceInfoMessage of `bec`; for a `new` device (with `bec_device_config`) also the
+        device config listing every bridged device, and an "add" of it for BEC clients running."""
         self.publisher.set(bec.info_key, device_info_message(bec.name, bec.info()))
         if not self.options.bec_device_config or not new:
             return
