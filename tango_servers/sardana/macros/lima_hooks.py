@@ -24,7 +24,10 @@ class lima_one_frame_per_file(Macro):
         group = self.getMeasurementGroup(self.getEnv("ActiveMntGrp"))
         controllers = {}
         for name in group.getChannelNames():
-            controller = self.getExpChannel(name).getControllerObj()
+            channel = self.getExpChannel(name)
+            if channel is None:  # a Tango attribute read as a channel: no Pool controller
+                continue
+            controller = channel.getControllerObj()
             if controller.getClassName() in LIMA_CONTROLLER_CLASSES:
                 controllers[controller.getName()] = controller.getDeviceProxy()
         for name, proxy in controllers.items():
