@@ -10,11 +10,23 @@ from typing import TypeVar
 
 from .core.errors import TangoTimeoutError
 
-__all__ = ["ANSWER_MARGIN", "UNREACHABLE_GRACE", "Deadline", "call_within", "wait_until"]
+__all__ = [
+    "ANSWER_MARGIN",
+    "UNANSWERED_LIMIT",
+    "UNANSWERED_SPAN",
+    "UNREACHABLE_GRACE",
+    "Deadline",
+    "call_within",
+    "wait_until",
+]
 
 T = TypeVar("T")
 ANSWER_MARGIN = 0.5  # seconds past a link's timeout before a call counts as unanswered
 UNREACHABLE_GRACE = 1.0  # seconds a device may fail to answer before what waits on it fails
+# After a call went unanswered, the clean-up (stop, unstage) that follows on the same device is
+# bounded by UNANSWERED_LIMIT seconds per call, for UNANSWERED_SPAN seconds (see DeviceLink._call).
+UNANSWERED_LIMIT = 1.0
+UNANSWERED_SPAN = 5.0
 # Device calls run here, so that one hung in Tango's client retries (a stopped server: several
 # timeouts in a row) never holds its caller past the deadline. Threads start on demand; many, so
 # that calls hung on one device never delay calls to the others.

@@ -20,12 +20,11 @@ from tango import CmdArgType
 from ._acquisition import AcquisitionLogic, FileStream
 from ._link import DeviceLink, TangoDeviceError
 from ._motion import MoveLogic, MoveStatus
-from ._roles import ROLE_KEYS, Roles, choose_roles
+from ._roles import ROLE_KEYS, Roles, choose_roles, declares_read_set, default_kind, signal_kinds
 from ._signal import TangoSignal
 from .core._private import install_lazy_device_tuple
 from .core.errors import is_unreachable
 from .core.names import identifier
-from .core.types import AttributeType
 
 __all__ = ["DEFAULT_TIMEOUT", "TangoCommand", "TangoCommands", "TangoDevice"]
 
@@ -88,58 +87,12 @@ class TangoCommands:
         return len(self._commands)
 
 
-# The largest spectrum (declared elements) read with its device by default; images never are.
-SMALL_SPECTRUM = 4096
-_READ_SET_KEYS = ("readback", "hinted", "read", "configuration")
-
-
-def declares_read_set(roles: Roles) -> bool:
-    """Whether the roles name what the device reads; if not, the default read set applies."""
-    return any(key in roles for key in _READ_SET_KEYS)
-
-
-def default_kind(atype: AttributeType) -> Kind:
-    """The kind of an attribute's signal on a device that declares no read set: read-only scalars
-    and small spectra are read, writable ones are configuration, images, larger spectra, encoded
-    attributes, State and Status are left out."""
-    if atype.name.lower() in ("state", "status") or atype.kind == "encoded" or atype.is_image:
-        return Kind.omitted
-    if atype.is_spectrum and atype.max_dim_x > SMALL_SPECTRUM:
-        return Kind.omitted
-    return Kind.config if atype.is_writable else Kind.normal
-
-
-def _signal_kinds(types: Mapping[str, AttributeType], roles: Roles, unreadable: Iterable[str] = ()) -> dict[str, Kind]:
-    """Kind of every attribute's signal: from the roles, or the default read set without them
-    (less the `unreadable` attributes, which failed at connection)."""
-    spelled = {name.lower(): atype.name for name, atype in types.items()}
-
-    def names(key: str) -> list[str]:
-        return [spelled[n.lower()] for n in roles.names(key) if n.lower() in spelled]
-
-    kinds = dict.fromkeys((atype.name for atype in types.values()), Kind.omitted)
-    if not declares_read_set(roles):
-        kinds.update((atype.name, default_kind(atype)) for atype in types.values())
-        kinds.update(dict.fromkeys(unreadable, Kind.omitted))
-    for name in names("configuration"):
-        kinds[name] = Kind.config
-    for name in names("read") + names("frame_counter"):
-        kinds[name] = Kind.normal
-    for name in names("readback"):
-        kinds[name] = Kind.normal if "hinted" in roles else Kind.hinted
-    for name in names("hinted"):
-        kinds[name] = Kind.hinted
-    for name in names("omit"):
-        kinds[name] = Kind.omitted
-    return kinds
-
-
 def _unreadable_defaults(link: DeviceLink, roles: Roles) -> list[str]:
     """The attributes of the default read set that fail to read now, with one warning naming
     them (and why); [] when the roles name the read set themselves."""
     if declares_read_set(roles):
         return []
-    candidates = [atype.name for atype in link.types.values() if default_kind(atype) != Kind.omitted]
+    candidates = [atype.name for atype in link.types.values() if default_kind(atype) != "omitted"]
     failures = link.failing(candidates) if candidates else {}
     if failures:
         listed = ", ".join(f"{name} ({reason})" for name, reason in failures.items())
@@ -498,7 +451,7 @@ def _user_roles(link: DeviceLink, roles: Any, kwargs: dict[str, Any]) -> dict[st
 
 def _device_class(cls: type, link: DeviceLink, roles: Roles, unreadable: list[str]) -> type:
     """A Device subclass with one Component per attribute (cached per structure and kinds)."""
-    kinds = _signal_kinds(link.types, roles, unreadable)
+    kinds = {name: Kind[kind] for name, kind in signal_kinds(link.types, roles, unreadable).items()}
     bases: tuple[type, ...] = ()
     if roles.movable:
         bases += (MovableTangoDevice,)

@@ -95,8 +95,8 @@ class FlyStatus(TangoStatus):
 
 
 def _follow(status: FlyStatus, poll: Callable[[], tuple[int, bool | str | None]], limit: float, what: str) -> None:
-    """Poll until `poll` says done (True) or failed (a message); a device that stops answering for
-    UNREACHABLE_GRACE, or a fly outlasting `limit`, fails the status."""
+    """Poll until `poll` says done (True) or failed (a message); a poll that timed out, a device
+    that stops answering for UNREACHABLE_GRACE, or a fly outlasting `limit`, fails the status."""
     deadline = Deadline(limit)
     failing_since: float | None = None
     while not status.done:
@@ -104,7 +104,8 @@ def _follow(status: FlyStatus, poll: Callable[[], tuple[int, bool | str | None]]
             current, verdict = poll()
         except TangoDeviceError as exc:
             failing_since = failing_since or time.monotonic()
-            if time.monotonic() - failing_since >= UNREACHABLE_GRACE:
+            hung = isinstance(exc, TangoTimeoutError)  # it waited the link's timeout already
+            if hung or time.monotonic() - failing_since >= UNREACHABLE_GRACE:
                 status.set_exception(FlyFailed(f"{what} failed: {exc}", exc.reason))
                 return
         except Exception as exc:  # a bug must fail the scan, never hang it

@@ -19,7 +19,7 @@ from typing import Any
 
 import tango
 
-from ._deadline import ANSWER_MARGIN, call_within
+from ._deadline import ANSWER_MARGIN, UNANSWERED_LIMIT, UNANSWERED_SPAN, call_within
 from .core._private import raw_read_attributes
 from .core.discovery import unknown_device_error
 from .core.errors import TangoDeviceError, TangoTimeoutError, error_text, is_unreachable, translate
@@ -27,7 +27,14 @@ from .core.names import device_key
 from .core.subscription import TangoSubscriber
 from .core.types import AttributeType
 
-__all__ = ["AttributeValue", "DeviceLink", "TangoDeviceError", "TangoTimeoutError", "shared_subscriber"]
+__all__ = [
+    "AttributeValue",
+    "DeviceLink",
+    "TangoDeviceError",
+    "TangoTimeoutError",
+    "declared_roles",
+    "shared_subscriber",
+]
 
 _subscribers: dict[float, TangoSubscriber] = {}
 # Connection look-ups are independent round trips: run them side by side.
@@ -92,6 +99,7 @@ class DeviceLink:
         self._batch = threading.local()
         self._raw_read = raw_read_attributes(proxy)
         self._latest: dict[str, AttributeValue] = {}
+        self._unanswered: tuple[float, str] | None = None  # (when, what) of the last unanswered call
 
     # ---- connection ----------------------------------------------------------------------------
     @classmethod
@@ -113,8 +121,7 @@ class DeviceLink:
                 raise unknown_device_error(name, host) from exc
             raise translate(exc, f"cannot connect to Tango device {trl}") from exc
         results = {key: future.result() for key, future in lookups.items()}
-        declared = results.get("device") or results.get("class") or results.get("admin") or []
-        return cls(trl, subscriber, proxy, types, commands, dev_class, declared, results.get("alias"))
+        return cls(trl, subscriber, proxy, types, commands, dev_class, _declared(results), results.get("alias"))
 
     def source(self, attribute: str) -> str:
         """Full TRL of an attribute, for data keys ('tango://host:port/dev/attr')."""
@@ -208,17 +215,49 @@ class DeviceLink:
 
     def _call(self, what: str, function: Any, *args: Any) -> Any:
         """Call the proxy, waiting no longer than its timeout (and a margin; then TangoTimeoutError);
-        after a server restart retry once the proxy may reconnect."""
+        after a server restart retry once the proxy may reconnect. Within UNANSWERED_SPAN of a call
+        that went unanswered (a silent device: a cut link, a hung server), calls are bounded by
+        UNANSWERED_LIMIT and never retried, so that clean-up after the failure is quick; the
+        error says what went unanswered."""
+        unanswered = self._unanswered
+        if unanswered is not None and time.monotonic() - unanswered[0] > UNANSWERED_SPAN:
+            unanswered = None
+        limit = self.timeout + ANSWER_MARGIN if unanswered is None else min(self.timeout, UNANSWERED_LIMIT)
         deadline = time.monotonic() + self.timeout
         while True:
             try:
-                return call_within(self.timeout + ANSWER_MARGIN, f"{self.key}: {what}", function, *args)
+                result = call_within(limit, f"{self.key}: {what}", function, *args)
+            except TangoTimeoutError as exc:
+                raise self._failed(exc, unanswered) from None
             except tango.DevFailed as exc:
+                error = translate(exc, f"{self.key}: {what} failed")
                 # The proxy refuses to reconnect for 1 s after a failed attempt ("delayed").
-                if is_unreachable(exc) and "delayed" in str(exc) and time.monotonic() < deadline:
-                    time.sleep(0.1)
-                    continue
-                raise translate(exc, f"{self.key}: {what} failed") from exc
+                if unanswered is None and is_unreachable(exc) and "delayed" in str(exc):
+                    if time.monotonic() < deadline:
+                        time.sleep(0.1)
+                        continue
+                    error = TangoTimeoutError(f"{error} (for {self.timeout:g} s)", error.reason)
+                raise self._failed(error, unanswered) from exc
+            self._unanswered = None
+            return result
+
+    def _failed(self, error: TangoDeviceError, unanswered: tuple[float, str] | None) -> TangoDeviceError:
+        """`error`, noted when it is a first timeout, or told what went unanswered before."""
+        if unanswered is not None:
+            return type(error)(f"{error} (after {unanswered[1]})", error.reason)
+        if isinstance(error, TangoTimeoutError):
+            self._unanswered = (time.monotonic(), str(error))
+        return error
+
+
+def declared_roles(proxy: tango.DeviceProxy, dev_class: str) -> list[str]:
+    """The `bluesky_roles` a device declares: its device property, else its class property, else
+    the class property's declared default (what `DeviceLink.connect` finds; the Redis bridge too)."""
+    return _declared({key: future.result() for key, future in _role_lookups(proxy, dev_class, False).items()})
+
+
+def _declared(results: dict[str, Any]) -> list[str]:
+    return results.get("device") or results.get("class") or results.get("admin") or []
 
 
 def _role_lookups(proxy: tango.DeviceProxy, dev_class: str, need_alias: bool) -> dict[str, Future]:

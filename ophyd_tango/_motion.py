@@ -155,8 +155,11 @@ class MoveLogic:
     def set(self, value: Any, timeout: float | None = None) -> MoveStatus:
         target = self.setpoint_type.to_tango(value)  # a wrong type raises here, before anything moves
         names = [self.readback] + [n for n in (self.velocity, self.acceleration) if n]
+        unanswered = None
         try:
             before = self.link.read(names)
+        except TangoTimeoutError as exc:  # the device is silent: writing would only wait again
+            before, unanswered = {}, exc
         except TangoDeviceError:
             before = {}
         initial = before[self.readback].value if self.readback in before else None
@@ -172,6 +175,11 @@ class MoveLogic:
             previous, self.status = self.status, status
         if previous is not None and not previous.done:
             previous.set_exception(MoveFailed(f"{self.device.name}: move to {previous.target} superseded"))
+        if unanswered is not None:
+            status.set_exception(
+                MoveFailed(f"{self.device.name}: move to {value!r} not started: {unanswered}", unanswered.reason)
+            )
+            return status
         try:
             self.link.write(self.setpoint, target)
         except TangoDeviceError as exc:

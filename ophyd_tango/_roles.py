@@ -17,7 +17,7 @@ import tango
 
 from .core.types import AttributeType
 
-__all__ = ["ROLE_KEYS", "Roles", "choose_roles", "parse_roles"]
+__all__ = ["ROLE_KEYS", "Roles", "choose_roles", "parse_roles", "signal_kinds"]
 
 # Keys with a meaning to ophyd_tango; any other key is kept in `Roles.values` for other tools.
 ROLE_KEYS = {
@@ -256,3 +256,53 @@ def choose_roles(
             roles = Roles()
         roles = roles.merged(server)
     return roles.merged(parse_roles(user, "user"))
+
+
+# Signal kinds are ophyd's `Kind` names, "hinted", "normal" (both read()), "config"
+# (read_configuration()) and "omitted": ophyd_tango's device maps them onto `Kind`, the Redis
+# bridge writes them into BEC's device info.
+# The largest spectrum (declared elements) read with its device by default; images never are.
+SMALL_SPECTRUM = 4096
+_READ_SET_KEYS = ("readback", "hinted", "read", "configuration")
+
+
+def declares_read_set(roles: Roles) -> bool:
+    """Whether the roles name what the device reads; if not, the default read set applies."""
+    return any(key in roles for key in _READ_SET_KEYS)
+
+
+def default_kind(atype: AttributeType) -> str:
+    """The kind of an attribute's signal on a device that declares no read set: read-only scalars
+    and small spectra are read, writable ones are configuration, images, larger spectra, encoded
+    attributes, State and Status are left out."""
+    if atype.name.lower() in ("state", "status") or atype.kind == "encoded" or atype.is_image:
+        return "omitted"
+    if atype.is_spectrum and atype.max_dim_x > SMALL_SPECTRUM:
+        return "omitted"
+    return "config" if atype.is_writable else "normal"
+
+
+def signal_kinds(types: Mapping[str, AttributeType], roles: Roles, unreadable: Iterable[str] = ()) -> dict[str, str]:
+    """Kind (an ophyd `Kind` name) of every attribute's signal, by the server's spelling: from the roles,
+    or the default read set without them (less the `unreadable` attributes, which failed at
+    connection)."""
+    spelled = {name.lower(): atype.name for name, atype in types.items()}
+
+    def names(key: str) -> list[str]:
+        return [spelled[n.lower()] for n in roles.names(key) if n.lower() in spelled]
+
+    kinds = dict.fromkeys((atype.name for atype in types.values()), "omitted")
+    if not declares_read_set(roles):
+        kinds.update((atype.name, default_kind(atype)) for atype in types.values())
+        kinds.update(dict.fromkeys(unreadable, "omitted"))
+    for name in names("configuration"):
+        kinds[name] = "config"
+    for name in names("read") + names("frame_counter"):
+        kinds[name] = "normal"
+    for name in names("readback"):
+        kinds[name] = "normal" if "hinted" in roles else "hinted"
+    for name in names("hinted"):
+        kinds[name] = "hinted"
+    for name in names("omit"):
+        kinds[name] = "omitted"
+    return kinds

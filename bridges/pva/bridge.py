@@ -36,6 +36,7 @@ from ..core import BridgeCore
 from .config import BridgeConfig
 from .mapping import AttributeMapping, attribute_mapping
 from .pvi import PVI_SUFFIX, attribute_access, command_value, exported_commands, pvi_value
+from .search_relay import SearchRelay
 
 __all__ = ["ExportedCommand", "ExportedPv", "TangoPvaBridge"]
 
@@ -147,6 +148,7 @@ class TangoPvaBridge:
         self._provider = StaticProvider("tango-pva-bridge")
         self._puts = ThreadedWorkQueue(name="pva-bridge-put", workers=put_workers, daemon=True, maxsize=256)
         self._server: Server | None = None
+        self._relay: SearchRelay | None = None
         self._pvs: dict[str, ExportedPv] = {}  # PV name -> PV
         self._by_attribute: dict[tuple[str, str], ExportedPv] = {}  # (device, attribute lower) -> PV
         self._commands: dict[str, ExportedCommand] = {}  # PV name -> command PV
@@ -169,6 +171,8 @@ class TangoPvaBridge:
             conf["EPICS_PVAS_SERVER_PORT"],
             conf["EPICS_PVAS_BROADCAST_PORT"],
         )
+        if self.config.relays_searches:
+            self._relay = SearchRelay(self.config.interface, int(conf["EPICS_PVAS_BROADCAST_PORT"])).start()
         self._core.start()
         return self
 
@@ -184,6 +188,9 @@ class TangoPvaBridge:
         self._core.stop()
         if self._own_subscriber:
             self._subscriber.close()
+        if self._relay is not None:
+            self._relay.close()
+            self._relay = None
         if self._server is not None:
             self._server.stop()
             self._server = None
@@ -212,6 +219,11 @@ class TangoPvaBridge:
     @property
     def broadcast_port(self) -> int:
         return int(self.server_conf.get("EPICS_PVAS_BROADCAST_PORT", 0))
+
+    @property
+    def relayed_searches(self) -> int:
+        """Searches of this host's clients without EPICS settings handed to the server."""
+        return self._relay.relayed if self._relay is not None else 0
 
     @property
     def pv_names(self) -> list[str]:

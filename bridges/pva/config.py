@@ -12,11 +12,14 @@ device win over the file:
     server_port: 5075                 # PVA TCP port (0: any free port)
     broadcast_port: 5076              # PVA UDP search port (0: any free port)
     interface: 127.0.0.1              # IPv4 address the server binds, answers on and announces
+    search_relay: true                # with a loopback interface, relay this host's settings-free searches
 
 The TCP listener binds `interface`; searches are answered only when addressed to it (or, for
 0.0.0.0, to any local address), and beacons go to it only. pvxs, p4p's server library, binds its
 UDP sockets to the wildcard address on every platform (pvxs src/udp_collector.cpp, "Always bind
 to wildcard") and drops the searches not addressed to a configured interface; see docs/pva.md.
+With a loopback interface and `search_relay`, the bridge also takes the searches clients of this
+host broadcast when they have no EPICS settings (`search_relay.py`).
 """
 
 from __future__ import annotations
@@ -35,7 +38,8 @@ __all__ = ["LOOPBACK", "BridgeConfig", "pv_name"]
 
 LOOPBACK = "127.0.0.1"
 _LIST_KEYS = ("devices", "attributes", "exclude_attributes", "put_allowlist")
-_KNOWN_KEYS = (*_LIST_KEYS, "prefix", "server_port", "broadcast_port", "interface")
+_KNOWN_KEYS = (*_LIST_KEYS, "prefix", "server_port", "broadcast_port", "interface", "search_relay")
+_BOOLEANS = {"true": True, "yes": True, "1": True, "false": False, "no": False, "0": False}
 
 
 def pv_name(device: str, attribute: str, prefix: str = "") -> str:
@@ -55,6 +59,7 @@ class BridgeConfig:
     server_port: int = 5075
     broadcast_port: int = 5076
     interface: str = LOOPBACK
+    search_relay: bool = True
 
     def __post_init__(self) -> None:
         try:
@@ -74,6 +79,11 @@ class BridgeConfig:
         """True when the server listens on every interface (0.0.0.0)."""
         return ipaddress.IPv4Address(self.interface).is_unspecified
 
+    @property
+    def relays_searches(self) -> bool:
+        """True when the bridge relays this host's settings-free searches (loopback interface only)."""
+        return self.search_relay and ipaddress.IPv4Address(self.interface).is_loopback
+
     @classmethod
     def from_mapping(cls, values: dict[str, Any]) -> BridgeConfig:
         """From a dict of property-like values (lists of strings, or plain YAML values)."""
@@ -86,7 +96,12 @@ class BridgeConfig:
                 kwargs[key] = tuple(str(v) for v in ([value] if isinstance(value, str) else value))
             else:
                 single = value[0] if isinstance(value, list | tuple) else value
-                kwargs[key] = _port(key, single) if key.endswith("_port") else str(single)
+                if key.endswith("_port"):
+                    kwargs[key] = _port(key, single)
+                elif key == "search_relay":
+                    kwargs[key] = _boolean(key, single)
+                else:
+                    kwargs[key] = str(single)
         return cls(**kwargs)
 
     @classmethod
@@ -134,6 +149,15 @@ class BridgeConfig:
             "EPICS_PVAS_SERVER_PORT": str(self.server_port),
             "EPICS_PVAS_BROADCAST_PORT": str(self.broadcast_port),
         }
+
+
+def _boolean(key: str, value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    try:
+        return _BOOLEANS[str(value).strip().lower()]
+    except KeyError:
+        raise ValueError(f"PVA bridge {key} {value!r} is not a boolean: true or false") from None
 
 
 def _port(key: str, value: Any) -> int:

@@ -25,6 +25,7 @@ _SETTINGS = (
     "server_port",
     "broadcast_port",
     "interface",
+    "search_relay",
 )
 
 
@@ -42,6 +43,11 @@ class PvaBridge(Device):
     server_port = device_property(dtype=int, doc="PVA TCP port (default 5075; 0 picks a free one)")
     broadcast_port = device_property(dtype=int, doc="PVA UDP search port (default 5076; 0 picks a free one)")
     interface = device_property(dtype=str, doc="IPv4 address the PVA server binds and announces (default 127.0.0.1)")
+    search_relay = device_property(
+        dtype=str,
+        doc="true (default) or false: with a loopback interface, answer this host's clients that search "
+        "without EPICS settings (bridges/pva/search_relay.py)",
+    )
     config_file = device_property(dtype=str, doc="YAML file with the same settings (properties win)")
 
     pv_count = attribute(dtype=int, doc="attribute PVs published")
@@ -61,6 +67,9 @@ class PvaBridge(Device):
     command_pv_names = attribute(dtype=(str,), max_dim_x=100_000, doc="names of the command PVs (PVI x entries)")
     actual_server_port = attribute(dtype=int, access=AttrWriteType.READ, doc="PVA TCP port in use")
     actual_broadcast_port = attribute(dtype=int, access=AttrWriteType.READ, doc="PVA UDP search port in use")
+    relayed_searches = attribute(
+        dtype=tango.DevLong64, doc="searches of this host's clients without settings handed to the server"
+    )
 
     def init_device(self) -> None:
         super().init_device()
@@ -159,6 +168,9 @@ class PvaBridge(Device):
 
     def read_actual_broadcast_port(self) -> int:
         return self._require_bridge().broadcast_port
+
+    def read_relayed_searches(self) -> int:
+        return self._require_bridge().relayed_searches
 
     @command(doc_in="Look for new matching devices and retry unreachable ones now")
     def Rescan(self) -> None:

@@ -3,8 +3,11 @@
 What `bec_lib`'s `RedisConnector.get(MessageEndpoints.device_readback(name))` expects, from the
 bec_lib source (PyPI `bec-lib`, 4.x):
 
-- `bec_lib/endpoints.py`: `info/devices/readback/{name}`, `info/devices/read/{name}` (DeviceMessage,
-  SET + PUBLISH), `info/devices/progress/{name}` (ProgressMessage, SET + PUBLISH),
+- `bec_lib/endpoints.py`: `info/devices/readback/{name}`, `info/devices/read/{name}`,
+  `info/devices/read_configuration/{name}` (DeviceMessage, SET + PUBLISH), `info/devices/info/{name}`
+  (DeviceInfoMessage, SET), `info/devices/config` (AvailableResourceMessage, SET),
+  `info/devices/config_update` (DeviceConfigMessage, PUBLISH), `info/devices/progress/{name}`
+  (ProgressMessage, SET + PUBLISH),
   `info/public/file_event/{name}` (FileMessage, SET + PUBLISH), `info/devices/preview/{name}/{signal}`
   (DevicePreviewMessage, a stream whose entries hold the message in the field `data`, as
   bec_server's `BECMessageHandler` writes them).
@@ -37,6 +40,22 @@ class BecEndpoints:
     @staticmethod
     def read(name: str) -> str:
         return f"info/devices/read/{name}"
+
+    @staticmethod
+    def read_configuration(name: str) -> str:
+        return f"info/devices/read_configuration/{name}"
+
+    @staticmethod
+    def device_info(name: str) -> str:
+        return f"info/devices/info/{name}"
+
+    @staticmethod
+    def device_config() -> str:
+        return "info/devices/config"
+
+    @staticmethod
+    def device_config_update() -> str:
+        return "info/devices/config_update"
 
     @staticmethod
     def progress(name: str) -> str:
@@ -81,6 +100,21 @@ def bec_pack(type_name: str, fields: Mapping[str, Any], metadata: Mapping[str, A
 def device_message(signals: Mapping[str, Mapping[str, Any]], metadata: Mapping[str, Any] | None = None) -> bytes:
     """DeviceMessage: `signals` is {signal name: {"value": ..., "timestamp": ...}}."""
     return bec_pack("DeviceMessage", {"signals": signals}, metadata)
+
+
+def device_info_message(name: str, info: Mapping[str, Any]) -> bytes:
+    """DeviceInfoMessage: what BEC's device manager builds a device proxy from."""
+    return bec_pack("DeviceInfoMessage", {"device": name, "info": info})
+
+
+def device_config_message(devices: list[Mapping[str, Any]]) -> bytes:
+    """AvailableResourceMessage of the device config: one entry per device (name, deviceClass, ...)."""
+    return bec_pack("AvailableResourceMessage", {"resource": devices})
+
+
+def device_config_update_message(action: str, config: Mapping[str, Any]) -> bytes:
+    """DeviceConfigMessage: `action` ("add", ...) of the devices in `config` {name: entry}."""
+    return bec_pack("DeviceConfigMessage", {"action": action, "config": config})
 
 
 def progress_message(value: float, max_value: float, done: bool, metadata: Mapping[str, Any] | None = None) -> bytes:

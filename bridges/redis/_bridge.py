@@ -7,9 +7,11 @@ and attributes to follow and follows them through the shared engine; this module
 - `tango`: the last value (SET + PUBLISH), the meta hash (written again on every configuration
   update of the engine), an optional capped stream, throttled image previews, file and progress
   events, under `tango:{device}/{attr}`;
-- `bec`: BEC's own endpoints and message types (`_bec.py`), per flat device name: a DeviceMessage
-  of the device's read set at `info/devices/readback/{name}` and `info/devices/read/{name}`,
-  ProgressMessage, FileMessage and DevicePreviewMessage.
+- `bec`: BEC's own endpoints and message types (`_bec.py`), per flat device name (`_bec_device.py`):
+  a DeviceMessage of the device's read set (its roles' kinds, as `TangoDevice.read()` reads it) at
+  `info/devices/readback/{name}` and `info/devices/read/{name}`, its configuration at
+  `info/devices/read_configuration/{name}`, ProgressMessage, FileMessage, DevicePreviewMessage,
+  and the DeviceInfoMessage and device config BEC's device manager lists devices from.
 """
 
 import contextlib
@@ -24,13 +26,23 @@ import numpy as np
 import tango
 
 from ophyd_tango.core.discovery import attribute_matches, database, defined_devices
-from ophyd_tango.core.names import identifier, python_names
+from ophyd_tango.core.names import python_names
 from ophyd_tango.core.subscription import AttributeUpdate, ConfigUpdate, TangoSubscriber
 from ophyd_tango.core.types import AttributeType
 
 from ..core import BridgeCore, Selection
-from ._bec import PREVIEW_FIELD, BecEndpoints, bec_value, device_message, file_message, preview_message
+from ._bec import (
+    PREVIEW_FIELD,
+    BecEndpoints,
+    device_config_message,
+    device_config_update_message,
+    device_info_message,
+    device_message,
+    file_message,
+    preview_message,
+)
 from ._bec import progress_message as bec_progress_message
+from ._bec_device import BecDevice, device_roles
 from ._layout import KeyLayout
 from ._publisher import RedisPublisher
 from ._serialisation import pack, value_message
@@ -40,8 +52,6 @@ log = logging.getLogger(__name__)
 # BEC's file event fields, in the order documented in docs/redis.md.
 FILE_EVENT_FIELDS = ("file_path", "file_type", "hinted_location", "done", "success")
 LAYOUTS = ("tango", "bec")
-# Attributes never in a BEC reading: Tango's own, and what travels as its own BEC message.
-_NOT_READ = ("state", "status")
 
 
 def parse_layout(values: list[str]) -> frozenset[str]:
@@ -85,7 +95,7 @@ class BridgeOptions:
     exclude_devices: list[str] = field(default_factory=list)
     layout: frozenset[str] = frozenset({"tango"})
     bec_names: dict[str, str] = field(default_factory=dict)  # device -> flat name (else alias, else member)
-    bec_readback_attributes: list[str] = field(default_factory=lambda: ["position"])
+    bec_device_config: bool = True  # write BEC's device config (info/devices/config) of the bridged devices
 
 
 def meta_fields(info: AttributeType) -> dict[str, str]:
@@ -135,29 +145,10 @@ class _Route:
 
     value_only: bool = False  # only the value key is written (set by `RedisBridgeCore._route`)
     tango: bool = True  # the tango layout is written
-    bec: "_BecDevice | None" = None  # the BEC device this attribute belongs to (bec layout)
-    bec_signal: str | None = None  # its name in the device's DeviceMessage, when in the read set
+    bec: BecDevice | None = None  # the BEC device this attribute belongs to (bec layout)
+    bec_signal: str | None = None  # its name in the device's reading, when read() reads it
+    bec_config_signal: str | None = None  # its name in the device's configuration, when configuration
     bec_preview_key: str | None = None
-
-
-@dataclass
-class _BecDevice:
-    """One device as BEC sees it: a flat name and the last reading of its read set."""
-
-    name: str
-    readback_key: str
-    read_key: str
-    progress_key: str
-    file_event_key: str
-    readback_attribute: str = ""
-    signals: dict[str, dict[str, Any]] = field(default_factory=dict)
-
-    def publish_reading(self, publisher: RedisPublisher, signal: str, value: Any, timestamp: float) -> None:
-        """Update one signal and write the device's DeviceMessage to readback and read."""
-        self.signals[signal] = {"value": bec_value(value), "timestamp": float(timestamp)}
-        payload = device_message(self.signals)
-        publisher.set_and_publish(self.readback_key, payload)
-        publisher.set_and_publish(self.read_key, payload)
 
 
 class RedisBridgeCore:
@@ -189,7 +180,7 @@ class RedisBridgeCore:
         self._counters: dict[str, int] = {}  # device -> last frame counter value
         self._progress: dict[str, dict[str, Any]] = {}  # device -> last progress event
         self._listeners: list[Callable[[Any], None]] = []
-        self._bec_devices: dict[str, _BecDevice] = {}
+        self._bec_devices: dict[str, BecDevice] = {}
         self._bec_names: dict[str, str] = dict(options.bec_names)
 
     # -- life cycle -------------------------------------------------------------------------
@@ -218,12 +209,17 @@ class RedisBridgeCore:
 
     # -- the sink side of the core ----------------------------------------------------------
     def add_attributes(self, device: str, types: list[AttributeType]) -> list[str]:
-        """Route the new attributes and write their meta hashes; all of them are followed."""
+        """Route the new attributes and write their meta hashes (and BEC's device info); all of
+        them are followed."""
+        first = device not in self._bec_devices
+        bec = self._learn_bec_device(device, types) if "bec" in self.options.layout else None
         for info in types:
-            route = self._route(device, info)
+            route = self._route(device, info, bec)
             self._routes[(device, info.name.lower())] = route
             self._write_meta(route, info)
         self._routes_seen.clear()
+        if bec is not None:
+            self._write_bec_info(bec, new=first)
         return [info.name for info in types]
 
     def on_config(self, update: ConfigUpdate) -> None:
@@ -231,6 +227,9 @@ class RedisBridgeCore:
         if route is not None:
             route.info = update.type
             self._write_meta(route, update.type)
+            if route.bec is not None:
+                route.bec.types[update.type.name.lower()] = update.type
+                self._write_bec_info(route.bec, new=False)
 
     def bec_name(self, device: str) -> str:
         """The flat BEC name of `device`: the `bec_names` map, else what `ophyd_tango.connect` names it."""
@@ -248,38 +247,39 @@ class RedisBridgeCore:
                 self._bec_names.setdefault(candidate, name)  # names given stay as they are
         return self._bec_names[device]
 
-    def _bec_device(self, device: str) -> _BecDevice:
+    def _learn_bec_device(self, device: str, types: list[AttributeType]) -> BecDevice:
+        """The device as BEC sees it, its roles asked for once, its kinds from all its attributes."""
+        all_types = self.subscriber.attribute_types(device)
         bec = self._bec_devices.get(device)
         if bec is None:
-            name = self.bec_name(device)
-            bec = self._bec_devices[device] = _BecDevice(
-                name,
-                BecEndpoints.readback(name),
-                BecEndpoints.read(name),
-                BecEndpoints.progress(name),
-                BecEndpoints.file_event(name),
-            )
+            described = device_roles(self.subscriber.proxy(device), all_types)
+            if described.problem:
+                log.warning("%s: %s; BEC reads its default read set", device, described.problem)
+            bec = self._bec_devices[device] = BecDevice(self.bec_name(device), device, described)
+        bec.learn(all_types, types)
         return bec
 
-    def _bec_route(self, route: _Route, info: AttributeType) -> None:
-        """Where an attribute goes in BEC: the device's reading (readback or read-only scalar), a preview."""
-        options, device, name = self.options, route.device, info.name
-        bec = route.bec = self._bec_device(device)
-        if not bec.readback_attribute and attribute_matches(options.bec_readback_attributes, device, name):
-            bec.readback_attribute = name
-            route.bec_signal = bec.name  # the readback is named after its device, as ophyd and BEC do
-        elif (
-            info.data_format == tango.AttrDataFormat.SCALAR
-            and not info.is_writable
-            and info.kind != "encoded"
-            and name.lower() not in _NOT_READ
-            and route.file_event_key is None
-        ):
-            route.bec_signal = f"{bec.name}_{identifier(name)}"
-        if route.preview_key is not None:
-            route.bec_preview_key = BecEndpoints.preview(bec.name, name)
+    def _write_bec_info(self, bec: BecDevice, *, new: bool) -> None:
+        """BEC's DeviceInfoMessage of `bec`; for a `new` device (with `bec_device_config`) also the
+        device config listing every bridged device, and an "add" of it for BEC clients running."""
+        self.publisher.set(bec.info_key, device_info_message(bec.name, bec.info()))
+        if not self.options.bec_device_config or not new:
+            return
+        devices = [other.config() for other in sorted(self._bec_devices.values(), key=lambda d: d.name)]
+        self.publisher.set(BecEndpoints.device_config(), device_config_message(devices))
+        update = device_config_update_message("add", {bec.name: bec.config()})
+        self.publisher.publish(BecEndpoints.device_config_update(), update)
 
-    def _route(self, device: str, info: AttributeType) -> _Route:
+    def _bec_route(self, route: _Route, info: AttributeType, bec: BecDevice) -> None:
+        """Where an attribute goes in BEC: the device's reading or configuration, a preview."""
+        route.bec = bec
+        if route.file_event_key is None:  # file events travel as BEC's FileMessage
+            route.bec_signal = bec.reading_signal(info)
+            route.bec_config_signal = bec.configuration_signal(info)
+        if route.preview_key is not None:
+            route.bec_preview_key = BecEndpoints.preview(bec.name, info.name)
+
+    def _route(self, device: str, info: AttributeType, bec: BecDevice | None) -> _Route:
         options, layout, name = self.options, self.layout, info.name
         route = _Route(device, name, info, layout.value(device, name), tango="tango" in options.layout)
         if attribute_matches(options.stream_attributes, device, name):
@@ -292,8 +292,8 @@ class RedisBridgeCore:
         if route.is_progress_value or attribute_matches(options.progress_done_attributes, device, name):
             route.progress_key = layout.progress(device)
         route.is_frame_counter = attribute_matches(options.frame_counter_attributes, device, name)
-        if "bec" in options.layout:
-            self._bec_route(route, info)
+        if bec is not None:
+            self._bec_route(route, info, bec)
         route.value_only = (
             route.tango
             and route.bec is None
@@ -366,7 +366,13 @@ class RedisBridgeCore:
             return  # BEC messages carry no errors: the last good reading stays
         publisher = self.publisher
         if route.bec_signal is not None:
-            bec.publish_reading(publisher, route.bec_signal, value, timestamp)
+            bec.reading[route.bec_signal] = bec.entry(route.info, value, timestamp)
+            payload = device_message(bec.reading)
+            publisher.set_and_publish(bec.readback_key, payload)
+            publisher.set_and_publish(bec.read_key, payload)
+        elif route.bec_config_signal is not None:
+            bec.configuration[route.bec_config_signal] = bec.entry(route.info, value, timestamp)
+            publisher.set_and_publish(bec.configuration_key, device_message(bec.configuration))
         if preview_now and route.bec_preview_key is not None and isinstance(value, np.ndarray):
             publisher.add_to_stream(
                 route.bec_preview_key,

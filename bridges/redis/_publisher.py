@@ -111,7 +111,8 @@ class RedisPublisher:
         self._queue: deque[tuple] = deque()
         self._writer_waiting = False  # the writer sleeps on `_cond` until something is queued
         self._connected = False
-        self._values: dict[str, bytes] = {}
+        self._values: dict[str, bytes] = {}  # resent with SET + PUBLISH
+        self._plain_values: dict[str, bytes] = {}  # resent with SET
         self._hashes: dict[str, Mapping[str, Any]] = {}
         self._submitted = 0
         self._completed = 0
@@ -175,6 +176,10 @@ class RedisPublisher:
         """SET key payload and PUBLISH it on the channel `key`; remembered for resync."""
         self._submit((_SET_PUBLISH, key, payload), value=(key, payload))
 
+    def set(self, key: str, payload: bytes) -> None:
+        """SET key payload (no PUBLISH); remembered for resync."""
+        self._submit((_SET, key, payload), plain=(key, payload))
+
     def set_hash(self, key: str, mapping: Mapping[str, Any], notification: bytes | None = None) -> None:
         """Replace the hash at `key` with `mapping` (and PUBLISH `notification` on `key`); remembered."""
         self._submit((_HASH, key, dict(mapping), notification), hash_=(key, mapping))
@@ -207,15 +212,18 @@ class RedisPublisher:
         op: tuple,
         value: tuple[str, bytes] | None = None,
         hash_: tuple[str, Mapping[str, Any]] | None = None,
+        plain: tuple[str, bytes] | None = None,
     ) -> bool:
         with self._cond:
             if value is not None:
                 self._values[value[0]] = value[1]
             elif hash_ is not None:
                 self._hashes[hash_[0]] = hash_[1]
+            elif plain is not None:
+                self._plain_values[plain[0]] = plain[1]
             if not self._connected:
                 # Remembered keys are resent on reconnection; the rest has nowhere to go.
-                if value is None and hash_ is None:
+                if value is None and hash_ is None and plain is None:
                     self._dropped += 1
                 return False
             if len(self._queue) >= self._max_queue:
@@ -340,8 +348,10 @@ class RedisPublisher:
         with self._cond:
             values = list(self._values.items())
             hashes = list(self._hashes.items())
+            plain = list(self._plain_values.items())
         ops: list[tuple] = [(_HASH, key, dict(mapping), None) for key, mapping in hashes]
         ops += [(_SET_PUBLISH, key, payload) for key, payload in values]
+        ops += [(_SET, key, payload) for key, payload in plain]
         if self._sentinel:
             ops.append((_SET, self._sentinel, b"written by the Redis bridge; its absence means a flush"))
         for start in range(0, len(ops), self._max_batch):

@@ -49,10 +49,11 @@ class RedisBridge(Device):
         doc="BEC device names, 'domain/family/member=name'; others: the alias, else the member (as "
         "ophyd_tango.connect names them)",
     )
-    bec_readback_attributes = device_property(
-        dtype=(str,),
-        default_value=["position"],
-        doc="attribute patterns of a device's readback, the signal BEC names after the device",
+    bec_device_config = device_property(
+        dtype=bool,
+        default_value=True,
+        doc="bec layout: also write BEC's device config (info/devices/config) listing the bridged devices; "
+        "false where a BEC config service owns that key",
     )
     prefix = device_property(dtype=str, default_value=DEFAULT_PREFIX, doc="prefix of every key and channel")
     devices = device_property(dtype=(str,), default_value=["sim/*/*"], doc="device name patterns to follow")
@@ -133,7 +134,7 @@ class RedisBridge(Device):
             exclude_devices=[*self.exclude_devices, self.get_name().lower()],
             layout=layout,
             bec_names=bec_names,
-            bec_readback_attributes=list(self.bec_readback_attributes),
+            bec_device_config=self.bec_device_config,
         )
         self._core = RedisBridgeCore(self._publisher, self._subscriber, options, KeyLayout(self.prefix)).start()
         self._forwarder = OavForwarder(

@@ -1,4 +1,4 @@
-"""Tango errors, once: one-line text, the reasons that mean "unreachable", and translation.
+"""Tango errors, once: one-line text, the reasons that mean "unreachable" or "timed out", and translation.
 
 from ophyd_tango.core.errors import error_text, is_unreachable, translate, TangoDeviceError
 
@@ -23,6 +23,7 @@ __all__ = [
     "error_description",
     "error_text",
     "first_reason",
+    "is_timeout",
     "is_unreachable",
     "translate",
 ]
@@ -42,6 +43,8 @@ UNREACHABLE_REASONS = frozenset(
     }
 )
 TIMEOUT_REASONS = frozenset({"API_DeviceTimedOut", "API_CommandTimedOut"})
+# omniORB's minor code when a call (connecting included) outlasted its timeout: a silent peer.
+CALL_TIMED_OUT = "TRANSIENT_CallTimedout"
 
 
 class TangoDeviceError(RuntimeError):
@@ -91,10 +94,15 @@ def is_unreachable(error: tango.DevFailed | str | None) -> bool:
     return any(e.reason in UNREACHABLE_REASONS for e in error.args)
 
 
+def is_timeout(exc: tango.DevFailed) -> bool:
+    """Whether a DevFailed means no answer came within the timeout (Tango's or omniORB's)."""
+    return any(e.reason in TIMEOUT_REASONS or CALL_TIMED_OUT in str(e.desc) for e in exc.args)
+
+
 def translate(exc: tango.DevFailed, context: str) -> TangoDeviceError:
     """`context: <most specific error>` as a TangoDeviceError (TangoTimeoutError for timeouts)."""
     reasons = [e.reason for e in exc.args]
     message = f"{context}: {error_text(exc)}"
-    if any(r in TIMEOUT_REASONS for r in reasons):
+    if is_timeout(exc):
         return TangoTimeoutError(message, reasons[0])
     return TangoDeviceError(message, reasons[0] if reasons else "")

@@ -16,8 +16,9 @@ acq_status Configuration until the detector is done, and refuses acquisitions me
 """
 
 import contextlib
+import time
 
-from tango import AttrWriteType, DevState
+from tango import AttrQuality, AttrWriteType, DevState
 from tango.server import Device, attribute, command
 
 from ..common import EventPublisher, refusals
@@ -50,6 +51,9 @@ STRING_SETTINGS = {
 
 def _refusals(origin: str) -> contextlib.AbstractContextManager[None]:
     return refusals(origin, ControlRefused, reason="Pilatus_Refused")
+
+
+SETTING_THRESHOLD_STATES = ("SETTING_THRESHOLD", "SETTING_ENERGY")
 
 
 class Pilatus(Device):
@@ -93,9 +97,9 @@ class Pilatus(Device):
         max_value=THRESHOLD_RANGE_EV[1],
         doc="counting threshold (camserver setthreshold); takes seconds: acq_status Configuration meanwhile",
     )
-    def threshold(self) -> int:
+    def threshold(self) -> tuple[int, float, AttrQuality]:
         with _refusals("threshold"):
-            return self._camera.threshold
+            return self._camera.threshold, time.time(), self._threshold_quality()
 
     @threshold.write
     def threshold(self, value: int) -> None:
@@ -109,14 +113,20 @@ class Pilatus(Device):
         format="%.3f",
         doc="X-ray energy (camserver setenergy): the threshold goes to half of it; takes seconds",
     )
-    def energy_threshold(self) -> float:
+    def energy_threshold(self) -> tuple[float, float, AttrQuality]:
         with _refusals("energy_threshold"):
-            return self._camera.energy
+            return self._camera.energy, time.time(), self._threshold_quality()
 
     @energy_threshold.write
     def energy_threshold(self, value: float) -> None:
         with _refusals("energy_threshold"):
             self._camera.set_energy(float(value))
+
+    def _threshold_quality(self) -> AttrQuality:
+        """CHANGING while the detector sets its threshold (the Tango quality of a value on its way,
+        as the axes' position while moving): Sardana's TangoAttrMotorController is Moving meanwhile."""
+        setting = self._camera.cam_state in SETTING_THRESHOLD_STATES
+        return AttrQuality.ATTR_CHANGING if setting else AttrQuality.ATTR_VALID
 
     @attribute(
         dtype=str,

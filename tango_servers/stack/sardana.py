@@ -88,7 +88,7 @@ def sardana_available() -> bool:
     """True when sardana and sardana-config are installed (the `sardana` extra)."""
     return all(
         importlib.util.find_spec(name) is not None
-        for name in ("sardana", "sardana_config", "sardana_limaccd", "itango")
+        for name in ("sardana", "sardana_config", "sardana_limaccd", "sardana_tango", "itango")
     )
 
 
@@ -100,8 +100,14 @@ def controller_dir() -> Path:
     return Path(str(resources.files("tango_servers.sardana").joinpath("controllers")))
 
 
+def macro_dir() -> Path:
+    """Our macros (the MacroServer's MacroPath): the YAML's general hooks name them."""
+    return Path(str(resources.files("tango_servers.sardana").joinpath("macros")))
+
+
 # Controller plugins the YAML uses besides our own, by package: the Pool loads them from its pool_path.
-PLUGIN_PACKAGES = ("sardana_limaccd.ctrl",)
+# sardana-limaccd: the Pilatus (LimaCCDs); sardana-tango: attributes of the Pilatus camera device.
+PLUGIN_PACKAGES = ("sardana_limaccd.ctrl", "sardana_tango.ctrl")
 
 
 def plugin_dirs() -> list[Path]:
@@ -222,6 +228,7 @@ def _apply(tango_host: str, state_dir: Path, yaml_path: Path) -> SardanaLayout:
     # Paths that depend on this install and this stack are filled in here, not in the YAML.
     for pool in config.get("pools", {}).values():
         pool["pool_path"] = [*map(str, plugin_dirs()), *(pool.get("pool_path") or [])]
+    ms_info["macro_path"] = [str(macro_dir()), *(ms_info.get("macro_path") or [])]
     environment_db = str(base / Path(ms_info.get("environment_db") or "macroserver.env").name)
     ms_info["environment_db"] = environment_db
     variables = ms_info.setdefault("environment", {}).setdefault("variables", {})

@@ -2,6 +2,7 @@
 
 - `facility` (session): MariaDB with the packaged Tango schema, DataBaseds and a Starter for this host,
   on free loopback ports in a temporary directory; skipped with the install command when missing.
+- `instance_for` (session): a server instance name of its own for a prefix (see `unique_instance`).
 - `config_for` (session): the deployed configuration for a given server instance name.
 - `servers` (session): the deployed server names, Automation1 first (Starter's startup-level order).
 - `deployed` (session): `tango-suite deploy` of Automation1 and a small Pilatus onto it: a dry run,
@@ -64,6 +65,12 @@ def unique_instance(prefix: str) -> str:
 
 
 INSTANCE = unique_instance("deploy")
+
+
+@pytest.fixture(scope="session")
+def instance_for() -> Callable[[str], str]:
+    """instance_for(prefix) -> a server instance name no other process on this host runs."""
+    return unique_instance
 
 
 @pytest.fixture(scope="session")

@@ -19,6 +19,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import redis
@@ -58,7 +59,8 @@ def reachable(where: tuple[str, int]) -> bool:
 
 
 def outcome(documents: list[tuple[str, dict]], started: float) -> dict:
-    """What a run ended with: exit status, reason, event count, start and stop times."""
+    """What a run ended with: exit status, reason, event count, start and stop times, and when the
+    RunEngine returned (after the clean-up that follows the stop document)."""
     stop_doc = next(doc for name, doc in documents if name == "stop")
     return {
         "exit_status": stop_doc["exit_status"],
@@ -66,7 +68,17 @@ def outcome(documents: list[tuple[str, dict]], started: float) -> dict:
         "events": sum(name == "event" for name, _ in documents),
         "started": started,
         "stopped": stop_doc["time"],
+        "returned": time.time(),
     }
+
+
+def wait_answering(devices: dict, since: float) -> float:
+    """Seconds from `since` until every device answers a read through its own ophyd object again:
+    each proxy reconnects on its own (refusing for 1 s after a failed attempt), so one device
+    answering says nothing of the others."""
+    for device in devices.values():
+        wait_until(lambda d=device: d.link.read(["State"]), 60, interval=0.05, message=f"{device.name} to answer")
+    return time.time() - since
 
 
 def fly(devices: dict, stop: float, num: int, during=None) -> dict:
@@ -110,6 +122,7 @@ class Bridges:
     DEVICE, ATTRIBUTE = "sim/aerotech/x", "position"
 
     def __init__(self, redis_url: str, pva: dict[str, str]) -> None:
+        self.redis_url, self.pva_settings = redis_url, pva
         self.redis = redis.Redis.from_url(redis_url, socket_timeout=2.0)
         self.pva = Context("pva", conf=pva, useenv=False)
         self.key = f"{DEFAULT_PREFIX}{self.DEVICE}/{self.ATTRIBUTE}"
@@ -133,6 +146,29 @@ class Bridges:
         """Seconds from `since` until both bridges show the device failing (or valid again)."""
         wait_until(lambda: self.shows(failing), 120, interval=0.1, message=f"the bridges to show failing={failing}")
         return time.time() - since
+
+    def watch_for(self, failing: bool, since: float) -> Callable[[], float]:
+        """`wait_for` on a thread of its own, from now (while a run fails); the returned function
+        waits for it and gives its result."""
+        result: dict[str, float | BaseException] = {}
+
+        def watch() -> None:
+            try:
+                result["s"] = Bridges(self.redis_url, self.pva_settings).wait_for(failing, since)
+            except BaseException as exc:  # handed to the caller
+                result["s"] = exc
+
+        thread = threading.Thread(target=watch, daemon=True)
+        thread.start()
+
+        def outcome() -> float:
+            thread.join(130)
+            value = result.get("s", TimeoutError("the bridge watcher did not finish"))
+            if isinstance(value, BaseException):
+                raise value
+            return value
+
+        return outcome
 
 
 def start_servers(starter: tango.DeviceProxy, servers: list[str], result: dict) -> None:
@@ -174,21 +210,24 @@ def main() -> None:
         wait_until(lambda: ctrl.pso_armed and ctrl.pso_pulse_count >= 100, 30, interval=0.01)
         set_link(db_namespace, link, "down")
         cut["at"] = time.time()
+        cut["bridges"] = bridges.watch_for(failing=True, since=cut["at"])
 
     result["cut"] = fly(devices, 10.0, 1000, during=cut_link)
     result["cut"]["cut_at"] = cut["at"]
     result["cut"]["isolated"] = not reachable(hardware)  # the cut is real: no TCP connect gets through
-    result["bridges_failing_after_cut"] = bridges.wait_for(failing=True, since=cut["at"])
+    result["bridges_failing_after_cut"] = cut["bridges"]()
     set_link(db_namespace, link, "up")
     restored = time.time()
     wait_until(lambda: devices["x"].signal("position").get() is not None, 60, interval=0.05)
     result["reads_again_after"] = time.time() - restored
+    result["all_answer_after_restore"] = wait_answering(devices, restored)
     result["bridges_valid_after_restore"] = bridges.wait_for(failing=False, since=restored)
     # The interrupted acquisition is still running on the detector host: stop it, as an operator would.
     acq_status = devices["pilatus"].signal("acq_status")
-    result["acq_status_after_restore"] = acq_status.get()
+    result["acq_status_after_restore"] = wait_until(acq_status.get, 30, interval=0.05, message="acq_status")
     if result["acq_status_after_restore"] != "Ready":
-        devices["pilatus"].proxy.command_inout("stopAcq")
+        stop_acquisition = devices["pilatus"].link.command
+        wait_until(lambda: stop_acquisition("stopAcq") is None, 30, interval=0.05, message="stopAcq to be accepted")
     wait_until(lambda: acq_status.get() == "Ready", 30, interval=0.05, message="the Pilatus to be Ready")
     wait_until(lambda: str(devices["x"].proxy.state()) != "MOVING", 60, interval=0.05)
     result["fly_again"] = fly(devices, 1.0, 100)
@@ -197,7 +236,7 @@ def main() -> None:
     result["step_cut"]["isolated"] = not reachable(hardware)
     set_link(db_namespace, link, "up")
     restored = time.time()
-    wait_until(lambda: devices["x"].signal("position").get() is not None, 60, interval=0.05)
+    wait_answering(devices, restored)
     wait_until(lambda: str(devices["x"].proxy.state()) != "MOVING", 60, interval=0.05)
     result["step_reads_again_after"] = time.time() - restored
     result["step_again"] = step_scan(devices, 5)

@@ -59,3 +59,21 @@ def test_starter_starts_and_stops_our_servers(facility, deployed, servers, tango
     assert {row["server"]: row for row in json.loads(out)}[server]["starter"] == "stopped"
     code, out, _ = tango_suite("status", "--tango-host", facility.tango_host)
     assert out.splitlines()[0].split() == ["server", "host", "level", "exported", "pid", "starter"]
+
+
+def test_a_device_without_alias_or_properties_added_later_deploys_once(
+    facility, tmp_path, tango_suite, instance_for
+) -> None:
+    # dsconfig reads a device's NULL alias back as "", keeping the last such row of the device table:
+    # once that is a configured device (one added to a server deployed before), it wanted "" deleted.
+    instance = instance_for("bare")
+    named = {f"test/named/{instance}": {"alias": f"named{instance}"}}
+    path = tmp_path / "bare.json"
+    deploy = ("deploy", "--tango-host", facility.tango_host, "--config", str(path))
+    for devices in (named, {**named, f"test/bare/{instance}": {}}):
+        path.write_text(json.dumps({"servers": {"OAV": {instance: {"OAV": devices}}}}))
+        code, out, err = tango_suite(*deploy, "--write")
+        assert code == 0, err
+    assert f"+ Device: test/bare/{instance}" in out
+    code, out, err = tango_suite(*deploy)
+    assert (code, out.strip(), err) == (0, f"No changes needed in {facility.tango_host}.", "")

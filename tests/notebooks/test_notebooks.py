@@ -25,6 +25,15 @@ NOTEBOOKS = sorted(NOTEBOOK_DIR.glob("*.ipynb"))
 CELL_TIMEOUT = 120  # seconds; the slowest cell (a scan, a fly scan, a macro) takes a few
 SARDANA = importlib.util.find_spec("sardana") is not None and importlib.util.find_spec("sardana_config") is not None
 NEEDS_SARDANA = {"04-sardana.ipynb"}
+# Lines a notebook must print: its cells that show these are there and ran (their asserts passed).
+PRINTED = {
+    "01-quickstart.ipynb": ("threshold 6200 eV; cam_state STANDBY",),
+    "04-sardana.ipynb": (
+        "after mv: threshold 6200 eV, cam_state STANDBY, acq_status Ready",  # pilatus_energy, a motor
+        "pilatus_ctrl: saving_frame_per_file 1000 -> 1",  # the pre-scan hook, after the bluesky scan
+        "the peak at omega =",  # the ascanct cell
+    ),
+}
 
 
 def test_notebooks_are_there() -> None:
@@ -87,3 +96,6 @@ def test_notebook_runs_against_the_stack(
     outputs = [output for cell in notebook.cells if cell.cell_type == "code" for output in cell.outputs]
     assert not [o for o in outputs if o.output_type == "error"]
     assert [o for o in outputs if "image/png" in o.get("data", {})], f"{path.name} shows no figure"
+    printed = "".join(o.get("text", "") for o in outputs if o.output_type == "stream")
+    for line in PRINTED.get(path.name, ()):
+        assert line in printed, f"{path.name} did not print {line!r}"

@@ -64,6 +64,13 @@ def test_bad_settings_are_named():
         BridgeConfig.load({}, "/nonexistent/pva.yaml")
 
 
+def test_searches_are_relayed_only_for_a_loopback_interface():
+    assert BridgeConfig().relays_searches
+    assert not BridgeConfig.from_mapping({"search_relay": ["false"]}).relays_searches
+    assert not BridgeConfig(interface="0.0.0.0").relays_searches
+    assert not BridgeConfig(interface="192.0.2.7").relays_searches
+
+
 def test_interface_is_bound_and_announced():
     conf = BridgeConfig(interface="192.0.2.7").server_conf()
     assert conf["EPICS_PVAS_INTF_ADDR_LIST"] == "192.0.2.7"
@@ -78,6 +85,7 @@ def test_interface_is_bound_and_announced():
         ({"interface": "eth0"}, r"interface 'eth0' is not an IPv4 address: .*127\.0\.0\.1.*0\.0\.0\.0"),
         ({"server_port": "http"}, r"server_port 'http' is not a port number: 0 .* 65535"),
         ({"broadcast_port": 99999}, r"broadcast_port 99999 is not a port number"),
+        ({"search_relay": ["maybe"]}, r"search_relay 'maybe' is not a boolean: true or false"),
     ],
 )
 def test_bad_interface_and_ports_are_named(values, message):

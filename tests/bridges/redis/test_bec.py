@@ -6,18 +6,32 @@ The shipped stack writes both layouts; BEC's `RedisConnector` finds the devices 
 
 import json
 import threading
+from types import SimpleNamespace
 from urllib.parse import urlsplit
 
 import numpy as np
 import pytest
 
-from bridges.redis._bec import device_message, file_message, preview_message, progress_message
+from bridges.redis._bec import (
+    device_config_message,
+    device_config_update_message,
+    device_info_message,
+    device_message,
+    file_message,
+    preview_message,
+    progress_message,
+)
+from bridges.redis._bec_device import BEC_DEVICE_NAMES, BEC_POSITIONER_NAMES
+from ophyd_tango import TangoDevice
 from tango_servers.stack.waiting import wait_until
 
 from .conftest import start_pilatus_files
 
 bec_lib = pytest.importorskip("bec_lib", reason="bec_lib is a test dependency (pip install bec_lib)")
 from bec_lib import messages  # noqa: E402
+from bec_lib.device import Device as BecDeviceProxy  # noqa: E402
+from bec_lib.device import Positioner  # noqa: E402
+from bec_lib.devicemanager import DeviceManagerBase  # noqa: E402
 from bec_lib.endpoints import MessageEndpoints  # noqa: E402
 from bec_lib.redis_connector import RedisConnector  # noqa: E402
 from bec_lib.serialization import MsgpackSerialization  # noqa: E402
@@ -48,6 +62,23 @@ def test_messages_are_byte_for_byte_what_bec_lib_writes():
     np.testing.assert_array_equal(ours.data, image)
     reference = messages.DevicePreviewMessage(device="oav", signal="image", data=image, timestamp=5.0)
     assert preview_message("oav", "image", image, 5.0) == MsgpackSerialization.dumps(reference)
+    info = {"device_base_class": "positioner", "device_class": "TangoDevice_automation1axis", "signals": {}}
+    assert device_info_message("x", info) == MsgpackSerialization.dumps(
+        messages.DeviceInfoMessage(device="x", info=info)
+    )
+    config = [{"name": "x", "deviceClass": "ophyd_tango.TangoDevice", "enabled": True, "readoutPriority": "baseline"}]
+    assert device_config_message(config) == MsgpackSerialization.dumps(
+        messages.AvailableResourceMessage(resource=config)
+    )
+    assert device_config_update_message("add", {"x": config[0]}) == MsgpackSerialization.dumps(
+        messages.DeviceConfigMessage(action="add", config={"x": config[0]})
+    )
+
+
+def test_signal_names_bec_reserves_are_bec_lib_s():
+    public = {name for name in dir(BecDeviceProxy) if not name.startswith("_")}
+    assert public == BEC_DEVICE_NAMES
+    assert {name for name in dir(Positioner) if not name.startswith("_")} - public == BEC_POSITIONER_NAMES
 
 
 # -- against the real servers -----------------------------------------------------------------
@@ -154,3 +185,69 @@ def test_bec_follows_the_progress_of_an_axis_move(stack, connector):
     running = [m for m in seen if not m.done]
     assert all(0.0 <= m.value < 1.0 and m.max_value == 1.0 for m in running)
     assert seen[-1].value == 1.0
+
+
+# -- BEC's device manager lists the bridged devices, with ophyd_tango's read sets -----------
+@pytest.fixture(scope="module")
+def device_manager(connector):
+    """bec_lib's DeviceManagerBase loading the session from Redis, as BEC's clients and GUIs do."""
+    wait_until(
+        lambda: (
+            {"x", "aerotech", "pilatus", "oav"}
+            <= {entry["name"] for entry in getattr(connector.get(MessageEndpoints.device_config()), "resource", [])}
+        ),
+        60,
+        message="BEC's device config to list the stack's devices",
+    )
+    manager = DeviceManagerBase(SimpleNamespace(connector=connector, _service_name="test"))
+    manager.initialize(connector.host)
+    return manager
+
+
+def _reading_names(device: TangoDevice) -> set[str]:
+    """What ophyd_tango's read() reads, less images (BEC carries those as previews)."""
+    described = device.describe()
+    return {name for name in device.read() if len(described[name]["shape"]) < 2}
+
+
+def test_bec_device_manager_builds_the_axis_as_a_positioner(stack, device_manager, connector):
+    x = device_manager.devices["x"]
+    assert isinstance(x, Positioner)
+    signals = x._info["signals"]
+    # `position` is a Positioner's own (`x.position`): the signal is `position_attr`, as in ophyd_tango
+    assert signals["position_attr"]["obj_name"] == "x" and signals["position_attr"]["kind_str"] == "hinted"
+    assert signals["velocity"]["kind_str"] == "config"
+    assert x._info["hints"] == {"fields": ["x"]}
+    assert x._info["describe"]["x"]["units"] == stack.proxy(AXIS).get_attribute_config("position").unit
+    assert x._config["deviceConfig"] == {"trl": AXIS}
+    reading = x.read(cached=True)  # bec_lib's own read of info/devices/readback/x
+    assert abs(reading["x"]["value"] - stack.proxy(AXIS).position) < 1e-6
+    assert x.position_attr.get(cached=True) == reading["x"]["value"]
+    configuration = wait_until(
+        lambda: connector.get(MessageEndpoints.device_read_configuration("x")),
+        20,
+        message="the configuration of x",
+    )
+    assert configuration.signals["x_velocity"]["value"] == stack.proxy(AXIS).velocity
+
+
+@pytest.mark.parametrize(("name", "device"), [("x", AXIS), ("pilatus", PILATUS), ("oav", OAV), ("aerotech", CTRL)])
+def test_bec_reads_what_ophyd_tango_reads(stack, device_manager, connector, name, device):
+    bec_device = device_manager.devices[name]
+    assert isinstance(bec_device, BecDeviceProxy)
+    ophyd_device = TangoDevice(stack.trl(device), name=name)
+    expected = _reading_names(ophyd_device)
+    read_kinds = {"hinted", "normal"}
+    listed = {s["obj_name"] for s in bec_device._info["signals"].values() if s["kind_str"] in read_kinds}
+    assert expected <= listed, "BEC's device info lists every signal read() reads"
+    assert set(bec_device._info["hints"]["fields"]) == set(ophyd_device.hints["fields"])
+
+    def complete() -> set[str] | None:
+        message = connector.get(MessageEndpoints.device_readback(name))
+        names = set(message.signals) if message is not None else set()
+        return names if names >= expected else None
+
+    if expected:
+        assert wait_until(complete, 20, message=f"{name}'s whole reading in BEC") == expected
+    else:  # a controller reads nothing, as its roles say (configuration only)
+        assert connector.get(MessageEndpoints.device_readback(name)) is None

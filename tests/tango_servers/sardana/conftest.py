@@ -13,13 +13,14 @@ pytest.importorskip("sardana_config")
 
 from tango_servers.sardana.door import Door
 from tango_servers.stack.sardana import SardanaLayout, read_layout
-from tango_servers.stack.testing import RunningStack, start_stack
+from tango_servers.stack.testing import PILATUS_CAMERA, RunningStack, start_stack
 
 AXES = {"x": "mm", "y": "mm", "z": "mm", "omega": "deg"}
 
 
 def sardana_test_config() -> dict:
-    """The devices the Sardana YAML names, with a 200 x 160 Pilatus and a 320 x 240 OAV."""
+    """The devices the Sardana YAML names, with a 200 x 160 Pilatus (and its camera device) and a
+    320 x 240 OAV."""
     axes = {
         f"sim/aerotech/{name}": {
             "properties": {"controller": ["sim/aerotech/ctrl"], "axis": [name.upper()], "units": [unit]}
@@ -45,10 +46,12 @@ def sardana_test_config() -> dict:
                                 "detector_size": ["200", "160"],
                                 "module_size": ["90", "70"],
                                 "module_gap": ["7", "10"],
-                                "threshold_time": ["0.2"],
+                                # Long enough that a move that did not wait would end inside it.
+                                "threshold_time": ["1.0"],
                             }
                         }
-                    }
+                    },
+                    "Pilatus": {PILATUS_CAMERA: {}},  # the camera plugin device (threshold, sensors)
                 }
             },
             "OAV": {

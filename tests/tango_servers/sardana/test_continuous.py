@@ -52,6 +52,25 @@ def test_ascanct_takes_one_pilatus_frame_per_pso_pulse_at_each_point(
     assert not sardana_stack.proxy("sim/aerotech/ctrl").read_attribute("pso_armed").value
 
 
+def test_ascanct_after_another_client_left_many_frames_per_file_still_shows_the_peak(
+    sardana_stack, door, layout, pso_mntgrp
+):
+    """Notebook 04's case: a bluesky scan left saving_frame_per_file at 1000. Without the general
+    pre-scan hook every reference named the same file and the scan file held its first frame 9 times."""
+    pilatus = sardana_stack.proxy("sim/pilatus/1")
+    pilatus.saving_frame_per_file = 1000
+    points = np.linspace(-2.0, 2.0, INTERVALS + 1)
+    run = door.run("ascanct", "omega", -2.0, 2.0, INTERVALS, EXPOSURE, timeout=180)
+    assert "saving_frame_per_file 1000 -> 1" in run.text, run.text
+    entry = scan_entry(run, layout)
+    with entry.file:
+        frames = recorded_frames(entry["measurement"], "pilatus_image", len(points))
+    counts = np.array([np.clip(frame, 0, None).sum() for frame in frames])
+    peak = int(np.argmax(counts))
+    assert points[peak] == pytest.approx(0.0, abs=0.5), f"peak at omega={points[peak]}, counts {counts}"
+    assert counts[peak] > 2 * max(counts[0], counts[-1]), f"no peak over the background: {counts}"
+
+
 def test_a_time_scan_cannot_use_the_pso(sardana_stack, door, pso_mntgrp):
     run = door.run("timescan", 2, 0.05, timeout=60, check=False)
     assert run.state == "exception"

@@ -46,13 +46,18 @@ def referenced_frame(reference: str) -> np.ndarray:
 
 def test_wa_shows_every_axis_at_its_tango_position(sardana_stack, door):
     run = door.run("wa")
-    header = next(line for line in run.output if "omega" in line)
-    user = next(line for line in run.output if line.startswith("User"))
-    positions = dict(zip(header.split(), (float(v) for v in user.split()[1:]), strict=True))
-    assert set(positions) == {"x", "y", "z", "omega"}
-    for name, position in positions.items():
+    # wa prints the motors in blocks of four: a line of names, then their User and Dial positions.
+    positions = {}
+    for header, user in zip(run.output, run.output[1:], strict=False):
+        if user.startswith("User"):
+            positions.update(zip(header.split(), (float(v) for v in user.split()[1:]), strict=True))
+    assert set(positions) == {"x", "y", "z", "omega", "pilatus_threshold", "pilatus_energy"}
+    for name in ("x", "y", "z", "omega"):
         tango_position = sardana_stack.proxy(f"sim/aerotech/{name}").read_attribute("position").value
-        assert position == pytest.approx(tango_position, abs=1e-3)
+        assert positions[name] == pytest.approx(tango_position, abs=1e-3)
+    camera = sardana_stack.proxy("sim/pilatus_cam/1")
+    assert positions["pilatus_threshold"] == camera.threshold
+    assert positions["pilatus_energy"] == pytest.approx(camera.energy_threshold, abs=1e-6)
 
 
 def test_mv_moves_the_aerotech_axis(sardana_stack, door):
@@ -102,6 +107,25 @@ def test_ascan_over_omega_records_the_pilatus_peak(sardana_stack, door, layout):
     assert omega[peak] == pytest.approx(0.0, abs=0.5), f"peak at omega={omega[peak]}, counts {roi}"
     assert roi[peak] > 2 * max(roi[0], roi[-1]), f"no peak over the background: {roi}"
     assert sardana_stack.proxy("sim/pilatus/1").acq_status == "Ready"
+
+
+def test_a_scan_records_each_point_s_frame_whatever_frames_per_file_another_client_left(sardana_stack, door, layout):
+    """Sardana's recorder maps each frame reference as the first frame of its file: the general
+    pre-scan hook `lima_one_frame_per_file` sets the detector back to one frame per file."""
+    pilatus = sardana_stack.proxy("sim/pilatus/1")
+    pilatus.saving_frame_per_file = 1000  # as a bluesky plan may leave it (notebook 04)
+    run = door.run("ascan", "omega", -1, 1, 4, 0.05, timeout=120)
+    assert "saving_frame_per_file 1000 -> 1" in run.text, run.text
+    assert pilatus.saving_frame_per_file == 1
+    entry = scan_entry(run, layout)
+    with entry.file:
+        measurement = entry["measurement"]
+        roi = measurement["pilatus_roi"][:]
+        sources = {source.file_name for source in measurement["pilatus_image"].virtual_sources()}
+        frames = recorded_frames(measurement, "pilatus_image", 5)
+    assert len(sources) == 5, sources
+    for point, frame in enumerate(frames):
+        assert np.clip(frame, 0, None).sum() == pytest.approx(roi[point]), f"point {point}"
 
 
 def test_dscan_is_relative_and_returns_to_the_start(sardana_stack, door, layout):
