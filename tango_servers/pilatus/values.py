@@ -24,14 +24,6 @@ LIMA_VALUES: dict[str, tuple[str, ...]] = {
 UNSUPPORTED_WHY: dict[tuple[str, str], str] = {
     ("acq_mode", "CONCATENATION"): "this server takes one exposure per frame",
     ("acq_mode", "ACCUMULATION"): "this server takes one exposure per frame (acc_nb_frames is 1)",
-    (
-        "saving_overwrite_policy",
-        "APPEND",
-    ): "this server writes each file once and cannot add frames to an existing file",
-    (
-        "saving_overwrite_policy",
-        "MULTISET",
-    ): "this server writes each file once and cannot add frames to an existing file",
     ("saving_managed_mode", "HARDWARE"): "the Pilatus saves nothing itself: this server writes the files",
     ("image_rotation", "90"): "this server does not reconstruct frames",
     ("image_rotation", "180"): "this server does not reconstruct frames",
