@@ -9,6 +9,7 @@ XDS and fabio read the geometry from, plus Lima's headers as CIF items. fabio do
 """
 
 import contextlib
+import io
 import os
 import shutil
 import tempfile
@@ -169,3 +170,13 @@ def _append(path: Path, block: bytes) -> None:
             raise
     finally:
         os.close(fd)
+
+
+BLOCK_END = b"--CIF-BINARY-FORMAT-SECTION----\r\n;"
+
+
+def read_data_blocks(path: Path) -> list[fabio.cbfimage.CbfImage]:
+    """Every data block of a CBF file (APPEND and MULTISET add one per frame) read by fabio, which
+    reads only the first block of a file by itself."""
+    parts = Path(path).read_bytes().split(BLOCK_END)[:-1]
+    return [fabio.cbfimage.CbfImage().read(io.BytesIO(part.lstrip(b"\r\n") + BLOCK_END)) for part in parts]

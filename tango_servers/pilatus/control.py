@@ -136,14 +136,20 @@ SAVING_LIMITS = {"frames_per_file": (1, 2**31 - 1), "next_number": (-1, MAX_FILE
 
 
 def file_event_json(
-    path: Path | str, *, done: bool, success: bool, saving_format: SavingFormat = SavingFormat.HDF5BS
+    path: Path | str,
+    *,
+    done: bool,
+    success: bool,
+    saving_format: SavingFormat = SavingFormat.HDF5BS,
+    data_path: str = DATA_PATH,
 ) -> str:
-    """The `file_event` value: the fields of BEC's file event, as JSON (a CBF has no inner path)."""
+    """The `file_event` value: the fields of BEC's file event, as JSON; `data_path` is where the
+    file's frames are (MULTISET: its newest entry; a CBF has no inner path)."""
     return json.dumps(
         {
             "file_path": str(path),
             "file_type": FILE_TYPES[SavingFormat(saving_format)],
-            "hinted_location": {"data": DATA_PATH} if saving_format != SavingFormat.CBF else {},
+            "hinted_location": {"data": data_path} if saving_format != SavingFormat.CBF else {},
             "done": done,
             "success": success,
         }
@@ -225,7 +231,7 @@ class AcquisitionControl:
         self._file_number: int | None = None
         self._status_changed = threading.Condition(self._lock)
         self._file_numbers: dict[Path, int] = {}
-        self._file_formats: dict[Path, SavingFormat] = {}  # for file_event's file_type
+        self._file_kinds: dict[Path, tuple[SavingFormat, str]] = {}  # file_event's file_type, data path
         self._created: dict[Path, tuple[int, int]] = {}  # files this server made: (st_dev, st_ino)
         self._files_failed = False
         self._reset_pending = False
@@ -474,7 +480,7 @@ class AcquisitionControl:
                 self._created[path] = (info.st_dev, info.st_ino)
             if saving.advances_number:
                 self._file_numbers[path] = number
-            self._file_formats[path] = saving.format
+            self._file_kinds[path] = (saving.format, detector_file.data_path)
         return detector_file
 
     def _remove_created(self, path: Path) -> None:
@@ -794,9 +800,11 @@ class AcquisitionControl:
 
     # -- helpers (caller holds the lock) ------------------------------------------------------
     def _announce(self, path: Path, *, done: bool, success: bool) -> None:
-        formats = self._file_formats
-        saving_format = (formats.pop if done else formats.get)(path, SavingFormat.HDF5BS)
-        self.file_event = file_event_json(path, done=done, success=success, saving_format=saving_format)
+        kinds = self._file_kinds
+        saving_format, data_path = (kinds.pop if done else kinds.get)(path, (SavingFormat.HDF5BS, DATA_PATH))
+        self.file_event = file_event_json(
+            path, done=done, success=success, saving_format=saving_format, data_path=data_path
+        )
         self._notify("file_event", self.file_event)
 
     def _fault(self, reason: str) -> None:

@@ -9,6 +9,7 @@ import nxmx
 import pytest
 
 from tango_servers.pilatus.backend import Frame, Geometry
+from tango_servers.pilatus.cbf import read_data_blocks
 from tango_servers.pilatus.nexus import FRAMES_PATH, PIXEL_SIZE_M
 from tango_servers.pilatus.writer import (
     DATA_PATH,
@@ -163,18 +164,6 @@ def test_cbf_honours_abort_and_removes_a_file_without_frame(tmp_path):
     assert not (tmp_path / "unused.cbf").exists()  # no frame, no file
 
 
-def cbf_blocks(path) -> list:
-    """Each data block of a CBF file, read by fabio (which reads a file's first block)."""
-    end = b"--CIF-BINARY-FORMAT-SECTION----\r\n;"
-    parts = path.read_bytes().split(end)[:-1]
-    images = []
-    for i, part in enumerate(parts):
-        single = path.with_name(f"block{i}.cbf")
-        single.write_bytes(part.lstrip(b"\r\n") + end)
-        images.append(fabio.open(str(single)))
-    return images
-
-
 def test_cbf_append_adds_a_data_block_with_lima_headers(tmp_path):
     """CtSaving_Cbf under APPEND / MULTISET: the file opened with "a", a data block per frame; Lima's
     headers as CIF items (category/column -> _category.column, a bare key in _Misc)."""
@@ -188,7 +177,7 @@ def test_cbf_append_adds_a_data_block_with_lima_headers(tmp_path):
     again.close()
     image = fabio.open(str(path))
     np.testing.assert_array_equal(image.data, first.data)
-    blocks = cbf_blocks(path)
+    blocks = read_data_blocks(path)
     assert [b.header["_Misc.beamline"] for b in blocks] == ["sim", "sim"]
     assert [b.header["_Misc.sample"] for b in blocks] == ["lysozyme", "thaumatin"]
     assert blocks[0].header["_omega.start"] == "10.0" and "_omega.start" not in blocks[1].header
@@ -202,7 +191,7 @@ def test_cbf_append_adds_a_data_block_with_lima_headers(tmp_path):
     with pytest.raises(SavingError, match="the file expects"):
         broken.write(Frame(2, np.zeros((3, 3), np.int32), 0.0, None))
     broken.close()
-    assert path.stat().st_size == size and len(cbf_blocks(path)) == 2
+    assert path.stat().st_size == size and len(read_data_blocks(path)) == 2
 
 
 def written_file(path, taken, mode=OpenMode.CREATE, saving_format=SavingFormat.HDF5BS, headers=None) -> str:
