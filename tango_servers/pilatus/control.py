@@ -49,13 +49,6 @@ from .writer import (
 )
 
 FILE_TYPES = {SavingFormat.HDF5: "h5", SavingFormat.HDF5BS: "h5", SavingFormat.CBF: "cbf"}
-OPEN_MODES = {
-    "ABORT": OpenMode.CREATE,
-    "OVERWRITE": OpenMode.CREATE,
-    "APPEND": OpenMode.APPEND,
-    "MULTISET": OpenMode.NEW_SET,
-}
-"""How each saving_overwrite_policy opens a file (CtSaving: APPEND and MULTISET open with ios::app)."""
 
 
 class AcqStatus(enum.Enum):
@@ -453,7 +446,7 @@ class AcquisitionControl:
         self._directory(saving)
         path = saving.file_path(number)
         self._check_target(saving, path)
-        mode = OPEN_MODES[saving.overwrite_policy]
+        mode = OpenMode.for_policy(saving.overwrite_policy)
         if mode == OpenMode.CREATE and os.path.lexists(path):
             path.unlink()
         existed = os.path.lexists(path)

@@ -99,6 +99,11 @@ class OpenMode(enum.Enum):
     APPEND = "append"  # APPEND: the frames go after those of the file's last entry
     NEW_SET = "new_set"  # MULTISET: the acquisition is the file's next entry_NNNN
 
+    @classmethod
+    def for_policy(cls, policy: str) -> "OpenMode":
+        """How a LimaCCDs saving_overwrite_policy opens a file (CtSaving: APPEND and MULTISET with ios::app)."""
+        return {"APPEND": cls.APPEND, "MULTISET": cls.NEW_SET}.get(policy, cls.CREATE)
+
 
 class SavingError(OSError):
     """A file could not be created or written; the message names the file and the cause."""
