@@ -90,8 +90,8 @@ class CbfFile:
     added after the data blocks already in the file, as CtSaving_Cbf opens files with "a").
 
     A new file is created (empty, so an existing file is refused at once) when opened and removed
-    if closed without a frame. Each data block is written with fabio beside the file first and
-    then appended, so a failed write leaves the file as it was.
+    if closed without a frame. A block added to an existing file is written with fabio beside it
+    first and then appended, so a failed write leaves the file as it was.
     """
 
     saving_format: int
@@ -132,8 +132,10 @@ class CbfFile:
         items = {"_array_data.header_convention": HEADER_CONVENTION, "_array_data.header_contents": contents}
         items.update(lima_cbf_items({**dict(self.metadata.header), **(header or {})}))
         try:
-            block = _data_block(self.path.parent, f"image_{frame.index}", frame, items)
-            _append(self.path, block)
+            if self._created and self.frames == 0:  # the file's first block: fabio writes it in place
+                fabio.cbfimage.CbfImage(data=frame.data, header=items).write(str(self.path))
+            else:
+                _append(self.path, _data_block(self.path.parent, f"image_{frame.index}", frame, items))
         except OSError as exc:
             raise SavingError(f"cannot write frame {frame.index} to {self.path}: {os_reason(exc)}") from exc
         self.frames += 1

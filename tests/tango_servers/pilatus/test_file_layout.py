@@ -184,7 +184,8 @@ def test_cbf_append_adds_a_data_block_with_lima_headers(tmp_path):
     for block, frame in zip(blocks, (first, second), strict=True):
         np.testing.assert_array_equal(block.data, frame.data)
         assert block.pilatus_headers["Beam_xy"] == (61.5, 30.25)
-    assert path.read_bytes().count(b"data_image_") == 2  # the blocks named as Lima's mini-header CBF
+    content = path.read_bytes()  # the first block named after the file, the appended one as Lima's mini-header CBF
+    assert b"\ndata_scan_0000\r" in content and b"\ndata_image_1\r" in content
     # A refused append leaves the file as it was.
     size = path.stat().st_size
     broken = open_file(path, SMALL, SavingFormat.CBF, METADATA, mode=OpenMode.APPEND)
