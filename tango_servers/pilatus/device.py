@@ -138,6 +138,33 @@ def _string_setting(name: str, doc: str) -> attribute:
     return attribute(name=name, dtype=str, access=AttrWriteType.READ_WRITE, fget=read, fset=write, doc=doc)
 
 
+def _beam_center(axis: int, doc: str) -> attribute:
+    """A memorized beam-centre coordinate in pixels (axis 0: x, 1: y): NXmx beam_center_x/_y, CBF Beam_xy."""
+    name = ("beam_center_x", "beam_center_y")[axis]
+
+    def read(self: "LimaCCDs") -> float:
+        return self._control.beam_center[axis]
+
+    def write(self: "LimaCCDs", value: float) -> None:
+        with _refusals(name):
+            centre = list(self._control.beam_center)
+            centre[axis] = value
+            self._control.set_detector_position(beam_center=(centre[0], centre[1]))
+
+    return attribute(
+        name=name,
+        dtype=float,
+        access=AttrWriteType.READ_WRITE,
+        memorized=True,
+        hw_memorized=True,
+        unit="pixel",
+        format="%.2f",
+        fget=read,
+        fset=write,
+        doc=f"{doc}; NXmx {name}, CBF Beam_xy (default: the middle of the detector)",
+    )
+
+
 class LimaCCDs(Device):
     """A Pilatus hybrid pixel detector (simulated backend) as a LimaCCDs device."""
 
@@ -656,40 +683,8 @@ class LimaCCDs(Device):
 
     # Memorized (restored at start-up from the Tango database): they change with the experiment
     # (the detector stage moves, the beam is realigned) without a server restart.
-    @attribute(
-        dtype=float,
-        access=AttrWriteType.READ_WRITE,
-        memorized=True,
-        hw_memorized=True,
-        unit="pixel",
-        format="%.2f",
-        doc="x (fast, column) pixel coordinate where the direct beam meets the detector; NXmx beam_center_x, "
-        "CBF Beam_xy (default: the middle)",
-    )
-    def beam_center_x(self) -> float:
-        return self._control.beam_center[0]
-
-    @beam_center_x.write
-    def beam_center_x(self, value: float) -> None:
-        with _refusals("beam_center_x"):
-            self._control.set_detector_position(beam_center=(value, self._control.beam_center[1]))
-
-    @attribute(
-        dtype=float,
-        access=AttrWriteType.READ_WRITE,
-        memorized=True,
-        hw_memorized=True,
-        unit="pixel",
-        format="%.2f",
-        doc="y (slow, row) pixel coordinate where the direct beam meets the detector; NXmx beam_center_y",
-    )
-    def beam_center_y(self) -> float:
-        return self._control.beam_center[1]
-
-    @beam_center_y.write
-    def beam_center_y(self, value: float) -> None:
-        with _refusals("beam_center_y"):
-            self._control.set_detector_position(beam_center=(self._control.beam_center[0], value))
+    beam_center_x = _beam_center(0, "x (fast, column) pixel coordinate where the direct beam meets the detector")
+    beam_center_y = _beam_center(1, "y (slow, row) pixel coordinate where the direct beam meets the detector")
 
     @attribute(
         dtype=float,
