@@ -54,16 +54,19 @@ class DataRoots:
         """'the data roots /a, /b (device property data_roots)', for refusals."""
         return f"the data roots {', '.join(map(str, self.roots))} (device property {self.setting})"
 
-    def check(self, path: Path, what: str) -> Path:
-        """`path` resolved, if it stays inside a root; else OutsideDataRoots naming `what` and the roots."""
-        if not path.is_absolute():
-            raise OutsideDataRoots(f"{what} {str(path)!r} must be an absolute path inside {self.describe()}")
+    def check(self, path: str | Path, what: str) -> Path:
+        """`path` resolved (symbolic links followed), if it stays inside a root; else OutsideDataRoots
+        naming `what`, the path and the roots. The one data-root check of every server."""
+        text = str(path)
+        path = Path(path)
+        if not text or not path.is_absolute():
+            raise OutsideDataRoots(f"{what} {text!r} must be an absolute path inside {self.describe()}")
         if ".." in path.parts:
-            raise OutsideDataRoots(f"{what} {str(path)!r} contains '..'; give a path inside {self.describe()}")
+            raise OutsideDataRoots(f"{what} {text!r} contains '..'; give a path inside {self.describe()}")
         resolved = path.resolve()
         if not any(resolved.is_relative_to(root) for root in self.roots):
             via = f" (it resolves to {resolved})" if resolved != path else ""
-            raise OutsideDataRoots(f"{what} {str(path)!r} is outside {self.describe()}{via}")
+            raise OutsideDataRoots(f"{what} {text!r} is outside {self.describe()}{via}")
         return resolved
 
     def make_directory(self, directory: Path, what: str) -> Path:

@@ -18,7 +18,7 @@ import json
 import os
 import shutil
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -30,6 +30,7 @@ from .accumulation import (
     split_exposure,
     triggers_per_frame,
 )
+from ..common.data_roots import DataRoots, OutsideDataRoots
 from .backend import (
     AcquisitionSettings,
     BackendBusy,
@@ -43,17 +44,18 @@ from .backend import (
 )
 from .frames import FrameBuffer, FrameUnavailable
 from .image import BadImageSetting, ImageGeometry, ImageOps
-from .paths import (
-    MAX_FILE_NUMBER,
-    UnsafePath,
-    check_index_format,
-    check_name_part,
-    format_index,
-    inside_root,
-    replaceable,
-)
+from .paths import MAX_FILE_NUMBER, check_index_format, check_name_part, format_index, replaceable
 from .values import BadValue, choose, lima_choice
-from .writer import DATA_PATH, DetectorFile, FileMetadata, SavingError, SavingFormat, WriterThread, open_file
+from .writer import (
+    DATA_PATH,
+    DetectorFile,
+    FileMetadata,
+    OpenMode,
+    SavingError,
+    SavingFormat,
+    WriterThread,
+    open_file,
+)
 
 FILE_TYPES = {SavingFormat.HDF5: "h5", SavingFormat.HDF5BS: "h5", SavingFormat.CBF: "cbf"}
 
@@ -111,8 +113,21 @@ class SavingSettings:
 
     @property
     def frames_in_a_file(self) -> int:
-        """`frames_per_file`, except for CBF: one frame per file, as CtSaving_Cbf forces."""
+        """`frames_per_file`; one for CBF (CtSaving's CBF takes one frame per file); every frame of
+        the acquisition under MULTISET (CtSaving keeps one file open for the whole acquisition)."""
+        if self.overwrite_policy == "MULTISET":
+            return 2**31 - 1
         return 1 if self.format == SavingFormat.CBF else self.frames_per_file
+
+    @property
+    def advances_number(self) -> bool:
+        """Whether a closed file moves saving_next_number on: not under APPEND and MULTISET, which
+        add to the same files acquisition after acquisition (CtSaving::SaveContainer::close)."""
+        return self.overwrite_policy not in ("APPEND", "MULTISET")
+
+    def header(self) -> tuple[tuple[str, str], ...]:
+        """`common_header` as (key, value) pairs, split at the first '=' as LimaCCDs does."""
+        return tuple((key, value) for key, _, value in (entry.partition("=") for entry in self.common_header))
 
     def files_needed(self, nb_frames: int) -> int:
         """Files an acquisition of `nb_frames` writes (0 frames, until stopped: at least one)."""
@@ -123,14 +138,20 @@ SAVING_LIMITS = {"frames_per_file": (1, 2**31 - 1), "next_number": (-1, MAX_FILE
 
 
 def file_event_json(
-    path: Path | str, *, done: bool, success: bool, saving_format: SavingFormat = SavingFormat.HDF5BS
+    path: Path | str,
+    *,
+    done: bool,
+    success: bool,
+    saving_format: SavingFormat = SavingFormat.HDF5BS,
+    data_path: str = DATA_PATH,
 ) -> str:
-    """The `file_event` value: the fields of BEC's file event, as JSON (a CBF has no inner path)."""
+    """The `file_event` value: the fields of BEC's file event, as JSON; `data_path` is where the
+    file's frames are (MULTISET: its newest entry; a CBF has no inner path)."""
     return json.dumps(
         {
             "file_path": str(path),
             "file_type": FILE_TYPES[SavingFormat(saving_format)],
-            "hinted_location": {"data": DATA_PATH} if saving_format != SavingFormat.CBF else {},
+            "hinted_location": {"data": data_path} if saving_format != SavingFormat.CBF else {},
             "done": done,
             "success": success,
         }
@@ -181,7 +202,7 @@ class AcquisitionControl:
         notify: Callable[[str, Any], None],
         *,
         saving: SavingSettings,
-        data_roots: Sequence[Path],
+        data_roots: DataRoots,
         trigger_source: str = "",
         description: str = "Pilatus (simulated)",
         max_queued_bytes: int = 128 * 2**20,
@@ -192,7 +213,7 @@ class AcquisitionControl:
         self._notify = notify
         self.trigger_source = trigger_source
         self.description = description
-        self.data_roots = tuple(data_roots)
+        self.data_roots = data_roots
         self._lock = threading.RLock()
         self._manual_lock = threading.Lock()
         self.acquisition = AcquisitionSettings()
@@ -214,7 +235,7 @@ class AcquisitionControl:
         self._file_number: int | None = None
         self._status_changed = threading.Condition(self._lock)
         self._file_numbers: dict[Path, int] = {}
-        self._file_formats: dict[Path, SavingFormat] = {}  # for file_event's file_type
+        self._file_kinds: dict[Path, tuple[SavingFormat, str]] = {}  # file_event's file_type, data path
         self._created: dict[Path, tuple[int, int]] = {}  # files this server made: (st_dev, st_ino)
         self._files_failed = False
         self._reset_pending = False
@@ -222,6 +243,9 @@ class AcquisitionControl:
         self._held: dict[int, Frame] = {}  # frames not yet handed to the writer, by index
         self._next_save = 0
         self._frame_headers: dict[int, dict[str, str]] = {}
+        geometry = backend.geometry
+        self.beam_center = (geometry.width / 2, geometry.height / 2)  # pixels (NXmx beam_center_x, _y)
+        self.detector_distance = 0.2  # m
         self._ending = False  # the detector ended; frames wait for their headers (AUTO_HEADER)
         self.writer = WriterThread(
             self,
@@ -320,7 +344,7 @@ class AcquisitionControl:
 
     def _checked_saving(self, name: str, value: Any) -> Any:
         if name == "directory":
-            inside_root(value, self.data_roots)
+            self.data_roots.check(value, "saving_directory")
         elif name in ("prefix", "suffix"):
             check_name_part(f"saving_{name}", value)
         elif name == "index_format":
@@ -438,8 +462,8 @@ class AcquisitionControl:
 
     def _directory(self, saving: SavingSettings) -> Path:
         try:
-            return inside_root(saving.directory, self.data_roots)
-        except UnsafePath as exc:
+            return self.data_roots.check(saving.directory, "saving_directory")
+        except OutsideDataRoots as exc:
             raise ControlRefused(str(exc)) from exc
 
     def _check_files(self, saving: SavingSettings, first: int, count: int) -> None:
@@ -462,9 +486,11 @@ class AcquisitionControl:
                 "change saving_next_number or saving_prefix, or set the policy to OVERWRITE"
             )
         if not replaceable(path):
+            verb = "replaces" if saving.overwrite_policy == "OVERWRITE" else "adds to"
             raise ControlRefused(
                 f"{path} exists and is not a plain file with a single name (a link or a directory): "
-                "saving_overwrite_policy OVERWRITE replaces only plain files; remove it or change saving_prefix"
+                f"saving_overwrite_policy {saving.overwrite_policy} {verb} only plain files; "
+                "remove it or change saving_prefix"
             )
 
     def _open_file(self, saving: SavingSettings, settings: AcquisitionSettings, number: int) -> DetectorFile:
@@ -478,8 +504,10 @@ class AcquisitionControl:
         self._directory(saving)
         path = saving.file_path(number)
         self._check_target(saving, path)
-        if os.path.lexists(path):
+        mode = OpenMode.for_policy(saving.overwrite_policy)
+        if mode == OpenMode.CREATE and os.path.lexists(path):
             path.unlink()
+        existed = os.path.lexists(path)
         metadata = FileMetadata(
             expo_time=settings.expo_time,
             latency_time=settings.latency_time,
@@ -489,16 +517,21 @@ class AcquisitionControl:
             energy_threshold=self.backend.energy_threshold,
             threshold_gain=self.backend.threshold_gain.name,
             description=self.description,
+            detector_distance=self.detector_distance,
+            beam_center=self.beam_center,
+            header=saving.header(),
         )
         try:
-            detector_file = open_file(path, self.image_geometry, saving.format, metadata)
+            detector_file = open_file(path, self.image_geometry, saving.format, metadata, mode=mode)
         except SavingError as exc:
             raise ControlRefused(str(exc)) from exc
         info = path.stat()
         with self._lock:
-            self._created[path] = (info.st_dev, info.st_ino)
-            self._file_numbers[path] = number
-            self._file_formats[path] = saving.format
+            if not existed:  # a file added to (APPEND, MULTISET) is never removed
+                self._created[path] = (info.st_dev, info.st_ino)
+            if saving.advances_number:
+                self._file_numbers[path] = number
+            self._file_kinds[path] = (saving.format, detector_file.data_path)
         return detector_file
 
     def _remove_created(self, path: Path) -> None:
@@ -650,8 +683,10 @@ class AcquisitionControl:
                 nexus_file = self._open_file(saving, replace(self.acquisition, nb_frames=1), number)
                 self._announce(nexus_file.path, done=False, success=False)
             error = None
+            with self._lock:
+                header = self._frame_headers.pop(frame.index, None)
             try:
-                nexus_file.write(frame)
+                nexus_file.write(frame, header=header)
             except SavingError as exc:
                 error = str(exc)
             finally:
@@ -662,8 +697,8 @@ class AcquisitionControl:
                 self._created.pop(nexus_file.path, None)
                 if error:
                     raise ControlRefused(error)
-                self.saving = replace(self.saving, next_number=max(self.saving.next_number, number + 1))
-                self._notify("saving_next_number", self.saving.next_number)
+                if saving.advances_number:
+                    self._advance_next_number(number + 1)
                 self.last_image_saved = max(self.last_image_saved, frame.index)
                 self._notify("last_image_saved", self.last_image_saved)
             return nexus_file.path
@@ -712,9 +747,11 @@ class AcquisitionControl:
                 while self._next_save in self._held and (
                     saving.mode != "AUTO_HEADER" or self._next_save in self._frame_headers
                 ):
-                    ready.append(self._held.pop(self._next_save))
+                    # CtSaving takes a frame's header as it saves the frame.
+                    header = self._frame_headers.pop(self._next_save, None)
+                    ready.append((self._held.pop(self._next_save), header))
                     self._next_save += 1
-            for frame in ready:
+            for frame, header in ready:
                 with self._lock:
                     roll_over = (
                         not self._files_failed and frame.index > 0 and frame.index % saving.frames_in_a_file == 0
@@ -727,7 +764,7 @@ class AcquisitionControl:
                     self.writer.open(
                         saving.file_path(number), lambda n=number: self._open_file(saving, running.settings, n)
                     )
-                self.writer.submit_frame(frame, saving.format)  # blocks while the disk is behind
+                self.writer.submit_frame(frame, saving.format, header)  # blocks while the disk is behind
             if self._ending and not self._held:
                 self._close_acquisition()
 
@@ -740,8 +777,28 @@ class AcquisitionControl:
             self._save_ready(running, running.saving)
 
     def reset_frame_headers(self) -> None:
+        """LimaCCDs resetFrameHeaders (CtSaving::removeAllFrameHeaders): forget every frame's header."""
         with self._lock:
             self._frame_headers.clear()
+
+    def reset_common_header(self) -> None:
+        """LimaCCDs resetCommonHeader: files from now on get no common header."""
+        self.configure_saving(common_header=())
+
+    def set_detector_position(
+        self, *, beam_center: tuple[float, float] | None = None, distance: float | None = None
+    ) -> None:
+        """Where the beam meets the detector (pixels) and how far the detector is from the sample
+        (m), for the NXmx geometry and CBF header of the files opened from now on."""
+        with self._lock:
+            if distance is not None:
+                if not 0 < distance < float("inf"):
+                    raise ControlRefused(f"detector_distance {distance} m must be a positive distance")
+                self.detector_distance = float(distance)
+            if beam_center is not None:
+                if not all(abs(v) < float("inf") for v in beam_center):
+                    raise ControlRefused(f"beam centre {beam_center} must be finite pixel coordinates")
+                self.beam_center = (float(beam_center[0]), float(beam_center[1]))
 
     def acquisition_ended(self, frames: int, error: str | None) -> None:
         with self._lock:
@@ -782,8 +839,9 @@ class AcquisitionControl:
     def frame_saved(self, index: int) -> None:
         with self._lock:
             running = self._running
-            if running is not None and running.saving is not None and running.file_number is not None:
-                per_file = running.saving.frames_in_a_file
+            saving = running.saving if running is not None else None
+            if saving is not None and saving.advances_number and running.file_number is not None:
+                per_file = saving.frames_in_a_file
                 if (index + 1) % per_file == 0:
                     # CtSaving: the number passes a file as soon as it holds its frames, before the
                     # frame is reported saved (sardana-limaccd reads it after each startAcq).
@@ -806,9 +864,11 @@ class AcquisitionControl:
 
     # -- helpers (caller holds the lock) ------------------------------------------------------
     def _announce(self, path: Path, *, done: bool, success: bool) -> None:
-        formats = self._file_formats
-        saving_format = (formats.pop if done else formats.get)(path, SavingFormat.HDF5BS)
-        self.file_event = file_event_json(path, done=done, success=success, saving_format=saving_format)
+        kinds = self._file_kinds
+        saving_format, data_path = (kinds.pop if done else kinds.get)(path, (SavingFormat.HDF5BS, DATA_PATH))
+        self.file_event = file_event_json(
+            path, done=done, success=success, saving_format=saving_format, data_path=data_path
+        )
         self._notify("file_event", self.file_event)
 
     def _fault(self, reason: str) -> None:

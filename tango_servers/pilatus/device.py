@@ -30,13 +30,13 @@ from tango import AttrWriteType, CmdArgType, DevState
 from tango.server import Device, attribute, class_property, command, device_property, run
 
 from ..common import AttributeFollower, EventPublisher, publish_roles, refusals, refuse
-from ..common.data_roots import stack_data_directory
+from ..common.data_roots import DataRoots, OutsideDataRoots, stack_data_directory
 from . import data_array
 from .backend import VALID_RANGES, Frame, Geometry, SampleInput, make_backend
 from .camera import Pilatus, share_control
 from .control import AcqStatus, AcquisitionControl, ControlRefused, PulseCounter, SavingSettings
 from .nexus import PIXEL_SIZE_M
-from .paths import MAX_FILE_NUMBER, UnsafePath, resolve_roots
+from .paths import MAX_FILE_NUMBER
 from .values import LIMA_VALUES, BadValue, lima_choice
 from .writer import SavingFormat
 
@@ -89,7 +89,7 @@ NOT_APPLICABLE = -1  # what LimaCCDs reads for an acc_* figure that does not app
 
 def _refusals(origin: str) -> contextlib.AbstractContextManager[None]:
     """A refusal of the control layer as a DevFailed a user can read."""
-    return refusals(origin, ControlRefused, BadValue, UnsafePath, reason="Pilatus_Refused")
+    return refusals(origin, ControlRefused, BadValue, OutsideDataRoots, reason="Pilatus_Refused")
 
 
 def default_saving_directory(device_name: str) -> str:
@@ -136,6 +136,33 @@ def _string_setting(name: str, doc: str) -> attribute:
             self._settings[name] = lima_choice(name, value)
 
     return attribute(name=name, dtype=str, access=AttrWriteType.READ_WRITE, fget=read, fset=write, doc=doc)
+
+
+def _beam_center(axis: int, doc: str) -> attribute:
+    """A memorized beam-centre coordinate in pixels (axis 0: x, 1: y): NXmx beam_center_x/_y, CBF Beam_xy."""
+    name = ("beam_center_x", "beam_center_y")[axis]
+
+    def read(self: "LimaCCDs") -> float:
+        return self._control.beam_center[axis]
+
+    def write(self: "LimaCCDs", value: float) -> None:
+        with _refusals(name):
+            centre = list(self._control.beam_center)
+            centre[axis] = value
+            self._control.set_detector_position(beam_center=(centre[0], centre[1]))
+
+    return attribute(
+        name=name,
+        dtype=float,
+        access=AttrWriteType.READ_WRITE,
+        memorized=True,
+        hw_memorized=True,
+        unit="pixel",
+        format="%.2f",
+        fget=read,
+        fset=write,
+        doc=f"{doc}; NXmx {name}, CBF Beam_xy (default: the middle of the detector)",
+    )
 
 
 class LimaCCDs(Device):
@@ -210,7 +237,7 @@ class LimaCCDs(Device):
             self.set_change_event(name, True, False)
         try:
             self._setup()
-        except (ValueError, TypeError, OSError, UnsafePath) as exc:
+        except (ValueError, TypeError, OSError) as exc:
             # A misconfigured device says why in Status instead of taking the server down.
             self._config_error = f"configuration error: {exc}"
             self.set_state(DevState.FAULT)
@@ -224,10 +251,10 @@ class LimaCCDs(Device):
             raise ValueError(f"device property data_array_version {self.data_array_version} is not 2, 3 or 4")
         width, height = pair("detector_size", self.detector_size)
         geometry = Geometry(width, height, *pair("module_size", self.module_size), *pair("module_gap", self.module_gap))
-        roots = resolve_roots(self.data_roots or [str(stack_data_directory())])
+        roots = DataRoots.from_setting(self.data_roots)
         directory = self.default_directory or default_saving_directory(self.get_name())
         if not self.data_roots:
-            roots[0].mkdir(parents=True, exist_ok=True)
+            roots.roots[0].mkdir(parents=True, exist_ok=True)
         if not self.default_directory:
             Path(directory).mkdir(parents=True, exist_ok=True)
         self._backend = make_backend(
@@ -251,10 +278,10 @@ class LimaCCDs(Device):
         )
         try:
             self._ctl.configure_saving(directory=directory)  # default_directory must lie in a root too
-        except UnsafePath as exc:
+        except OutsideDataRoots as exc:
             self._ctl.close()
             self._ctl = None
-            raise UnsafePath(f"device property default_directory: {exc}") from exc
+            raise OutsideDataRoots(f"device property default_directory: {exc}") from exc
         share_control(self._ctl)  # the Pilatus camera device drives the same detector
         self._follow()
 
@@ -710,8 +737,10 @@ class LimaCCDs(Device):
     @attribute(
         dtype=str,
         access=AttrWriteType.READ_WRITE,
-        doc="ABORT: prepareAcq refuses when a file of the acquisition exists; OVERWRITE: replace it "
-        "(plain files only); APPEND and MULTISET are refused (files are written once)",
+        doc="ABORT: prepareAcq refuses when a file of the acquisition exists; OVERWRITE: replace it; "
+        "APPEND: add the frames to the file (HDF5: after the last entry's frames; CBF: a data block per "
+        "frame); MULTISET: the whole acquisition into one file (HDF5: as its next entry_NNNN). Under APPEND "
+        "and MULTISET saving_next_number stays (Lima's CtSaving). Existing files: plain files only",
     )
     def saving_overwrite_policy(self) -> str:
         return self._control.saving.overwrite_policy
@@ -722,7 +751,11 @@ class LimaCCDs(Device):
             self._control.configure_saving(overwrite_policy=value)
 
     @attribute(
-        dtype=(str,), max_dim_x=65535, access=AttrWriteType.READ_WRITE, doc="key=value entries of the file header"
+        dtype=(str,),
+        max_dim_x=65535,
+        access=AttrWriteType.READ_WRITE,
+        doc="key=value entries written into every file: HDF5 entry_NNNN/instrument/Pilatus/header/<key> "
+        "(with the first frame's header), CBF items _<category>.<column> for keys category/column, else _Misc.<key>",
     )
     def saving_common_header(self) -> tuple[str, ...]:
         return self._control.saving.common_header
@@ -734,6 +767,30 @@ class LimaCCDs(Device):
             if bad:
                 raise BadValue(f"saving_common_header entries must be key=value, got {bad[0]!r}")
             self._control.configure_saving(common_header=value)
+
+    # Memorized (restored at start-up from the Tango database): they change with the experiment
+    # (the detector stage moves, the beam is realigned) without a server restart.
+    beam_center_x = _beam_center(0, "x (fast, column) pixel coordinate where the direct beam meets the detector")
+    beam_center_y = _beam_center(1, "y (slow, row) pixel coordinate where the direct beam meets the detector")
+
+    @attribute(
+        dtype=float,
+        access=AttrWriteType.READ_WRITE,
+        memorized=True,
+        hw_memorized=True,
+        unit="m",
+        format="%.4f",
+        min_value=1e-3,
+        doc="sample to detector distance along the beam; NXmx distance and the detector's translation, "
+        "CBF Detector_distance",
+    )
+    def detector_distance(self) -> float:
+        return self._control.detector_distance
+
+    @detector_distance.write
+    def detector_distance(self, value: float) -> None:
+        with _refusals("detector_distance"):
+            self._control.set_detector_position(distance=value)
 
     @attribute(
         dtype=str,
@@ -1005,6 +1062,11 @@ class LimaCCDs(Device):
     @command(doc_in="forget the headers set by setImageHeader")
     def resetFrameHeaders(self) -> None:
         self._control.reset_frame_headers()
+
+    @command(doc_in="empty saving_common_header")
+    def resetCommonHeader(self) -> None:
+        with _refusals("resetCommonHeader"):
+            self._control.reset_common_header()
 
     @command(doc_in="frame number (-1: newest), saved into the next file (saving_mode MANUAL)", dtype_in="int32")
     def writeImage(self, index: int) -> None:

@@ -10,7 +10,7 @@ are Lima's defaults, HwDetInfoCtrlObj's instrument name and the detector type `P
           data                       (frames, rows, columns), interpretation=image
           time_of_frame              (frames,) s since start_time
           /plot                      NXdata (signal=data): data -> ../data (soft link)
-          /header                    NXcollection: saving_common_header, key = value
+          /header                    NXcollection: key = value, the first frame's header (common + frame's)
           /detector_information      NXcollection: name, type, model, pixel_size, max_image_size, image_lima_type
           /acquisition               NXcollection: mode, exposure_time, latency_time, nb_frames, trigger_mode
           /image_operation           NXcollection: dimension, binning, region_of_interest, flipping, rotation
@@ -28,6 +28,8 @@ pixels along -y, so the beam hits the pixel at (beam_center_x, beam_center_y).
 """
 
 import datetime
+import enum
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -87,6 +89,22 @@ _ACQUISITION_MODE = {  # NXdetector acquisition_mode for the Lima trigger mode
 }
 
 
+class OpenMode(enum.Enum):
+    """How a file is opened for an acquisition, from `saving_overwrite_policy` (CtSaving's open flags).
+
+    APPEND and NEW_SET open an existing file (a missing one is created as under CREATE).
+    """
+
+    CREATE = "create"  # ABORT, and OVERWRITE once the old file is unlinked: a new file
+    APPEND = "append"  # APPEND: the frames go after those of the file's last entry
+    NEW_SET = "new_set"  # MULTISET: the acquisition is the file's next entry_NNNN
+
+    @classmethod
+    def for_policy(cls, policy: str) -> "OpenMode":
+        """How a LimaCCDs saving_overwrite_policy opens a file (CtSaving: APPEND and MULTISET with ios::app)."""
+        return {"APPEND": cls.APPEND, "MULTISET": cls.NEW_SET}.get(policy, cls.CREATE)
+
+
 class SavingError(OSError):
     """A file could not be created or written; the message names the file and the cause."""
 
@@ -109,7 +127,7 @@ class FileMetadata:
     `energy_threshold` is the counting threshold and `photon_energy` the X-ray energy (keV);
     `beam_center` (x, y) is in pixels (None: the middle of the detector); `omega_start` and
     `omega_increment` (deg) give the rotation of frames that carry no sample position; `header`
-    is Lima's `saving_common_header` (key, value pairs).
+    is Lima's `saving_common_header` (key, value pairs; a frame's own header adds to it).
     """
 
     expo_time: float = 1.0
@@ -144,20 +162,58 @@ class FileMetadata:
 
 @dataclass(frozen=True)
 class Layout:
-    """The growing datasets of a freshly laid-out file."""
+    """The growing datasets of an entry (None: absent from an entry written elsewhere), and the
+    header group Lima fills with the first frame's header."""
 
     frames: h5py.Dataset
-    time_of_frame: h5py.Dataset
-    omega: h5py.Dataset
-    end_time: h5py.Dataset
+    time_of_frame: h5py.Dataset | None
+    omega: h5py.Dataset | None
+    end_time: h5py.Dataset | None
+    header: h5py.Group | None
 
 
 def next_entry(f: h5py.File) -> EntryPaths:
-    """The first entry_NNNN not in `f` (APPEND adds one entry per acquisition)."""
+    """The entry after the last one in `f` (MULTISET adds one entry per acquisition)."""
+    last = last_entry(f)
+    return EntryPaths(ENTRY_FORMAT.format(0 if last is None else int(last.entry.split("_")[1]) + 1))
+
+
+def last_entry(f: h5py.File) -> EntryPaths | None:
+    """The last of entry_0000, entry_0001 ... in `f` (None: no entry_0000), as CtSaving_Hdf5's findLastEntry."""
     number = 0
     while ENTRY_FORMAT.format(number) in f:
         number += 1
-    return EntryPaths(ENTRY_FORMAT.format(number))
+    return EntryPaths(ENTRY_FORMAT.format(number - 1)) if number else None
+
+
+def open_layout(f: h5py.File, paths: EntryPaths, geometry: Geometry) -> Layout:
+    """The datasets of an existing entry, to append frames of `geometry` to (APPEND)."""
+    frames = f.get(paths.frames)
+    if not isinstance(frames, h5py.Dataset) or frames.ndim != 3:
+        raise SavingError(f"{f.filename}: {paths.frames} is not a frames dataset to append to")
+    if frames.shape[1:] != geometry.shape or frames.dtype != np.dtype(geometry.dtype):
+        raise SavingError(
+            f"{f.filename}: You are trying to extend the dataset with mismatching image dimensions "
+            f"({frames.dtype} {frames.shape[1:]} in the file, {np.dtype(geometry.dtype)} {geometry.shape} "
+            "from the detector): change saving_prefix or saving_next_number"
+        )
+    if frames.maxshape[0] is not None:
+        raise SavingError(f"{f.filename}: {paths.frames} has a fixed size and cannot be extended")
+
+    def growing(path: str) -> h5py.Dataset | None:
+        dataset = f.get(path)
+        return dataset if isinstance(dataset, h5py.Dataset) and dataset.maxshape == (None,) else None
+
+    return Layout(frames, growing(f"{paths.detector}/time_of_frame"), growing(paths.omega), None, None)
+
+
+def write_header(group: h5py.Group, header: Mapping[str, str]) -> None:
+    """Lima's header (common header and the frame's header) as string datasets `key` = value."""
+    for key, value in header.items():
+        try:
+            group[key] = value
+        except (ValueError, TypeError, OSError) as exc:
+            raise SavingError(f"header entry {key!r} cannot be written into {group.name}: {exc}") from exc
 
 
 def write_layout(
@@ -187,9 +243,7 @@ def write_layout(
     _attrs(frames, interpretation="image", units="counts")
     time_of_frame = _growing(det, "time_of_frame", "s", start=start)
     _group(det, "plot", "NXdata", signal="data")["data"] = h5py.SoftLink(paths.frames)
-    header = _group(det, "header", "NXcollection")
-    for key, value in md.header:
-        header[key] = value
+    header = _group(det, "header", "NXcollection")  # filled with the first frame (write_header)
     _lima_parameters(det, geometry, md)
     _nxmx_detector(det, geometry, md, paths.detector)
     _group(entry, "measurement", "NXcollection")["data"] = h5py.SoftLink(paths.frames)
@@ -201,7 +255,7 @@ def write_layout(
     sample["depends_on"] = paths.omega
     omega = _growing(_group(sample, "transformations", "NXtransformations"), "omega", "deg")
     _attrs(omega, transformation_type="rotation", vector=np.array([-1.0, 0.0, 0.0]), depends_on=".")
-    return Layout(frames, time_of_frame, omega, end_time)
+    return Layout(frames, time_of_frame, omega, end_time, header)
 
 
 def _lima_parameters(det: h5py.Group, g: Geometry, md: FileMetadata) -> None:

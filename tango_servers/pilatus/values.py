@@ -32,14 +32,6 @@ UNSUPPORTED_WHY: dict[tuple[str, str], str] = {
         "acq_mode",
         "CONCATENATION",
     ): "the Pilatus delivers frames one at a time, it has no blocks of frames to concatenate",
-    (
-        "saving_overwrite_policy",
-        "APPEND",
-    ): "this server writes each file once and cannot add frames to an existing file",
-    (
-        "saving_overwrite_policy",
-        "MULTISET",
-    ): "this server writes each file once and cannot add frames to an existing file",
     ("saving_managed_mode", "HARDWARE"): "the Pilatus saves nothing itself: this server writes the files",
 }
 

@@ -1,10 +1,11 @@
 """Detector files written a frame at a time by one thread off the Tango threads.
 
 HDF5 files (`NexusFile`) have Lima's layout with the NXmx geometry (see `nexus.py`), one file
-per `saving_frame_per_file` frames; CBF files (`cbf.CbfFile`) hold one frame each. `open_file`
-opens the kind a `saving_format` names.
+per `saving_frame_per_file` frames; CBF files (`cbf.CbfFile`) hold a data block per frame. `open_file`
+opens the kind a `saving_format` names, created or added to as `saving_overwrite_policy` says
+(`OpenMode`).
 
-HDF5 files are opened in SWMR mode and every frame is flushed, so a reader opening the file with
+HDF5 files are in SWMR mode from their first frame and every frame is flushed, so a reader opening the file with
 `h5py.File(path, "r", swmr=True)` and calling `dataset.refresh()` sees frames as they arrive,
 and a killed server leaves a file readable up to the last flushed frame (open it with
 `swmr=True`, or run `h5clear -s` on it first: HDF5 still marks it as open for writing).
@@ -27,7 +28,7 @@ import queue
 import struct
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -41,11 +42,15 @@ from .cbf import CbfFile
 from .nexus import (
     DATA_PATH,
     FileMetadata,
+    OpenMode,
     SavingError,
     file_exists_error,
+    last_entry,
     next_entry,
     now_iso,
+    open_layout,
     os_reason,
+    write_header,
     write_layout,
 )
 
@@ -55,6 +60,7 @@ __all__ = [
     "DetectorFile",
     "FileMetadata",
     "NexusFile",
+    "OpenMode",
     "SavingError",
     "SavingFormat",
     "WriterThread",
@@ -79,17 +85,15 @@ SUFFIX = {SavingFormat.HDF5: ".h5", SavingFormat.HDF5BS: ".h5", SavingFormat.CBF
 HDF5_FORMATS = frozenset({SavingFormat.HDF5, SavingFormat.HDF5BS})
 
 
-class OverwritePolicy(enum.IntEnum):
-    """LimaCCDs `saving_overwrite_policy` labels this server supports."""
-
-    ABORT = 0
-    OVERWRITE = 1
-
-
 class NexusFile:
     """One HDF5 file being written in Lima's layout with NXmx metadata, a frame (one chunk) at a time.
 
-    `append`: add the next entry_NNNN to an existing file (Lima's APPEND policy), or create it.
+    `mode` (from saving_overwrite_policy, as CtSaving_Hdf5 opens files): CREATE a new file;
+    APPEND the frames after those of an existing file's last entry (Lima writes neither its
+    header nor its end_time again); NEW_SET the acquisition as an existing file's next entry, the
+    root `default` pointing at it. A missing file is created in every mode. The header (the
+    common header and the first frame's own) is written with the first frame, as Lima does,
+    and SWMR starts then: no object can be created in an HDF5 file once SWMR writing is on.
     """
 
     def __init__(
@@ -99,8 +103,7 @@ class NexusFile:
         saving_format: SavingFormat,
         metadata: FileMetadata,
         *,
-        overwrite: bool = False,
-        append: bool = False,
+        mode: OpenMode = OpenMode.CREATE,
     ):
         self.path = Path(path)
         self.geometry = geometry
@@ -108,27 +111,45 @@ class NexusFile:
         self.metadata = metadata
         self.frames = 0
         self._start = time.time()
+        existing = mode != OpenMode.CREATE and self.path.exists()
+        if existing and not h5py.is_hdf5(self.path):
+            raise SavingError(
+                f"File {self.path} is not an HDF5 file, bad or corrupted format: saving_overwrite_policy "
+                f"{'APPEND' if mode == OpenMode.APPEND else 'MULTISET'} adds only to HDF5 files"
+            )
         try:
-            mode = "a" if append else "w" if overwrite else "w-"
-            self._file = h5py.File(self.path, mode, libver="latest")
+            self._file = h5py.File(self.path, "r+" if existing else "w-", libver="latest")
         except FileExistsError as exc:
             raise file_exists_error(self.path) from exc
         except OSError as exc:
-            raise SavingError(f"cannot create {self.path}: {os_reason(exc)}") from exc
+            raise SavingError(f"cannot {'open' if existing else 'create'} {self.path}: {os_reason(exc)}") from exc
+        self._added_entry: tuple[str, object] | None = None  # NEW_SET in an existing file: (entry, old default)
         try:
-            filters = hdf5plugin.Bitshuffle(cname="lz4") if self.saving_format == SavingFormat.HDF5BS else {}
-            paths = next_entry(self._file)
+            paths = last_entry(self._file) if existing and mode == OpenMode.APPEND else None
+            if paths is not None:
+                self._layout = open_layout(self._file, paths, geometry)
+                self.saving_format = _format_of(self._layout.frames)  # the file's own encoding
+                self._offset = self._layout.frames.shape[0]
+            else:
+                paths = next_entry(self._file)
+                if existing:
+                    self._added_entry = (paths.entry, self._file.attrs.get("default"))
+                filters = hdf5plugin.Bitshuffle(cname="lz4") if self.saving_format == SavingFormat.HDF5BS else {}
+                self._layout = write_layout(self._file, geometry, metadata, paths, **filters)
+                self._offset = 0
             self.data_path = paths.data
-            self._layout = write_layout(self._file, geometry, metadata, paths, **filters)
-            self._file.swmr_mode = True
+            self._file.flush()
         except Exception:
             self._file.close()
             raise
 
-    def write(self, frame: Frame, chunk: bytes | np.ndarray | None = None) -> None:
+    def write(
+        self, frame: Frame, chunk: bytes | np.ndarray | None = None, header: Mapping[str, str] | None = None
+    ) -> None:
         """Append one frame (with its time and omega) and flush it, so SWMR readers see it.
 
-        `chunk` is the frame already compressed for this file's format (`encode_chunk`).
+        `chunk` is the frame already compressed for this file's format (`encode_chunk`); `header`
+        is the frame's own Lima header (written with the file's first frame only, as Lima does).
         """
         data = frame.data
         if data.shape != self.geometry.shape or data.dtype != np.dtype(self.geometry.dtype):
@@ -138,32 +159,49 @@ class NexusFile:
             )
         if chunk is None:
             chunk = encode_chunk(data, self.saving_format)
-        n = self.frames
         layout = self._layout
+        n = self._offset + self.frames
         try:
+            if not self._file.swmr_mode:
+                if layout.header is not None:
+                    write_header(layout.header, {**dict(self.metadata.header), **(header or {})})
+                self._file.swmr_mode = True
             layout.frames.resize(n + 1, axis=0)
             layout.frames.id.write_direct_chunk((n, 0, 0), chunk)
             for dataset, value in (
                 (layout.time_of_frame, frame.timestamp - self._start),
                 (layout.omega, self.metadata.omega(frame.sample_position, frame.index)),
             ):
-                dataset.resize(n + 1, axis=0)
-                dataset[n] = value
-                dataset.flush()
+                if dataset is not None:
+                    dataset.resize(n + 1, axis=0)
+                    dataset[n] = value
+                    dataset.flush()
             layout.frames.flush()
         except OSError as exc:
             raise SavingError(f"cannot write frame {frame.index} to {self.path}: {os_reason(exc)}") from exc
-        self.frames = n + 1
+        self.frames += 1
 
     def close(self) -> None:
-        """Record the end time and close; safe to call twice."""
+        """Record the end time and close; safe to call twice. An entry added to an existing file
+        that got no frame is removed again, so the file is as it was."""
         if not self._file.id.valid:
             return
         try:
-            self._layout.end_time[()] = np.bytes_(now_iso().encode()[:32])
+            if self._added_entry is not None and self.frames == 0:
+                entry, default = self._added_entry
+                del self._file[entry]
+                if default is not None:
+                    self._file.attrs["default"] = default
+            elif self._layout.end_time is not None:
+                self._layout.end_time[()] = np.bytes_(now_iso().encode()[:32])
             self._file.flush()
         finally:
             self._file.close()
+
+
+def _format_of(frames: h5py.Dataset) -> SavingFormat:
+    """The saving format an existing frames dataset is encoded in (bitshuffle-LZ4 or plain)."""
+    return SavingFormat.HDF5BS if str(hdf5plugin.BSHUF_ID) in frames._filters else SavingFormat.HDF5
 
 
 class DetectorFile(Protocol):
@@ -174,7 +212,9 @@ class DetectorFile(Protocol):
     saving_format: int
     data_path: str  # where the frames are inside the file ("" when the format has no inner path)
 
-    def write(self, frame: Frame, chunk: bytes | np.ndarray | None = None) -> None: ...
+    def write(
+        self, frame: Frame, chunk: bytes | np.ndarray | None = None, header: Mapping[str, str] | None = None
+    ) -> None: ...
 
     def close(self) -> None: ...
 
@@ -185,16 +225,13 @@ def open_file(
     saving_format: SavingFormat,
     metadata: FileMetadata,
     *,
-    overwrite: bool = False,
-    append: bool = False,
+    mode: OpenMode = OpenMode.CREATE,
 ) -> DetectorFile:
-    """A file of `saving_format` at `path`; SavingError when it exists (unless `overwrite`, or
-    `append`: HDF5 adds an entry) or cannot be created."""
+    """A file of `saving_format` at `path`, opened as `mode` says; SavingError when it exists
+    (CREATE), is not of that format (APPEND, NEW_SET) or cannot be created."""
     if SavingFormat(saving_format) == SavingFormat.CBF:
-        if append:
-            raise SavingError(f"{path}: a CBF file holds one frame, it cannot be appended to")
-        return CbfFile(path, geometry, saving_format, metadata, overwrite=overwrite)
-    return NexusFile(path, geometry, saving_format, metadata, overwrite=overwrite, append=append)
+        return CbfFile(path, geometry, saving_format, metadata, mode=mode)
+    return NexusFile(path, geometry, saving_format, metadata, mode=mode)
 
 
 def encode_chunk(data: np.ndarray, saving_format: SavingFormat) -> bytes | np.ndarray:
@@ -293,6 +330,7 @@ class _FrameJob:
     frame: Frame
     saving_format: SavingFormat
     chunk: concurrent.futures.Future | None  # compressing in the pool, or None: encode when writing
+    header: Mapping[str, str] | None  # the frame's own Lima header (setImageHeader)
 
 
 @dataclass(frozen=True)
@@ -348,14 +386,15 @@ class WriterThread:
         `file_opened`, or `file_closed(path, 0, error)` when it cannot be created."""
         self._put(_Open(Path(path), opener, announce=True))
 
-    def submit_frame(self, frame: Frame, saving_format: SavingFormat) -> None:
-        """Queue a frame for the current file (of `saving_format`); blocks while the queue is full.
+    def submit_frame(self, frame: Frame, saving_format: SavingFormat, header: Mapping[str, str] | None = None) -> None:
+        """Queue a frame (and its own header) for the current file (of `saving_format`); blocks
+        while the queue is full.
 
         Compression starts at once; the producer then waits for room in the queue, so at most
         one chunk more than the queue holds is ever in flight.
         """
         future = self._pool.submit(encode_chunk, frame.data, saving_format) if self._pool else None
-        self._put(_FrameJob(frame, saving_format, future))
+        self._put(_FrameJob(frame, saving_format, future, header))
 
     def close(self) -> None:
         """Close the current file once the frames queued before have been written."""
@@ -404,7 +443,7 @@ class WriterThread:
                 chunk = item.chunk.result() if item.chunk is not None else None
                 if item.saving_format != self._file.saving_format:
                     chunk = None
-                self._file.write(item.frame, chunk)
+                self._file.write(item.frame, chunk, item.header)
             except Exception as exc:
                 self._finish(f"{exc}")
                 return

@@ -70,3 +70,17 @@ def test_existing_files_are_never_overwritten(root):
         write_new_file(root / "dangling.png", lambda f: f.write(b"x"))
     assert not (root.parent / "outside" / "victim").exists()
     assert first_free_name(root, "x", ".png") == root / "x_1.png"
+
+
+@pytest.mark.parametrize("setting", ["", "relative/dir"])
+def test_a_setting_given_as_text_is_named_as_written(root, setting):
+    """The Pilatus's saving_directory arrives as text: the refusal quotes it as written (the one
+    message form of every server: the setting, the path, the roots)."""
+    roots = DataRoots.from_setting([str(root)])
+    with pytest.raises(OutsideDataRoots) as refusal:
+        roots.check(setting, "saving_directory")
+    assert str(refusal.value) == (
+        f"saving_directory {setting!r} must be an absolute path inside the data roots {root.resolve()} "
+        "(device property data_roots)"
+    )
+    assert roots.check(str(root / "sub"), "saving_directory") == root.resolve() / "sub"

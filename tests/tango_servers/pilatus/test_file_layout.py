@@ -9,10 +9,12 @@ import nxmx
 import pytest
 
 from tango_servers.pilatus.backend import Frame, Geometry
+from tango_servers.pilatus.cbf import read_data_blocks
 from tango_servers.pilatus.nexus import FRAMES_PATH, PIXEL_SIZE_M
 from tango_servers.pilatus.writer import (
     DATA_PATH,
     FileMetadata,
+    OpenMode,
     SavingError,
     SavingFormat,
     WriterThread,
@@ -148,20 +150,133 @@ def test_cbf_frame_reads_back_with_fabio(tmp_path):
     assert header["Gain_setting"] == ("high", "gain")
 
 
-def test_cbf_holds_one_frame_and_honours_abort(tmp_path):
-    first, second = frames(2)
+def test_cbf_honours_abort_and_removes_a_file_without_frame(tmp_path):
+    (first,) = frames(1)
     path = tmp_path / "one.cbf"
     cbf = open_file(path, SMALL, SavingFormat.CBF, METADATA)
     with pytest.raises(SavingError, match="already exists and saving_overwrite_policy is ABORT"):
         open_file(path, SMALL, SavingFormat.CBF, METADATA)
     cbf.write(first)
-    with pytest.raises(SavingError, match="a CBF file holds one frame"):
-        cbf.write(second)
     cbf.close()
     np.testing.assert_array_equal(fabio.open(str(path)).data, first.data)
     unused = open_file(tmp_path / "unused.cbf", SMALL, SavingFormat.CBF, METADATA)
     unused.close()
     assert not (tmp_path / "unused.cbf").exists()  # no frame, no file
+
+
+def test_cbf_append_adds_a_data_block_with_lima_headers(tmp_path):
+    """CtSaving_Cbf under APPEND / MULTISET: the file opened with "a", a data block per frame; Lima's
+    headers as CIF items (category/column -> _category.column, a bare key in _Misc)."""
+    first, second = frames(2)
+    path = tmp_path / "scan_0000.cbf"
+    cbf = open_file(path, SMALL, SavingFormat.CBF, METADATA, mode=OpenMode.APPEND)
+    cbf.write(first, header={"omega/start": "10.0"})
+    cbf.close()
+    again = open_file(path, SMALL, SavingFormat.CBF, METADATA, mode=OpenMode.APPEND)
+    again.write(second, header={"sample": "thaumatin"})  # the frame's header overrides the common one
+    again.close()
+    image = fabio.open(str(path))
+    np.testing.assert_array_equal(image.data, first.data)
+    blocks = read_data_blocks(path)
+    assert [b.header["_Misc.beamline"] for b in blocks] == ["sim", "sim"]
+    assert [b.header["_Misc.sample"] for b in blocks] == ["lysozyme", "thaumatin"]
+    assert blocks[0].header["_omega.start"] == "10.0" and "_omega.start" not in blocks[1].header
+    for block, frame in zip(blocks, (first, second), strict=True):
+        np.testing.assert_array_equal(block.data, frame.data)
+        assert block.pilatus_headers["Beam_xy"] == (61.5, 30.25)
+    content = path.read_bytes()  # the first block named after the file, the appended one as Lima's mini-header CBF
+    assert b"\ndata_scan_0000\r" in content and b"\ndata_image_1\r" in content
+    # A refused append leaves the file as it was.
+    size = path.stat().st_size
+    broken = open_file(path, SMALL, SavingFormat.CBF, METADATA, mode=OpenMode.APPEND)
+    with pytest.raises(SavingError, match="the file expects"):
+        broken.write(Frame(2, np.zeros((3, 3), np.int32), 0.0, None))
+    broken.close()
+    assert path.stat().st_size == size and len(read_data_blocks(path)) == 2
+
+
+def written_file(path, taken, mode=OpenMode.CREATE, saving_format=SavingFormat.HDF5BS, headers=None) -> str:
+    """`taken` written into `path` as one acquisition; the data path it reports."""
+    nexus = open_file(path, SMALL, saving_format, METADATA, mode=mode)
+    for frame in taken:
+        nexus.write(frame, header=(headers or {}).get(frame.index))
+    nexus.close()
+    return nexus.data_path
+
+
+def test_hdf5_append_puts_the_frames_after_the_last_entry(tmp_path):
+    """Lima's APPEND (CtSaving_Hdf5: the last entry's dataset extended): both acquisitions in
+    entry_0000; the header is the first acquisition's; plain frames join a bitshuffle file as bitshuffle."""
+    path = tmp_path / "scan_0000.h5"
+    taken = frames(3)
+    assert written_file(path, taken[:2], OpenMode.APPEND, headers={0: {"run": "1"}}) == DATA_PATH
+    assert written_file(path, taken[2:], OpenMode.APPEND, SavingFormat.HDF5, {2: {"run": "2"}}) == DATA_PATH
+    stacked = np.stack([frame.data for frame in taken])
+    with h5py.File(path, "r") as f:
+        assert list(f) == ["entry_0000"]
+        np.testing.assert_array_equal(f[DATA_PATH][()], stacked)
+        assert "32008" in f[FRAMES_PATH]._filters
+        assert f["entry_0000/instrument/Pilatus/header/run"][()] == b"1"
+        assert f["entry_0000/instrument/Pilatus/time_of_frame"].shape == (3,)
+    image = fabio.open(str(path))
+    assert image.nframes == 3
+    for frame in taken:
+        np.testing.assert_array_equal(image.getframe(frame.index).data, frame.data)
+
+
+def test_hdf5_multiset_adds_the_next_entry(tmp_path):
+    """Lima's MULTISET: each acquisition a new entry_NNNN of the same file, the root default on the newest."""
+    path = tmp_path / "scan_0000.h5"
+    first, second, third = frames(3)
+    assert written_file(path, [first, second], OpenMode.NEW_SET) == DATA_PATH
+    assert written_file(path, [third], OpenMode.NEW_SET) == "/entry_0001/measurement/data"
+    with h5py.File(path, "r") as f:
+        assert f.attrs["default"] == "entry_0001"
+        np.testing.assert_array_equal(f[DATA_PATH][()], np.stack([first.data, second.data]))
+        np.testing.assert_array_equal(f["/entry_0001/measurement/data"][0], third.data)
+        assert f["entry_0001/sample/depends_on"][()] == b"/entry_0001/sample/transformations/omega"
+        assert len(nxmx.NXmx(f).entries) == 2
+    with fabio.open(str(path)) as newest:
+        assert newest.nframes == 1  # fabio's LimaImage reads the root's default entry
+    with fabio.open(f"{path}::{DATA_PATH}") as older:  # and any entry by its path
+        assert older.nframes == 2
+        np.testing.assert_array_equal(older.getframe(1).data, second.data)
+    # An entry that gets no frame (a dropped prepareAcq) is removed again: the file is as it was.
+    unused = open_file(path, SMALL, SavingFormat.HDF5BS, METADATA, mode=OpenMode.NEW_SET)
+    unused.close()
+    with h5py.File(path, "r") as f:
+        assert list(f) == ["entry_0000", "entry_0001"] and f.attrs["default"] == "entry_0001"
+
+
+def test_a_refused_append_leaves_the_file_readable(tmp_path):
+    path = tmp_path / "scan_0000.h5"
+    (first,) = frames(1)
+    written_file(path, [first])
+    other = Geometry(60, 30, 60, 30, 0, 0)
+    with pytest.raises(SavingError, match="mismatching image dimensions"):
+        open_file(path, other, SavingFormat.HDF5BS, METADATA, mode=OpenMode.APPEND)
+    with h5py.File(path, "r") as f:
+        np.testing.assert_array_equal(f[DATA_PATH][()], first.data[None])
+    text = tmp_path / "notes.h5"
+    text.write_text("not HDF5")
+    for mode in (OpenMode.APPEND, OpenMode.NEW_SET):
+        with pytest.raises(SavingError, match="is not an HDF5 file"):
+            open_file(text, SMALL, SavingFormat.HDF5BS, METADATA, mode=mode)
+    assert text.read_text() == "not HDF5"
+
+
+def test_the_header_is_the_first_frames(tmp_path):
+    """CtSaving_Hdf5 writes the header once, with the first frame: the common header and that frame's own."""
+    path = tmp_path / "scan_0000.h5"
+    written_file(path, frames(2), headers={0: {"sample": "thaumatin", "omega": "0.0"}, 1: {"late": "x"}})
+    with h5py.File(path, "r") as f:
+        header = f["entry_0000/instrument/Pilatus/header"]
+        assert header.attrs["NX_class"] == "NXcollection"
+        assert {key: header[key][()] for key in header} == {
+            "beamline": b"sim",
+            "sample": b"thaumatin",
+            "omega": b"0.0",
+        }
 
 
 class Listener:
@@ -194,20 +309,3 @@ def test_writer_thread_writes_a_cbf_file_per_frame(tmp_path):
     assert listener.closed == [(f"f_{i:04d}.cbf", 1, None) for i in range(3)]
     for frame in taken:
         np.testing.assert_array_equal(fabio.open(str(tmp_path / f"f_{frame.index:04d}.cbf")).data, frame.data)
-
-
-def test_append_adds_the_next_entry(tmp_path):
-    """Lima's APPEND policy: each acquisition is a new entry_NNNN of the same file."""
-    path = tmp_path / "appended.h5"
-    first, second = frames(2)
-    for frame in (first, second):
-        appended = open_file(path, SMALL, SavingFormat.HDF5BS, METADATA, append=True)
-        appended.write(frame)
-        appended.close()
-    assert appended.data_path == "/entry_0001/measurement/data"
-    with h5py.File(path, "r") as f:
-        assert f.attrs["default"] == "entry_0001"  # the newest acquisition, as Lima points it
-        np.testing.assert_array_equal(f[DATA_PATH][0], first.data)
-        np.testing.assert_array_equal(f[appended.data_path][0], second.data)
-        assert f["entry_0001/sample"]["depends_on"][()] == b"/entry_0001/sample/transformations/omega"
-        assert len(nxmx.NXmx(f).entries) == 2

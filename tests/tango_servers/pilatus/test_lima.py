@@ -32,8 +32,6 @@ STRING_SETTINGS = {
 }
 NOT_HONOURED = {
     ("acq_mode", "CONCATENATION"),
-    ("saving_overwrite_policy", "APPEND"),
-    ("saving_overwrite_policy", "MULTISET"),
     ("saving_managed_mode", "HARDWARE"),
 }
 
@@ -73,8 +71,8 @@ def test_bad_values_are_refused_listing_the_allowed_ones_and_the_device_stays_us
     assert "is not one of" in text
     text = refused(lambda: pilatus.write_attribute("saving_format", "TIFF"))
     assert "saving_format 'TIFF' is not one of HDF5, HDF5BS" in text
-    text = refused(lambda: pilatus.write_attribute("saving_overwrite_policy", "append"))
-    assert "APPEND is not available" in text and "cannot add frames" in text and "use ABORT, OVERWRITE" in text
+    text = refused(lambda: pilatus.write_attribute("saving_overwrite_policy", "keep"))
+    assert "saving_overwrite_policy 'keep' is not one of ABORT, OVERWRITE, APPEND, MULTISET" in text
     text = refused(lambda: pilatus.write_attribute("saving_managed_mode", "HARDWARE"))
     assert "use SOFTWARE" in text
     text = refused(lambda: pilatus.write_attribute("acq_mode", "concatenation"))
