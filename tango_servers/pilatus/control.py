@@ -23,6 +23,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from ..common.data_roots import DataRoots, OutsideDataRoots
 from .accumulation import (
     AccumulationSplit,
     Accumulator,
@@ -30,7 +31,6 @@ from .accumulation import (
     split_exposure,
     triggers_per_frame,
 )
-from ..common.data_roots import DataRoots, OutsideDataRoots
 from .backend import (
     AcquisitionSettings,
     BackendBusy,
