@@ -22,9 +22,9 @@ import tango
 from ._deadline import ANSWER_MARGIN, UNANSWERED_LIMIT, UNANSWERED_SPAN, call_within
 from .core._private import raw_read_attributes
 from .core.discovery import unknown_device_error
-from .core.errors import TangoDeviceError, TangoTimeoutError, error_text, is_unreachable, translate
+from .core.errors import TangoDeviceError, TangoTimeoutError, error_text, is_reconnect_delayed, translate
 from .core.names import device_key
-from .core.subscription import TangoSubscriber
+from .core.subscription import TangoSubscriber, write_attribute
 from .core.types import AttributeType
 
 __all__ = [
@@ -109,7 +109,7 @@ class DeviceLink:
         subscriber = shared_subscriber(timeout)
         try:
             proxy = subscriber.proxy(trl)
-            dev_class = proxy.info().dev_class
+            dev_class = _info(proxy, timeout).dev_class
             types_lookup = _pool.submit(subscriber.attribute_types, trl, refresh=True)
             lookups = _role_lookups(proxy, dev_class, need_alias)
             commands = {info.cmd_name: info for info in proxy.command_list_query()}
@@ -200,13 +200,7 @@ class DeviceLink:
     def write(self, attribute: str, value: Any) -> None:
         """Write a checked value (see AttributeType.to_tango); Tango's refusal raises with its reason."""
         self._latest.pop(attribute.lower(), None)  # the next read goes to the server: never stale
-        try:
-            self._call(f"write {attribute}", self.proxy.write_attribute, attribute, value)
-        except TypeError:
-            # pytango says "unsupported data_format" when it could not fetch the attribute's
-            # configuration: the device went away (the ping raises why) or has just come back.
-            self._call(f"write {attribute}", self.proxy.ping)
-            self._call(f"write {attribute}", self.proxy.write_attribute, attribute, value)
+        self._call(f"write {attribute}", write_attribute, self.proxy, attribute, value)
 
     def command(self, name: str, argument: Any = None) -> Any:
         if argument is None:
@@ -231,8 +225,7 @@ class DeviceLink:
                 raise self._failed(exc, unanswered) from None
             except tango.DevFailed as exc:
                 error = translate(exc, f"{self.key}: {what} failed")
-                # The proxy refuses to reconnect for 1 s after a failed attempt ("delayed").
-                if unanswered is None and is_unreachable(exc) and "delayed" in str(exc):
+                if unanswered is None and is_reconnect_delayed(exc):
                     if time.monotonic() < deadline:
                         time.sleep(0.1)
                         continue
@@ -248,6 +241,19 @@ class DeviceLink:
         if isinstance(error, TangoTimeoutError):
             self._unanswered = (time.monotonic(), str(error))
         return error
+
+
+def _info(proxy: tango.DeviceProxy, timeout: float) -> tango.DeviceInfo:
+    """`proxy.info()`, waiting out (within `timeout`) the proxy's refusal to reconnect in the
+    second after a failed attempt: a device whose server has just come back is not "unreachable"."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return proxy.info()
+        except tango.DevFailed as exc:
+            if not is_reconnect_delayed(exc) or time.monotonic() >= deadline:
+                raise
+        time.sleep(0.1)
 
 
 def declared_roles(proxy: tango.DeviceProxy, dev_class: str) -> list[str]:

@@ -29,7 +29,7 @@ from p4p.util import ThreadedWorkQueue
 
 from ophyd_tango.core.discovery import defined_devices
 from ophyd_tango.core.errors import error_text
-from ophyd_tango.core.subscription import AttributeUpdate, ConfigUpdate, TangoSubscriber
+from ophyd_tango.core.subscription import AttributeUpdate, ConfigUpdate, TangoSubscriber, write_attribute
 from ophyd_tango.core.types import AttributeType
 
 from ..core import BridgeCore
@@ -398,7 +398,7 @@ class TangoPvaBridge:
             return
         try:
             value = pv.mapping.from_put(op.value())
-            self._subscriber.proxy(pv.device).write_attribute(pv.attribute, value)
+            write_attribute(self._subscriber.proxy(pv.device), pv.attribute, value)
         except (TypeError, ValueError) as exc:
             self._core.record_error(f"put to {name} refused: {exc}")
             op.done(error=f"put to {name} refused: {exc}")

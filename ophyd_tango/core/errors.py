@@ -23,6 +23,7 @@ __all__ = [
     "error_description",
     "error_text",
     "first_reason",
+    "is_reconnect_delayed",
     "is_timeout",
     "is_unreachable",
     "translate",
@@ -92,6 +93,12 @@ def is_unreachable(error: tango.DevFailed | str | None) -> bool:
     if isinstance(error, str):
         return any(reason in error for reason in UNREACHABLE_REASONS)
     return any(e.reason in UNREACHABLE_REASONS for e in error.args)
+
+
+def is_reconnect_delayed(exc: tango.DevFailed) -> bool:
+    """Whether a proxy refused to reconnect because it tried less than a second ago (cppTango's
+    Connection::reconnect: "The connection request was delayed"): worth asking again shortly."""
+    return is_unreachable(exc) and "delayed" in str(exc)
 
 
 def is_timeout(exc: tango.DevFailed) -> bool:

@@ -32,11 +32,25 @@ __all__ = [
     "Subscription",
     "TangoEventWarning",
     "TangoSubscriber",
+    "write_attribute",
 ]
 
 logger = logging.getLogger(__name__)
 
 _EVENT_TYPES = {"change": tango.EventType.CHANGE_EVENT, "periodic": tango.EventType.PERIODIC_EVENT}
+
+
+def write_attribute(proxy: tango.DeviceProxy, attribute: str, value: Any) -> None:
+    """`proxy.write_attribute`, also on a device whose server has just restarted.
+
+    PyTango raises TypeError("unsupported data_format") when it could not fetch the attribute's
+    configuration: the device went away (then the ping raises why) or has just come back (then
+    the second write goes through)."""
+    try:
+        proxy.write_attribute(attribute, value)
+    except TypeError:
+        proxy.ping()
+        proxy.write_attribute(attribute, value)
 
 
 class TangoEventWarning(UserWarning):

@@ -10,7 +10,7 @@ code they share lives here, in an ordinary package module, and is imported by ab
 import tango
 from sardana import State
 
-from ophyd_tango.core.subscription import TangoSubscriber
+from ophyd_tango.core.subscription import TangoSubscriber, write_attribute
 
 # Generous: a loaded machine (or a real detector opening a file) can take seconds to answer.
 PROXY_TIMEOUT = 10.0
@@ -65,7 +65,7 @@ class DeviceLink:
         return self.proxy.read_attribute(attribute).value
 
     def write(self, attribute: str, value) -> None:
-        self.proxy.write_attribute(attribute, value)
+        write_attribute(self.proxy, attribute, value)
 
     def command(self, name: str, *args):
         return self.proxy.command_inout(name, *args)

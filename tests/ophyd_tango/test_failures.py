@@ -93,7 +93,9 @@ def test_hung_detector_fails_the_run_within_its_timeout(pilatus_stack, record_pr
 
         wait_until(aborted, 60, interval=0.2, message=f"{DEVICE} Ready")
     assert stop["exit_status"] == "fail"
-    assert f"{DEVICE} stopped answering" in stop["reason"] and "no answer within" in stop["reason"], stop["reason"]
+    # Where the hang lands depends on timing: in a frame's wait ("stopped answering"), in the
+    # trigger's startAcq or in the event's read. Each names the device and the unanswered call.
+    assert DEVICE in stop["reason"] and "no answer within" in stop["reason"], stop["reason"]
     # Expected: one unanswered read (the link's 3 s timeout and its margin) after the next check,
     # then unstage restores nothing on a device that does not answer: no wait on Tango's retries.
     report_time(record_property, "hung detector", stop["time"] - at)
