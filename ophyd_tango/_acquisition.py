@@ -28,9 +28,9 @@ from event_model import compose_stream_resource
 from ._deadline import UNREACHABLE_GRACE, Deadline, wait_until
 from ._host import LogicHost
 from ._link import AttributeValue, DeviceLink
-from ._roles import Roles
 from ._status import TangoStatus
 from .core.errors import TangoDeviceError, TangoTimeoutError, is_unreachable
+from .core.roles import Roles
 from .core.subscription import AttributeUpdate, Subscription
 
 __all__ = ["AcquisitionFailed", "AcquisitionLogic", "FileStream"]

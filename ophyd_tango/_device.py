@@ -20,11 +20,11 @@ from tango import CmdArgType
 from ._acquisition import AcquisitionLogic, FileStream
 from ._link import DeviceLink, TangoDeviceError
 from ._motion import MoveLogic, MoveStatus
-from ._roles import ROLE_KEYS, Roles, choose_roles, declares_read_set, default_kind, signal_kinds
 from ._signal import TangoSignal
 from .core._private import install_lazy_device_tuple
 from .core.errors import is_unreachable
 from .core.names import identifier
+from .core.roles import ROLE_KEYS, Roles, choose_roles, declares_read_set, default_kind, signal_kinds
 
 __all__ = ["DEFAULT_TIMEOUT", "TangoCommand", "TangoCommands", "TangoDevice"]
 

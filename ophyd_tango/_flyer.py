@@ -35,9 +35,9 @@ from ._acquisition import AcquisitionLogic
 from ._deadline import Deadline, wait_until
 from ._device import TangoDevice
 from ._link import DeviceLink
-from ._roles import ROLE_KEYS, Roles
 from ._status import TangoStatus
 from .core.errors import TangoDeviceError, TangoTimeoutError
+from .core.roles import ROLE_KEYS, Roles
 
 __all__ = ["DetectorFlyer", "FlyFailed", "FlyPoints", "FlyStatus", "PsoFlyer"]
 

@@ -13,7 +13,7 @@ import re
 import threading
 import time
 from collections.abc import Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,6 +24,7 @@ from .core._private import raw_read_attributes
 from .core.discovery import unknown_device_error
 from .core.errors import TangoDeviceError, TangoTimeoutError, error_text, is_reconnect_delayed, translate
 from .core.names import device_key
+from .core.roles import first_declared, role_lookups
 from .core.subscription import TangoSubscriber, write_attribute
 from .core.types import AttributeType
 
@@ -32,7 +33,6 @@ __all__ = [
     "DeviceLink",
     "TangoDeviceError",
     "TangoTimeoutError",
-    "declared_roles",
     "shared_subscriber",
 ]
 
@@ -99,7 +99,7 @@ class DeviceLink:
         self._batch = threading.local()
         self._raw_read = raw_read_attributes(proxy)
         self._latest: dict[str, AttributeValue] = {}
-        self._unanswered: tuple[float, str] | None = None  # (when, what) of the last unanswered call
+        self._silence: _Silence | None = None  # since the last call that went unanswered
 
     # ---- connection ----------------------------------------------------------------------------
     @classmethod
@@ -111,7 +111,7 @@ class DeviceLink:
             proxy = subscriber.proxy(trl)
             dev_class = _info(proxy, timeout).dev_class
             types_lookup = _pool.submit(subscriber.attribute_types, trl, refresh=True)
-            lookups = _role_lookups(proxy, dev_class, need_alias)
+            lookups = role_lookups(proxy, dev_class, need_alias, _pool)
             commands = {info.cmd_name: info for info in proxy.command_list_query()}
             types = types_lookup.result()
         except tango.DevFailed as exc:
@@ -121,7 +121,7 @@ class DeviceLink:
                 raise unknown_device_error(name, host) from exc
             raise translate(exc, f"cannot connect to Tango device {trl}") from exc
         results = {key: future.result() for key, future in lookups.items()}
-        return cls(trl, subscriber, proxy, types, commands, dev_class, _declared(results), results.get("alias"))
+        return cls(trl, subscriber, proxy, types, commands, dev_class, first_declared(results), results.get("alias"))
 
     def source(self, attribute: str) -> str:
         """Full TRL of an attribute, for data keys ('tango://host:port/dev/attr')."""
@@ -211,36 +211,54 @@ class DeviceLink:
         """Call the proxy, waiting no longer than its timeout (and a margin; then TangoTimeoutError);
         after a server restart retry once the proxy may reconnect. Within UNANSWERED_SPAN of a call
         that went unanswered (a silent device: a cut link, a hung server), calls are bounded by
-        UNANSWERED_LIMIT and never retried, so that clean-up after the failure is quick; the
-        error says what went unanswered."""
-        unanswered = self._unanswered
-        if unanswered is not None and time.monotonic() - unanswered[0] > UNANSWERED_SPAN:
-            unanswered = None
-        limit = self.timeout + ANSWER_MARGIN if unanswered is None else min(self.timeout, UNANSWERED_LIMIT)
+        UNANSWERED_LIMIT and never retried, and once a second call went unanswered the rest fail
+        at once, so that clean-up after the failure is quick; the error says what went unanswered."""
+        silence = self._silence
+        if silence is not None and time.monotonic() - silence.since > UNANSWERED_SPAN:
+            silence = None
+        if silence is not None and silence.again:
+            raise TangoTimeoutError(
+                f"{self.key}: {what}: not sent, two calls in a row went unanswered (after {silence.what})",
+                "API_DeviceTimedOut",
+            )
+        limit = self.timeout + ANSWER_MARGIN if silence is None else min(self.timeout, UNANSWERED_LIMIT)
         deadline = time.monotonic() + self.timeout
         while True:
             try:
                 result = call_within(limit, f"{self.key}: {what}", function, *args)
             except TangoTimeoutError as exc:
-                raise self._failed(exc, unanswered) from None
+                raise self._failed(exc, silence) from None
             except tango.DevFailed as exc:
                 error = translate(exc, f"{self.key}: {what} failed")
-                if unanswered is None and is_reconnect_delayed(exc):
+                if silence is None and is_reconnect_delayed(exc):
                     if time.monotonic() < deadline:
                         time.sleep(0.1)
                         continue
                     error = TangoTimeoutError(f"{error} (for {self.timeout:g} s)", error.reason)
-                raise self._failed(error, unanswered) from exc
-            self._unanswered = None
+                raise self._failed(error, silence) from exc
+            self._silence = None
             return result
 
-    def _failed(self, error: TangoDeviceError, unanswered: tuple[float, str] | None) -> TangoDeviceError:
-        """`error`, noted when it is a first timeout, or told what went unanswered before."""
-        if unanswered is not None:
-            return type(error)(f"{error} (after {unanswered[1]})", error.reason)
+    def _failed(self, error: TangoDeviceError, silence: _Silence | None) -> TangoDeviceError:
+        """`error`, noted when it is a timeout, and told what went unanswered before."""
         if isinstance(error, TangoTimeoutError):
-            self._unanswered = (time.monotonic(), str(error))
+            if silence is None:
+                self._silence = _Silence(time.monotonic(), str(error))
+            else:
+                silence.again = True
+        if silence is not None:
+            return type(error)(f"{error} (after {silence.what})", error.reason)
         return error
+
+
+@dataclass
+class _Silence:
+    """A call to the device went unanswered at `since` (monotonic): `what` it was, and whether a
+    second call went unanswered after it."""
+
+    since: float
+    what: str
+    again: bool = False
 
 
 def _info(proxy: tango.DeviceProxy, timeout: float) -> tango.DeviceInfo:
@@ -254,54 +272,3 @@ def _info(proxy: tango.DeviceProxy, timeout: float) -> tango.DeviceInfo:
             if not is_reconnect_delayed(exc) or time.monotonic() >= deadline:
                 raise
         time.sleep(0.1)
-
-
-def declared_roles(proxy: tango.DeviceProxy, dev_class: str) -> list[str]:
-    """The `bluesky_roles` a device declares: its device property, else its class property, else
-    the class property's declared default (what `DeviceLink.connect` finds; the Redis bridge too)."""
-    return _declared({key: future.result() for key, future in _role_lookups(proxy, dev_class, False).items()})
-
-
-def _declared(results: dict[str, Any]) -> list[str]:
-    return results.get("device") or results.get("class") or results.get("admin") or []
-
-
-def _role_lookups(proxy: tango.DeviceProxy, dev_class: str, need_alias: bool) -> dict[str, Future]:
-    """Start the `bluesky_roles` look-ups (device property, class property, and the class
-    property's declared default from the admin device, for servers that never store it) and the
-    alias look-up, all at once; each future yields None when there is nothing."""
-    try:
-        db = proxy.get_device_db()
-    except tango.DevFailed:
-        db = None
-    lookups = {"admin": _pool.submit(_class_property_default, proxy, dev_class)}
-    if db is not None:
-        lookups["device"] = _pool.submit(_quietly, lambda: list(proxy.get_property(["bluesky_roles"])["bluesky_roles"]))
-        lookups["class"] = _pool.submit(
-            _quietly, lambda: list(db.get_class_property(dev_class, ["bluesky_roles"])["bluesky_roles"])
-        )
-        if need_alias:
-            lookups["alias"] = _pool.submit(_quietly, lambda: proxy.alias() or None)
-    return lookups
-
-
-def _quietly(call: Any) -> Any:
-    try:
-        return call()
-    except tango.DevFailed:
-        return None
-
-
-def _class_property_default(proxy: tango.DeviceProxy, dev_class: str) -> list[str]:
-    """The declared default of class property `bluesky_roles`, from the admin device."""
-    try:
-        admin = tango.DeviceProxy(proxy.adm_name())
-        admin.set_timeout_millis(proxy.get_timeout_millis())
-        triples = admin.command_inout("QueryWizardClassProperty", dev_class)
-    except tango.DevFailed:
-        return []
-    for i in range(0, len(triples) - 2, 3):
-        if triples[i] == "bluesky_roles":
-            default = triples[i + 2]
-            return [line for line in default.splitlines() if line.strip()]
-    return []

@@ -21,9 +21,9 @@ import tango
 from ._deadline import UNREACHABLE_GRACE, Deadline
 from ._host import LogicHost
 from ._link import AttributeValue, DeviceLink
-from ._roles import Roles
 from ._status import TangoStatus
 from .core.errors import TangoDeviceError, TangoTimeoutError
+from .core.roles import Roles
 from .core.subscription import AttributeUpdate
 
 __all__ = ["MoveFailed", "MoveLogic", "MoveStatus"]

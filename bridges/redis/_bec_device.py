@@ -1,6 +1,6 @@
 """One Tango device as BEC sees it: a flat name, its signals and their kinds from the device's roles.
 
-The kinds are ophyd_tango's (`ophyd_tango._roles.signal_kinds` of the roles `choose_roles` picks,
+The kinds are ophyd_tango's (`ophyd_tango.core.roles.signal_kinds` of the roles `choose_roles` picks,
 as a `TangoDevice` gets them), so BEC's reading of a device is what `TangoDevice.read()` returns:
 the same signals, under the same names (`{name}_{attribute}`, the readback of a movable device
 named after the device), values as `AttributeType.to_bluesky` gives them.
@@ -15,10 +15,9 @@ from typing import Any
 
 import tango
 
-from ophyd_tango._link import declared_roles
-from ophyd_tango._roles import Roles, choose_roles, signal_kinds
 from ophyd_tango.core.errors import error_text
 from ophyd_tango.core.names import identifier
+from ophyd_tango.core.roles import Roles, choose_roles, declared_roles, signal_kinds
 from ophyd_tango.core.types import AttributeType
 
 from ._bec import BecEndpoints, bec_value

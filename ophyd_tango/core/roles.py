@@ -10,14 +10,27 @@ Three sources, later ones win key by key:
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
 import tango
 
-from .core.types import AttributeType
+from .types import AttributeType
 
-__all__ = ["ROLE_KEYS", "Roles", "choose_roles", "parse_roles", "signal_kinds"]
+__all__ = [
+    "ROLE_KEYS",
+    "Roles",
+    "choose_roles",
+    "declared_roles",
+    "first_declared",
+    "parse_roles",
+    "role_lookups",
+    "signal_kinds",
+]
+
+# For `declared_roles`: threads start on demand.
+_lookups = ThreadPoolExecutor(max_workers=4, thread_name_prefix="tango-roles")
 
 # Keys with a meaning to ophyd_tango; any other key is kept in `Roles.values` for other tools.
 ROLE_KEYS = {
@@ -306,3 +319,57 @@ def signal_kinds(types: Mapping[str, AttributeType], roles: Roles, unreadable: I
     for name in names("omit"):
         kinds[name] = "omitted"
     return kinds
+
+
+def declared_roles(proxy: tango.DeviceProxy, dev_class: str) -> list[str]:
+    """The `bluesky_roles` a device declares: its device property, else its class property, else
+    the class property's declared default (what ophyd_tango's `DeviceLink.connect` finds)."""
+    return first_declared(
+        {key: future.result() for key, future in role_lookups(proxy, dev_class, False, _lookups).items()}
+    )
+
+
+def first_declared(results: dict[str, Any]) -> list[str]:
+    """The roles of the first source that declares any: device property, class property, default."""
+    return results.get("device") or results.get("class") or results.get("admin") or []
+
+
+def role_lookups(proxy: tango.DeviceProxy, dev_class: str, need_alias: bool, pool: Executor) -> dict[str, Future]:
+    """Start the `bluesky_roles` look-ups (device property, class property, and the class
+    property's declared default from the admin device, for servers that never store it) and the
+    alias look-up, all at once in `pool`; each future yields None when there is nothing."""
+    try:
+        db = proxy.get_device_db()
+    except tango.DevFailed:
+        db = None
+    lookups = {"admin": pool.submit(_class_property_default, proxy, dev_class)}
+    if db is not None:
+        lookups["device"] = pool.submit(_quietly, lambda: list(proxy.get_property(["bluesky_roles"])["bluesky_roles"]))
+        lookups["class"] = pool.submit(
+            _quietly, lambda: list(db.get_class_property(dev_class, ["bluesky_roles"])["bluesky_roles"])
+        )
+        if need_alias:
+            lookups["alias"] = pool.submit(_quietly, lambda: proxy.alias() or None)
+    return lookups
+
+
+def _quietly(call: Any) -> Any:
+    try:
+        return call()
+    except tango.DevFailed:
+        return None
+
+
+def _class_property_default(proxy: tango.DeviceProxy, dev_class: str) -> list[str]:
+    """The declared default of class property `bluesky_roles`, from the admin device."""
+    try:
+        admin = tango.DeviceProxy(proxy.adm_name())
+        admin.set_timeout_millis(proxy.get_timeout_millis())
+        triples = admin.command_inout("QueryWizardClassProperty", dev_class)
+    except tango.DevFailed:
+        return []
+    for i in range(0, len(triples) - 2, 3):
+        if triples[i] == "bluesky_roles":
+            default = triples[i + 2]
+            return [line for line in default.splitlines() if line.strip()]
+    return []
