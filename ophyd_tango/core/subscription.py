@@ -11,6 +11,7 @@ new configuration) are one more kind of update: `ConfigUpdate`, to subscribers t
 
 from __future__ import annotations
 
+import concurrent.futures
 import logging
 import threading
 import time
@@ -22,7 +23,7 @@ import numpy as np
 import tango
 
 from ._private import call_event_callback_directly
-from .errors import error_text, first_reason
+from .errors import error_text, first_reason, is_timeout, is_unreachable
 from .names import device_key
 from .types import AttributeType, attribute_type
 
@@ -37,6 +38,9 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
+# Seconds past the timeout before a call the engine makes counts as unanswered: cppTango's
+# reconnection after a timeout can hold one call for several timeouts (a hung server: 9 s at 3 s).
+CALL_MARGIN = 0.5
 _EVENT_TYPES = {"change": tango.EventType.CHANGE_EVENT, "periodic": tango.EventType.PERIODIC_EVENT}
 
 
@@ -203,6 +207,8 @@ class _DeviceChannel:
         self.config_pending: set[str] = set()
         self.config_dropped: list[int] = []
         self._proxy: tango.DeviceProxy | None = None
+        # Liveness pings and polls run here, waited for at most the timeout (see `_bounded`).
+        self._calls = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"tango-call:{self.key}")
         self._thread = threading.Thread(target=self._run, name=f"tango-subscriber:{self.key}", daemon=True)
         self._thread.start()
 
@@ -279,6 +285,21 @@ class _DeviceChannel:
             self.config_pending.clear()
             self.wake.notify_all()
         self._thread.join(timeout)
+        self._calls.shutdown(wait=False, cancel_futures=True)
+
+    def _bounded(self, call: Callable[..., Any], *args: Any) -> Any:
+        """`call(*args)`, waited for at most the timeout and CALL_MARGIN; then DevFailed
+        API_DeviceTimedOut (the call is left to finish on the call thread, the next one queued
+        behind it), so that a silent device is noticed within one timeout."""
+        future = self._calls.submit(call, *args)
+        limit = self.subscriber.timeout + CALL_MARGIN
+        try:
+            return future.result(limit)
+        except concurrent.futures.TimeoutError:
+            future.cancel()
+            tango.Except.throw_exception(
+                "API_DeviceTimedOut", f"{self.key}: no answer within {limit:g} s", "TangoSubscriber"
+            )
 
     # ---- worker thread -------------------------------------------------------------------------
     def _run(self) -> None:
@@ -346,7 +367,8 @@ class _DeviceChannel:
         configurations that changed are delivered as config updates."""
         if self.types is None or again:
             old = self.types
-            self.types = {info.name.lower(): attribute_type(info) for info in proxy.attribute_list_query_ex()}
+            infos = self._bounded(proxy.attribute_list_query_ex)
+            self.types = {info.name.lower(): attribute_type(info) for info in infos}
             if old:
                 for name, atype in self.types.items():
                     if name in old and old[name] != atype:
@@ -490,9 +512,11 @@ class _DeviceChannel:
             feeds = [f for f in feeds if f.name.lower() in types]
             for feed in feeds:
                 feed.name = types[feed.name.lower()].name
-            replies = proxy.read_attributes([f.name for f in feeds]) if feeds else []
+            replies = self._bounded(proxy.read_attributes, [f.name for f in feeds]) if feeds else []
         except tango.DevFailed as exc:
-            self._device_down(feeds, error_text(exc))
+            # A device that does not answer is down for its evented attributes too: say so now,
+            # not after the next liveness ping has waited out its own timeout.
+            self._device_down(None if is_unreachable(exc) or is_timeout(exc) else feeds, error_text(exc))
             return
         self._device_up()
         for feed, reply in zip(feeds, replies, strict=True):
@@ -511,13 +535,14 @@ class _DeviceChannel:
         if not evented:
             return
         try:
-            self.proxy().ping()
+            self._bounded(self.proxy().ping)
         except tango.DevFailed as exc:
-            self._device_down(evented, error_text(exc))
+            self._device_down(None, error_text(exc))
             return
         self._device_up()
 
-    def _device_down(self, feeds: list[_AttributeFeed], text: str) -> None:
+    def _device_down(self, feeds: list[_AttributeFeed] | None, text: str) -> None:
+        """Deliver `text` as an error to `feeds` (None: all); evented ones are polled until the device is back."""
         self.alive = False
         with self.lock:
             feeds = list(self.feeds.values()) if feeds is None else feeds

@@ -252,9 +252,14 @@ def main() -> None:
     wait_until(lambda: (flags / "db-up").exists(), 120, interval=0.05, message="the database host to restart")
     result["fly_after_db_restart"] = fly(devices, 1.0, 100)
     result["bridges_valid_at_end"] = bridges.shows(failing=False)
-    result["bridges_same_processes"] = bridge_pids == {
-        server: db.get_device_info(f"dserver/{server}").pid for server in settings["bridges"]
-    }
+    # The database host is restarted, not waited for: ask until its DataBaseds answers again.
+    pids_now = wait_until(
+        lambda: {server: db.get_device_info(f"dserver/{server}").pid for server in settings["bridges"]},
+        120,
+        interval=0.2,
+        message="the restarted database to answer",
+    )
+    result["bridges_same_processes"] = bridge_pids == pids_now
     for role, servers in (("cl", settings["bridges"]), ("hw", settings["hardware"])):
         for server in reversed(servers):
             starters[role].command_inout("DevStop", server)

@@ -251,3 +251,21 @@ def test_bec_reads_what_ophyd_tango_reads(stack, device_manager, connector, name
         assert wait_until(complete, 20, message=f"{name}'s whole reading in BEC") == expected
     else:  # a controller reads nothing, as its roles say (configuration only)
         assert connector.get(MessageEndpoints.device_readback(name)) is None
+
+
+def test_a_bridge_leaves_bec_s_device_config_alone_when_told(start_feed_stack, private_redis):
+    """`bec_device_config` false, where a BEC config service owns `info/devices/config`: the
+    bridge writes its devices' info and readings, and never that key nor its update channel."""
+    client = private_redis.client()
+    updates = client.pubsub()
+    updates.subscribe(MessageEndpoints.device_config_update().endpoint)
+    feed = start_feed_stack(redis_url=private_redis.url, layout=["bec"], bec_device_config=["false"])
+    infos = wait_until(
+        lambda: client.keys(f"{MessageEndpoints.device_info('*').endpoint}"), 30, message="a BEC device info"
+    )
+    name = infos[0].decode().rsplit("/", 1)[-1]
+    wait_until(lambda: client.exists(MessageEndpoints.device_read(name).endpoint), 30, message=f"a reading of {name}")
+    assert str(feed.bridge.state()) != "FAULT"
+    assert not client.exists(MessageEndpoints.device_config().endpoint)
+    published = [m for m in iter(lambda: updates.get_message(timeout=0.2), None) if m["type"] == "message"]
+    assert published == []
