@@ -1,7 +1,7 @@
 """CBF files, the Pilatus's own format: one frame per file, written with fabio.
 
-As Lima's CBF saving (`control/src/CtSaving_Cbf.cpp`; `CtSaving::Parameters::checkValid` allows
-one frame per file) and as camserver writes them: CBF_BYTE_OFFSET compression and a PILATUS_1.2
+As Lima's CBF saving (`control/src/CtSaving_Cbf.cpp`; `CtSaving::Parameters::checkValid` refuses
+saving_frame_per_file above 1 for CBF) and as camserver writes them: CBF_BYTE_OFFSET compression and a PILATUS_1.2
 mini header (`_array_data.header_convention`, `_array_data.header_contents`), the header DIALS,
 XDS and fabio read the geometry from, plus Lima's headers as CIF items. fabio does the encoding
 (`fabio.cbfimage.CbfImage`). Under APPEND and MULTISET, CtSaving_Cbf opens an existing file with
@@ -20,8 +20,6 @@ import fabio.cbfimage
 
 from .backend import Frame, Geometry
 from .nexus import (
-    PIXEL_SIZE_M,
-    SATURATION_VALUE,
     SENSOR_THICKNESS_M,
     FileMetadata,
     OpenMode,
@@ -45,18 +43,20 @@ _GAIN_TEXT = {  # camserver's words for the setthreshold gains
 
 
 def pilatus_header(geometry: Geometry, md: FileMetadata, frame: Frame, frame_number: int, directory: Path) -> str:
-    """The `_array_data.header_contents` camserver writes, one `# key value` line each."""
-    beam_x, beam_y = md.beam_center_px(geometry)
+    """The `_array_data.header_contents` camserver writes, one `# key value` line each, for the
+    saved frame: Pixel_size, Beam_xy and Count_cutoff follow the image operations."""
+    beam_x, beam_y = md.saved_beam_center(geometry)
+    pixel_x, pixel_y = md.saved_pixel_size(geometry)
     omega = md.omega(frame.sample_position, frame_number)
     lines = [
         f"Detector: {md.description}",
         now_iso(),
-        f"Pixel_size {PIXEL_SIZE_M * 1e6:.0f}e-6 m x {PIXEL_SIZE_M * 1e6:.0f}e-6 m",
+        f"Pixel_size {pixel_x * 1e6:.0f}e-6 m x {pixel_y * 1e6:.0f}e-6 m",
         f"Silicon sensor, thickness {SENSOR_THICKNESS_M:.6f} m",
         f"Exposure_time {md.expo_time:.7f} s",
         f"Exposure_period {md.expo_time + md.latency_time:.7f} s",
         "Tau = 0 s",
-        f"Count_cutoff {SATURATION_VALUE} counts",
+        f"Count_cutoff {md.saturation_value(geometry)} counts",
         f"Threshold_setting: {md.energy_threshold * 1000:.0f} eV",
         f"Gain_setting: {_GAIN_TEXT.get(md.threshold_gain, md.threshold_gain.lower())} (vrf = -0.200)",
         "N_excluded_pixels = 0",

@@ -57,7 +57,9 @@ from .writer import (
     open_file,
 )
 
+MAX_BUFFER_FRAMES = 100_000
 FILE_TYPES = {SavingFormat.HDF5: "h5", SavingFormat.HDF5BS: "h5", SavingFormat.CBF: "cbf"}
+FORMAT_SUFFIXES = {SavingFormat.HDF5: ".h5", SavingFormat.HDF5BS: ".h5", SavingFormat.CBF: ".cbf"}  # setFormatSuffix
 
 
 class AcqStatus(enum.Enum):
@@ -113,11 +115,11 @@ class SavingSettings:
 
     @property
     def frames_in_a_file(self) -> int:
-        """`frames_per_file`; one for CBF (CtSaving's CBF takes one frame per file); every frame of
-        the acquisition under MULTISET (CtSaving keeps one file open for the whole acquisition)."""
+        """`frames_per_file` (1 for CBF, as CtSaving requires); every frame of the acquisition
+        under MULTISET (CtSaving keeps one file open for the whole acquisition)."""
         if self.overwrite_policy == "MULTISET":
             return 2**31 - 1
-        return 1 if self.format == SavingFormat.CBF else self.frames_per_file
+        return self.frames_per_file
 
     @property
     def advances_number(self) -> bool:
@@ -207,7 +209,7 @@ class AcquisitionControl:
         description: str = "Pilatus (simulated)",
         max_queued_bytes: int = 128 * 2**20,
         compression_threads: int = 2,
-        buffer_frames: int = 16,
+        buffer_bytes: int = 128 * 2**20,
     ):
         self.backend = backend
         self._notify = notify
@@ -229,7 +231,8 @@ class AcquisitionControl:
         self.trigger_pulses = 0
         self.file_event = "{}"
         self.latest_frame: Frame | None = None
-        self.buffer = FrameBuffer(buffer_frames)
+        self._buffer_bytes = buffer_bytes
+        self.buffer = FrameBuffer(self._frames_in(buffer_bytes))
         self._prepared: _Prepared | None = None
         self._running: _Prepared | None = None
         self._file_number: int | None = None
@@ -250,7 +253,7 @@ class AcquisitionControl:
         self.writer = WriterThread(
             self,
             max_queued_bytes=max_queued_bytes,
-            frame_nbytes=backend.geometry.frame_nbytes,
+            frame_nbytes=self.image_geometry.frame_nbytes,
             compression_threads=compression_threads,
         )
         backend.set_listener(self)
@@ -311,6 +314,12 @@ class AcquisitionControl:
             self._refuse_while_running("change the image operations")
             self.image = image
             self._prepared_stale()
+            self.buffer.resize(self._frames_in(self._buffer_bytes))
+            self.writer.set_frame_nbytes(self.image_geometry.frame_nbytes)
+
+    def _frames_in(self, nbytes: int) -> int:
+        """How many frames as the image operations make them fit in `nbytes` (1 .. MAX_BUFFER_FRAMES)."""
+        return max(1, min(MAX_BUFFER_FRAMES, nbytes // self.image_geometry.frame_nbytes))
 
     @property
     def image_geometry(self) -> Geometry:
@@ -325,9 +334,16 @@ class AcquisitionControl:
         """
         with self._lock:
             changes = {name: self._checked_saving(name, value) for name, value in changes.items()}
+            if "format" in changes:  # LimaCCDs' write_saving_format: CtSaving::setFormatSuffix
+                changes["suffix"] = FORMAT_SUFFIXES[changes["format"]]
             updated = replace(self.saving, **changes)
             if updated == self.saving:
                 return
+            if updated.format == SavingFormat.CBF and updated.frames_per_file > 1:
+                raise ControlRefused(
+                    "CBF file format does not support multi frame per file (CtSaving): saving_format CBF "
+                    f"takes saving_frame_per_file 1, not {updated.frames_per_file}; HDF5 and HDF5BS take any number"
+                )
             self._refuse_while_running("change saving settings")
             self._prepared_stale()
             self.saving = updated
@@ -452,7 +468,7 @@ class AcquisitionControl:
             raise ControlRefused(f"saving_directory {directory} is not writable by the detector server")
         frames = settings.nb_frames or 1  # the whole acquisition, whatever the number of files
         ratio = 0.25 if saving.format == SavingFormat.HDF5BS else 1.0
-        needed = int(frames * self.backend.geometry.frame_nbytes * ratio)
+        needed = int(frames * self.image_geometry.frame_nbytes * ratio)  # the frames as saved
         free = shutil.disk_usage(directory).free
         if free < needed:
             raise ControlRefused(
@@ -520,6 +536,11 @@ class AcquisitionControl:
             detector_distance=self.detector_distance,
             beam_center=self.beam_center,
             header=saving.header(),
+            image=self.image,
+            acq_mode=settings.acq_mode,
+            acc_time_mode=settings.acc_time_mode,
+            acc_max_expo_time=settings.acc_max_expo_time,
+            accumulation=split_exposure(settings),
         )
         try:
             detector_file = open_file(path, self.image_geometry, saving.format, metadata, mode=mode)

@@ -139,7 +139,8 @@ def _string_setting(name: str, doc: str) -> attribute:
 
 
 def _beam_center(axis: int, doc: str) -> attribute:
-    """A memorized beam-centre coordinate in pixels (axis 0: x, 1: y): NXmx beam_center_x/_y, CBF Beam_xy."""
+    """A memorized beam-centre coordinate in the detector's pixels (axis 0: x, 1: y); files give it in
+    the saved frame's pixels (after the image operations): NXmx beam_center_x/_y, CBF Beam_xy."""
     name = ("beam_center_x", "beam_center_y")[axis]
 
     def read(self: "LimaCCDs") -> float:
@@ -161,7 +162,7 @@ def _beam_center(axis: int, doc: str) -> attribute:
         format="%.2f",
         fget=read,
         fset=write,
-        doc=f"{doc}; NXmx {name}, CBF Beam_xy (default: the middle of the detector)",
+        doc=f"{doc} (default: its middle); NXmx {name} and CBF Beam_xy give it in the saved frame's pixels",
     )
 
 
@@ -274,7 +275,7 @@ class LimaCCDs(Device):
             trigger_source=self.trigger_source,
             description=f"Pilatus {width}x{height} (simulated)",
             compression_threads=max(0, self.compression_threads),
-            buffer_frames=min(100_000, int(self.buffer_max_memory * 2**20 // geometry.frame_nbytes)),
+            buffer_bytes=int(self.buffer_max_memory * 2**20),
         )
         try:
             self._ctl.configure_saving(directory=directory)  # default_directory must lie in a root too
@@ -627,7 +628,9 @@ class LimaCCDs(Device):
         return self._control.trigger_pulses
 
     @attribute(
-        dtype="int32", doc="frames kept in memory for readImage/readImageSeq (device property buffer_max_memory)"
+        dtype="int32",
+        doc="frames (as the image operations make them) kept in memory for readImage/readImageSeq "
+        "(device property buffer_max_memory)",
     )
     def buffer_max_number(self) -> int:
         return self._control.buffer.capacity
@@ -677,7 +680,8 @@ class LimaCCDs(Device):
     @attribute(
         dtype=str,
         access=AttrWriteType.READ_WRITE,
-        doc="HDF5: uncompressed; HDF5BS: bitshuffle-LZ4 (HDF5 filter 32008, read with hdf5plugin)",
+        doc="HDF5: uncompressed; HDF5BS: bitshuffle-LZ4 (HDF5 filter 32008, read with hdf5plugin); CBF: one frame "
+        "per file (saving_frame_per_file 1). Writing it sets saving_suffix to the format's (.h5, .cbf), as LimaCCDs",
     )
     def saving_format(self) -> str:
         return self._control.saving.format.name
@@ -725,7 +729,12 @@ class LimaCCDs(Device):
         with _refusals("saving_next_number"):
             self._control.configure_saving(next_number=value)
 
-    @attribute(dtype="int32", access=AttrWriteType.READ_WRITE, min_value=1, doc="frames per file before the next file")
+    @attribute(
+        dtype="int32",
+        access=AttrWriteType.READ_WRITE,
+        min_value=1,
+        doc="frames per file before the next file (1 with saving_format CBF)",
+    )
     def saving_frame_per_file(self) -> int:
         return self._control.saving.frames_per_file
 
@@ -770,8 +779,8 @@ class LimaCCDs(Device):
 
     # Memorized (restored at start-up from the Tango database): they change with the experiment
     # (the detector stage moves, the beam is realigned) without a server restart.
-    beam_center_x = _beam_center(0, "x (fast, column) pixel coordinate where the direct beam meets the detector")
-    beam_center_y = _beam_center(1, "y (slow, row) pixel coordinate where the direct beam meets the detector")
+    beam_center_x = _beam_center(0, "x (fast, column) detector pixel where the direct beam meets the detector")
+    beam_center_y = _beam_center(1, "y (slow, row) detector pixel where the direct beam meets the detector")
 
     @attribute(
         dtype=float,

@@ -24,6 +24,12 @@ class FrameBuffer:
         self._frames: collections.deque[Frame] = collections.deque(maxlen=self.capacity)
         self._lock = threading.Lock()
 
+    def resize(self, capacity: int) -> None:
+        """Keep the newest `capacity` frames from now on (the frames' size changed)."""
+        with self._lock:
+            self.capacity = max(1, capacity)
+            self._frames = collections.deque(self._frames, maxlen=self.capacity)
+
     def clear(self) -> None:
         with self._lock:
             self._frames.clear()

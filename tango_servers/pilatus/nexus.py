@@ -13,6 +13,8 @@ are Lima's defaults, HwDetInfoCtrlObj's instrument name and the detector type `P
           /header                    NXcollection: key = value, the first frame's header (common + frame's)
           /detector_information      NXcollection: name, type, model, pixel_size, max_image_size, image_lima_type
           /acquisition               NXcollection: mode, exposure_time, latency_time, nb_frames, trigger_mode
+            /accumulation            NXcollection (ACCUMULATION): time_mode, max_exposure_time, exposure_time,
+                                     live_time, dead_time
           /image_operation           NXcollection: dimension, binning, region_of_interest, flipping, rotation
       /measurement                   NXcollection: data -> the detector data (soft link)
 
@@ -23,8 +25,12 @@ beam_center_x/y, distance, sensor, threshold_energy, saturation_value, pixel_mas
 with a `transformations` group and one `module` (NXdetector_module); `beam` (NXbeam,
 incident_wavelength); `sample` (NXsample) whose `depends_on` is the omega rotation, one value
 per frame; and `/entry_0000/data` (NXdata) linking the frames. Axes follow NeXus's McStas
-convention: z along the beam, y up; omega turns about -x, fast pixels run along -x, slow
-pixels along -y, so the beam hits the pixel at (beam_center_x, beam_center_y).
+convention: z along the beam, y up; omega turns about -x; the detector's rows run along -x and
+its columns along -y. The geometry is the saved frames' (`pixel_map.py`): after image_bin,
+image_flip, image_rotation and image_roi the pixel size is the detector's times the bin, the
+fast and slow directions turn and flip with the frame, and the beam centre is counted in the
+saved frame's pixels, so the beam hits the pixel at (beam_center_x, beam_center_y) whatever
+the image operations.
 """
 
 import datetime
@@ -36,7 +42,10 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from .backend import Geometry
+from .accumulation import AccumulationSplit
+from .backend import Geometry, TriggerMode
+from .image import INT32_MAX, ImageOps
+from .pixel_map import saved_axes, saved_point
 
 ENTRY_FORMAT = "entry_{:04d}"  # CtSaving_Hdf5.cpp: "/entry_%04d", the next free one in APPEND
 ENTRY = ENTRY_FORMAT.format(0)
@@ -81,7 +90,20 @@ BIT_DEPTH_READOUT = 20
 HC_KEV_ANGSTROM = 12.398419843320026  # photon energy (keV) x wavelength (Angstrom)
 CREATOR = "LIMA-1.11.0 (layout of; written by tango-bluesky-suite)"  # fabio recognises Lima files by "LIMA"
 _GAP_BIT = 1  # NXdetector pixel_mask bit 0: gap (no sensor)
-_LIMA_ACQ_MODE = "SINGLE"  # CtAcquisition AcqMode: neither accumulation nor concatenation
+# Lima's names in the acquisition and image_operation collections (common/src/Constants.cpp and
+# CtAcquisition.h convert_2_string) for the LimaCCDs values.
+LIMA_ACQ_MODE = {"SINGLE": "Single", "ACCUMULATION": "Accumulation", "CONCATENATION": "Concatenation"}
+LIMA_TRIGGER_MODE = {
+    TriggerMode.INTERNAL_TRIGGER.name: "IntTrig",
+    TriggerMode.INTERNAL_TRIGGER_MULTI.name: "IntTrigMult",
+    TriggerMode.EXTERNAL_TRIGGER.name: "ExtTrigSingle",
+    TriggerMode.EXTERNAL_TRIGGER_MULTI.name: "ExtTrigMult",
+    TriggerMode.EXTERNAL_GATE.name: "ExtGate",
+    TriggerMode.EXTERNAL_START_STOP.name: "ExtStartStop",
+}
+LIMA_ACC_TIME_MODE = {"LIVE": "Live", "REAL": "Real"}
+LIMA_ROTATION = {"NONE": "Rotation_0", "90": "Rotation_90", "180": "Rotation_180", "270": "Rotation_270"}
+LIMA_BIN_MODE = {"SUM": "Bin_Sum", "MEAN": "Bin_Mean"}
 _ACQUISITION_MODE = {  # NXdetector acquisition_mode for the Lima trigger mode
     "EXTERNAL_GATE": "gated",
     "EXTERNAL_TRIGGER": "triggered",
@@ -125,7 +147,10 @@ class FileMetadata:
     """What a file records about the acquisition, written once at open.
 
     `energy_threshold` is the counting threshold and `photon_energy` the X-ray energy (keV);
-    `beam_center` (x, y) is in pixels (None: the middle of the detector); `omega_start` and
+    `beam_center` (x, y) is in the detector's pixels (None: the middle of the detector); files
+    give it in the saved frame's pixels (`saved_beam_center`). `image` is Lima's image
+    operations (None: none); `acq_mode` and the `acc_*` fields Lima's acquisition mode and,
+    under ACCUMULATION, its split of each frame (`accumulation`). `omega_start` and
     `omega_increment` (deg) give the rotation of frames that carry no sample position; `header`
     is Lima's `saving_common_header` (key, value pairs; a frame's own header adds to it).
     """
@@ -144,14 +169,46 @@ class FileMetadata:
     omega_start: float = 0.0
     omega_increment: float = 0.0
     header: tuple[tuple[str, str], ...] = field(default=())
+    image: ImageOps | None = None
+    acq_mode: str = "SINGLE"
+    acc_time_mode: str = "LIVE"
+    acc_max_expo_time: float = 1.0
+    accumulation: AccumulationSplit | None = None
 
     @property
     def wavelength(self) -> float:
         """Angstrom"""
         return HC_KEV_ANGSTROM / self.photon_energy
 
-    def beam_center_px(self, geometry: Geometry) -> tuple[float, float]:
-        return self.beam_center if self.beam_center is not None else (geometry.width / 2, geometry.height / 2)
+    def image_ops(self, geometry: Geometry) -> ImageOps:
+        """The image operations that made frames of `geometry` (none: the detector's own frames)."""
+        return self.image or ImageOps((geometry.width, geometry.height))
+
+    def saved_beam_center(self, geometry: Geometry) -> tuple[float, float]:
+        """Where the beam meets the saved frames of `geometry`, in their pixels."""
+        return saved_point(self.image_ops(geometry), self.detector_beam_center(geometry))
+
+    def detector_beam_center(self, geometry: Geometry) -> tuple[float, float]:
+        """Where the beam meets the detector, in its own pixels (default: its middle)."""
+        ops = self.image_ops(geometry)
+        return self.beam_center or (ops.detector[0] / 2, ops.detector[1] / 2)
+
+    def saved_pixel_size(self, geometry: Geometry) -> tuple[float, float]:
+        """A saved pixel's width and height (m): the detector's pixel times the image_bin factors."""
+        bx, by = self.image_ops(geometry).bin
+        return (PIXEL_SIZE_M * bx, PIXEL_SIZE_M * by)
+
+    def count_time(self) -> float:
+        """Exposure (s) summed into a frame: acc_live_time under ACCUMULATION, else acq_expo_time."""
+        return self.accumulation.live_time if self.accumulation else self.expo_time
+
+    def saturation_value(self, geometry: Geometry) -> int:
+        """The counts above which a saved pixel cannot be trusted: the counters' limit times the
+        detector pixels a SUM bin adds and the sub-frames ACCUMULATION adds (at most int32's)."""
+        ops = self.image_ops(geometry)
+        pixels = ops.bin[0] * ops.bin[1] if ops.bin_mode == "SUM" else 1
+        frames = self.accumulation.nb_frames if self.accumulation else 1
+        return min(INT32_MAX, SATURATION_VALUE * pixels * frames)
 
     def omega(self, sample_position: float | None, number: int) -> float:
         """Rotation (deg) of the `number`th frame: its sample position when it carries one."""
@@ -259,36 +316,47 @@ def write_layout(
 
 
 def _lima_parameters(det: h5py.Group, g: Geometry, md: FileMetadata) -> None:
-    """Lima's detector_information, acquisition and image_operation collections."""
+    """Lima's detector_information, acquisition and image_operation collections, with Lima's
+    names and types (CtSaving_Hdf5.cpp `_prepare` and `_open`)."""
+    ops = md.image_ops(g)
     info = _group(det, "detector_information", "NXcollection")
     info["name"], info["type"], info["model"] = DETECTOR, DETECTOR, md.description
     _xy(_group(info, "pixel_size", "NXcollection"), PIXEL_SIZE_M, PIXEL_SIZE_M)
-    _xy(_group(info, "max_image_size", "NXcollection"), g.width, g.height)
+    _xy(_group(info, "max_image_size", "NXcollection"), np.int32(ops.detector[0]), np.int32(ops.detector[1]))
     info["image_lima_type"] = "Bpp32S"
     acq = _group(det, "acquisition", "NXcollection")
-    acq["mode"] = _LIMA_ACQ_MODE
+    acq["mode"] = LIMA_ACQ_MODE[md.acq_mode]
     acq["exposure_time"] = np.float64(md.expo_time)
     acq["latency_time"] = np.float64(md.latency_time)
     acq["nb_frames"] = np.int32(md.frames_requested)
-    acq["trigger_mode"] = md.trigger_mode
+    acq["trigger_mode"] = LIMA_TRIGGER_MODE[md.trigger_mode]
+    if md.acq_mode == "ACCUMULATION" and md.accumulation is not None:
+        acc = _group(acq, "accumulation", "NXcollection")
+        acc["time_mode"] = LIMA_ACC_TIME_MODE[md.acc_time_mode]
+        acc["max_exposure_time"] = np.float64(md.acc_max_expo_time)
+        acc["exposure_time"] = np.float64(md.accumulation.expo_time)
+        acc["live_time"] = np.float64(md.accumulation.live_time)
+        acc["dead_time"] = np.float64(md.accumulation.dead_time)
     image = _group(det, "image_operation", "NXcollection")
-    _xy(_group(image, "dimension", "NXcollection"), g.width, g.height)
+    _xy(_group(image, "dimension", "NXcollection"), *(np.int32(v) for v in ops.size))
     binning = _group(image, "binning", "NXcollection")
-    binning["x"], binning["y"] = np.int32(1), np.int32(1)
+    binning["x"], binning["y"] = np.int32(ops.bin[0]), np.int32(ops.bin[1])
     roi = _group(image, "region_of_interest", "NXcollection")
-    roi["xstart"], roi["ystart"] = np.int32(0), np.int32(0)
-    _xy(roi, g.width, g.height)
+    x, y, width, height = ops.shown_roi  # CtImage::getRoi: the whole frame when no roi is set
+    roi["xstart"], roi["ystart"] = np.int32(x), np.int32(y)
+    _xy(roi, np.int32(width), np.int32(height))
     flipping = _group(image, "flipping", "NXcollection")
-    flipping["x"], flipping["y"] = np.int32(0), np.int32(0)
-    image["rotation"] = "NONE"
-    image["bin_mode"] = "SUM"
+    flipping["x"], flipping["y"] = np.uint8(ops.flip[0]), np.uint8(ops.flip[1])  # a bool: NATIVE_UINT8
+    image["rotation"] = LIMA_ROTATION[ops.rotation]
+    image["bin_mode"] = LIMA_BIN_MODE[ops.bin_mode]
 
 
 def _nxmx_detector(det: h5py.Group, g: Geometry, md: FileMetadata, path: str) -> None:
-    """The NXdetector fields and the depends_on chain NXmx readers need."""
+    """The NXdetector fields and the depends_on chain NXmx readers need, for the saved frames:
+    pixel size, beam centre and pixel directions follow the image operations (`pixel_map.py`)."""
     det["description"] = md.description
     det["type"] = "Pixel"
-    _field(det, "count_time", md.expo_time, "s")
+    _field(det, "count_time", md.count_time(), "s")
     _field(det, "frame_time", md.expo_time + md.latency_time, "s")
     _field(det, "dead_time", md.latency_time, "s")
     _field(det, "threshold_energy", md.energy_threshold * 1000.0, "eV")
@@ -298,15 +366,16 @@ def _nxmx_detector(det: h5py.Group, g: Geometry, md: FileMetadata, path: str) ->
     if md.trigger_mode in _ACQUISITION_MODE:
         det["acquisition_mode"] = _ACQUISITION_MODE[md.trigger_mode]
     det["frames_requested"] = np.int64(md.frames_requested)
-    _field(det, "x_pixel_size", PIXEL_SIZE_M, "m")
-    _field(det, "y_pixel_size", PIXEL_SIZE_M, "m")
-    beam_x, beam_y = md.beam_center_px(g)
+    pixel_x, pixel_y = md.saved_pixel_size(g)
+    _field(det, "x_pixel_size", pixel_x, "m")
+    _field(det, "y_pixel_size", pixel_y, "m")
+    beam_x, beam_y = md.saved_beam_center(g)
     _field(det, "beam_center_x", beam_x, "pixel")
     _field(det, "beam_center_y", beam_y, "pixel")
     _field(det, "distance", md.detector_distance, "m")
     det["sensor_material"] = "Si"
     _field(det, "sensor_thickness", SENSOR_THICKNESS_M, "m")
-    det["saturation_value"] = np.int64(SATURATION_VALUE)
+    det["saturation_value"] = np.int64(md.saturation_value(g))
     det["underload_value"] = np.int64(-1)  # module gaps
     det["bit_depth_readout"] = np.int32(BIT_DEPTH_READOUT)
     mask = g.gap_mask().astype(np.uint32) * _GAP_BIT
@@ -326,8 +395,17 @@ def _nxmx_detector(det: h5py.Group, g: Geometry, md: FileMetadata, path: str) ->
     module = _group(det, "module", "NXdetector_module")
     module["data_origin"] = np.array([0, 0], dtype=np.int32)
     module["data_size"] = np.array(g.shape, dtype=np.int32)
-    # The corner pixel (0, 0) sits at +x, +y of the beam: fast runs along -x, slow along -y.
-    corner = np.array([beam_x * PIXEL_SIZE_M, beam_y * PIXEL_SIZE_M, 0.0])
+    # On the detector, pixel (0, 0) sits at +x, +y of the beam, its rows along -x and its columns
+    # along -y; the saved frame's corner and directions are the detector's, moved by the image
+    # operations.
+    axes = saved_axes(md.image_ops(g))
+    detector_beam = md.detector_beam_center(g)
+
+    def lab(step: tuple[float, float]) -> np.ndarray:
+        """A displacement of `step` detector pixels, in m in the laboratory frame."""
+        return np.array([-step[0] * PIXEL_SIZE_M, -step[1] * PIXEL_SIZE_M, 0.0])
+
+    corner = lab((axes.origin[0] - detector_beam[0], axes.origin[1] - detector_beam[1]))
     length = float(np.linalg.norm(corner))
     module["module_offset"] = np.float64(length)
     _attrs(
@@ -339,13 +417,15 @@ def _nxmx_detector(det: h5py.Group, g: Geometry, md: FileMetadata, path: str) ->
         depends_on=translation,
     )
     module_offset = f"{path}/module/module_offset"
-    for name, vector in (("fast_pixel_direction", [-1.0, 0.0, 0.0]), ("slow_pixel_direction", [0.0, -1.0, 0.0])):
-        module[name] = np.float64(PIXEL_SIZE_M)
+    for name, step in (("fast_pixel_direction", axes.fast), ("slow_pixel_direction", axes.slow)):
+        direction = lab(step)
+        size = float(np.linalg.norm(direction))
+        module[name] = np.float64(size)
         _attrs(
             module[name],
             units="m",
             transformation_type="translation",
-            vector=np.array(vector),
+            vector=direction / size,
             offset=np.zeros(3),
             depends_on=module_offset,
         )

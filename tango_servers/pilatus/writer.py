@@ -358,8 +358,8 @@ class WriterThread:
         compression_threads: int = 2,
     ):
         self._listener = listener
-        depth = max(4, min(1024, max_queued_bytes // max(1, frame_nbytes)))
-        self._queue: queue.Queue = queue.Queue(maxsize=depth)
+        self._max_queued_bytes = max_queued_bytes
+        self._queue: queue.Queue = queue.Queue(maxsize=self._depth(frame_nbytes))
         self._pool = (
             concurrent.futures.ThreadPoolExecutor(compression_threads, thread_name_prefix="pilatus-compress")
             if compression_threads > 0
@@ -376,6 +376,15 @@ class WriterThread:
     @property
     def queue_depth(self) -> int:
         return self._queue.maxsize
+
+    def _depth(self, frame_nbytes: int) -> int:
+        return max(4, min(1024, self._max_queued_bytes // max(1, frame_nbytes)))
+
+    def set_frame_nbytes(self, frame_nbytes: int) -> None:
+        """Size the queue for frames of `frame_nbytes` (the image operations changed them)."""
+        with self._queue.mutex:
+            self._queue.maxsize = self._depth(frame_nbytes)
+            self._queue.not_full.notify_all()
 
     def adopt(self, nexus_file: DetectorFile) -> None:
         """Write the following frames into a file opened (and announced) elsewhere."""

@@ -12,6 +12,7 @@ from tango_servers.stack.testing import RunningStack, shipped_servers, small_pil
 from tango_servers.stack.waiting import wait_until
 
 DEVICE = "sim/pilatus/1"
+WIDTH, HEIGHT = 125, 67  # the small Pilatus of the test configuration
 
 
 def pilatus_config(**properties: list[str]) -> dict[str, Any]:
@@ -154,3 +155,49 @@ def reset(proxy: tango.DeviceProxy, directory: Path) -> None:
     }
     for name, value in settings.items():
         setattr(proxy, name, value)
+
+
+@pytest.fixture(scope="session")
+def steady_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningStack]:
+    """A small Pilatus whose every frame is the same: one background realisation, no spots."""
+    config = pilatus_config(noise_bank_size=["1"], peak_counts=["0"])
+    running = start_pilatus_stack(tmp_path_factory.mktemp("steady-pilatus"), config)
+    try:
+        yield running
+    finally:
+        running.down()
+
+
+STEADY_SETTINGS = {
+    "image_bin": [1, 1],
+    "image_bin_mode": "SUM",
+    "image_flip": [False, False],
+    "image_rotation": "NONE",
+    "image_roi": [0, 0, 0, 0],
+    "acq_mode": "SINGLE",
+    "acc_time_mode": "LIVE",
+    "acc_max_expo_time": 1.0,
+    "acq_trigger_mode": "INTERNAL_TRIGGER",
+    "acq_expo_time": 0.01,
+    "latency_time": 0.0,
+    "saving_prefix": "image_",
+    "saving_format": "HDF5",  # first: it sets saving_suffix, and CBF takes one frame per file only
+    "saving_frame_per_file": 10000,
+    "saving_mode": "AUTO_FRAME",
+    "saving_overwrite_policy": "ABORT",
+    "beam_center_x": WIDTH / 2,
+    "beam_center_y": HEIGHT / 2,
+}
+
+
+@pytest.fixture
+def steady_pilatus(steady_stack: RunningStack, tmp_path: Path) -> Iterator[tango.DeviceProxy]:
+    """The steady device, idle, without image operations, saving HDF5 into this test's tmp_path."""
+    proxy = steady_stack.proxy(DEVICE)
+    proxy.abortAcq()
+    wait_until(lambda: proxy.acq_status in ("Ready", "Fault"), 10, message="Pilatus to be idle")
+    proxy.write_attribute("saving_directory", str(tmp_path))
+    for name, value in STEADY_SETTINGS.items():
+        proxy.write_attribute(name, value)
+    yield proxy
+    proxy.abortAcq()

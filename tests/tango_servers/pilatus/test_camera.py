@@ -158,22 +158,18 @@ def test_bad_values_are_refused_naming_the_allowed_values(camera, pilatus):
 
 
 def test_cbf_saving_through_the_limaccds_device(camera, pilatus, tmp_path):
-    try:
-        pilatus.saving_format = "CBF"
-        pilatus.saving_suffix = ".cbf"
-        pilatus.saving_frame_per_file = 1  # as Lima forces for CBF
-        pilatus.acq_nb_frames = 3
-        pilatus.prepareAcq()
-        pilatus.startAcq()
-        wait_ready(pilatus)
-        assert pilatus.last_image_saved == 2
-        for number in range(3):
-            image = fabio.open(str(tmp_path / f"scan_{number:04d}.cbf"))
-            assert image.data.shape == (pilatus.image_height, pilatus.image_width)
-            assert image.data.dtype == np.int32 and (image.data[:, 60:65] == -1).all()  # module gap
-            assert image.pilatus_headers["Threshold_setting"] == camera.threshold
-    finally:
-        pilatus.saving_suffix = ".h5"
+    pilatus.saving_frame_per_file = 1  # as Lima requires for CBF
+    pilatus.saving_format = "CBF"  # saving_suffix becomes .cbf (CtSaving::setFormatSuffix)
+    pilatus.acq_nb_frames = 3
+    pilatus.prepareAcq()
+    pilatus.startAcq()
+    wait_ready(pilatus)
+    assert pilatus.last_image_saved == 2
+    for number in range(3):
+        image = fabio.open(str(tmp_path / f"scan_{number:04d}.cbf"))
+        assert image.data.shape == (pilatus.image_height, pilatus.image_width)
+        assert image.data.dtype == np.int32 and (image.data[:, 60:65] == -1).all()  # module gap
+        assert image.pilatus_headers["Threshold_setting"] == camera.threshold
 
 
 def test_camera_follows_a_reinitialised_limaccds_device(camera, pilatus, tmp_path):

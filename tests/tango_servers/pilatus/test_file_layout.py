@@ -85,8 +85,11 @@ def test_lima_layout_and_nexus_default_attributes(written):
         assert info["pixel_size/xsize"][()] == PIXEL_SIZE_M
         acquisition = detector["acquisition"]
         assert acquisition["exposure_time"][()] == 0.25 and acquisition["latency_time"][()] == 0.05
-        assert acquisition["nb_frames"][()] == 3 and acquisition["trigger_mode"][()] == b"EXTERNAL_GATE"
-        assert detector["image_operation/region_of_interest/xsize"][()] == 125
+        assert acquisition["nb_frames"][()] == 3 and acquisition["trigger_mode"][()] == b"ExtGate"  # Lima's TrigMode
+        assert acquisition["mode"][()] == b"Single" and "accumulation" not in acquisition
+        image = detector["image_operation"]
+        assert image["region_of_interest/xsize"][()] == 125 and image["dimension/ysize"][()] == 67
+        assert image["rotation"][()] == b"Rotation_0" and image["bin_mode"][()] == b"Bin_Sum"
         assert detector["header/sample"][()] == b"lysozyme"
         assert detector["time_of_frame"].shape == (3,)
 

@@ -6,9 +6,6 @@ The simulator runs with one background realisation and no spots (`noise_bank_siz
 checked against numpy applied to the untransformed frame.
 """
 
-from collections.abc import Iterator
-from pathlib import Path
-
 import fabio
 import h5py
 import hdf5plugin  # noqa: F401  (registers the bitshuffle filter for reading)
@@ -19,48 +16,14 @@ import tango
 from tango_servers.pilatus import data_array
 from tango_servers.pilatus.nexus import DETECTOR_PATH
 from tango_servers.pilatus.writer import DATA_PATH
-from tango_servers.stack.testing import RunningStack
 from tango_servers.stack.waiting import wait_until
 
-from .conftest import DEVICE, pilatus_config, start_pilatus_stack
-
-WIDTH, HEIGHT = 125, 67  # the small Pilatus of the test configuration
-IDENTITY = {"image_bin": [1, 1], "image_bin_mode": "SUM", "image_flip": [False, False], "image_rotation": "NONE"}
-
-
-@pytest.fixture(scope="module")
-def steady_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningStack]:
-    config = pilatus_config(noise_bank_size=["1"], peak_counts=["0"])
-    running = start_pilatus_stack(tmp_path_factory.mktemp("steady-pilatus"), config)
-    try:
-        yield running
-    finally:
-        running.down()
+from .conftest import HEIGHT, WIDTH
 
 
 @pytest.fixture
-def pilatus(steady_stack: RunningStack, tmp_path: Path) -> Iterator[tango.DeviceProxy]:
-    proxy = steady_stack.proxy(DEVICE)
-    proxy.abortAcq()
-    for name, value in {
-        **IDENTITY,
-        "image_roi": [0, 0, 0, 0],
-        "acq_mode": "SINGLE",
-        "acc_time_mode": "LIVE",
-        "acc_max_expo_time": 1.0,
-        "acq_trigger_mode": "INTERNAL_TRIGGER",
-        "acq_expo_time": 0.01,
-        "latency_time": 0.0,
-        "saving_directory": str(tmp_path),
-        "saving_prefix": "image_",
-        "saving_format": "HDF5",
-        "saving_mode": "AUTO_FRAME",
-        "saving_suffix": ".h5",
-        "saving_frame_per_file": 10000,
-    }.items():
-        proxy.write_attribute(name, value)
-    yield proxy
-    proxy.abortAcq()
+def pilatus(steady_pilatus: tango.DeviceProxy) -> tango.DeviceProxy:
+    return steady_pilatus
 
 
 def refused(call) -> str:
@@ -132,10 +95,9 @@ def test_saved_frames_have_the_transformed_shape(pilatus, detector_frame, tmp_pa
     pilatus.image_bin = [2, 2]
     pilatus.image_rotation = "270"
     pilatus.image_roi = [1, 2, 20, 40]
-    pilatus.saving_format = saving_format
     if saving_format == "CBF":
-        pilatus.saving_suffix = ".cbf"
         pilatus.saving_frame_per_file = 1
+    pilatus.saving_format = saving_format
     frames = acquire(pilatus, 3)
     np.testing.assert_array_equal(frames[0], np.rot90(binned(detector_frame, 2, 2), 1)[2:42, 1:21])
     if saving_format == "CBF":

@@ -161,17 +161,9 @@ def test_auto_header_saves_each_frame_once_its_header_is_set(pilatus, tmp_path):
 
 
 def use_cbf(proxy: tango.DeviceProxy) -> None:
-    """Save CBF files, one frame per file."""
-    proxy.saving_format = "CBF"
-    proxy.saving_suffix = ".cbf"
+    """Save CBF files, one frame per file (Lima takes no other number; the format sets the suffix)."""
     proxy.saving_frame_per_file = 1
-
-
-@pytest.fixture
-def pilatus_h5_after(pilatus):
-    """The device, its HDF5 suffix restored after the test (the shared reset leaves saving_suffix)."""
-    yield pilatus
-    pilatus.saving_suffix = ".h5"
+    proxy.saving_format = "CBF"
 
 
 def taken(proxy: tango.DeviceProxy, frames: int) -> np.ndarray:
@@ -228,10 +220,28 @@ def test_multiset_puts_each_acquisition_into_the_next_entry(pilatus, tmp_path):
         np.testing.assert_array_equal(older.getframe(2).data, first[2])
 
 
-def test_cbf_append_and_multiset_add_data_blocks(pilatus_h5_after, tmp_path):
+def test_saving_format_sets_the_suffix_and_cbf_takes_one_frame_per_file_as_lima(pilatus):
+    """LimaCCDs' write_saving_format calls CtSaving::setFormatSuffix; CtSaving::Parameters::checkValid
+    refuses CBF with more than one frame per file, whichever of the two is written."""
+    pilatus.saving_suffix = ".hdf"
+    pilatus.saving_format = "hdf5"
+    assert (pilatus.saving_format, pilatus.saving_suffix) == ("HDF5", ".h5")
+    text = refused(lambda: pilatus.write_attribute("saving_format", "CBF"))
+    assert "CBF file format does not support multi frame per file" in text
+    assert "saving_frame_per_file 1, not 10000; HDF5 and HDF5BS take any number" in text
+    assert (pilatus.saving_format, pilatus.saving_suffix) == ("HDF5", ".h5")
+    use_cbf(pilatus)
+    assert (pilatus.saving_format, pilatus.saving_suffix, pilatus.saving_frame_per_file) == ("CBF", ".cbf", 1)
+    assert "multi frame per file" in refused(lambda: pilatus.write_attribute("saving_frame_per_file", 2))
+    assert pilatus.saving_frame_per_file == 1
+    pilatus.saving_format = "HDF5BS"
+    pilatus.saving_frame_per_file = 2
+    assert (pilatus.saving_suffix, pilatus.saving_frame_per_file) == (".h5", 2)
+
+
+def test_cbf_append_and_multiset_add_data_blocks(pilatus, tmp_path):
     """CBF under APPEND: a file per frame, each acquisition adding a data block to each file;
     under MULTISET: the acquisition's frames as data blocks of one file."""
-    pilatus = pilatus_h5_after
     use_cbf(pilatus)
     pilatus.saving_overwrite_policy = "APPEND"
     acquire(pilatus, 2)
@@ -266,8 +276,7 @@ def test_append_refuses_a_link_and_keeps_the_other_file(pilatus, tmp_path):
     assert pilatus.acq_status == "Ready"
 
 
-def test_common_and_frame_headers_are_written_where_lima_writes_them(pilatus_h5_after, tmp_path):
-    pilatus = pilatus_h5_after
+def test_common_and_frame_headers_are_written_where_lima_writes_them(pilatus, tmp_path):
     pilatus.saving_common_header = ["beamline=sim", "proposal=mx1234"]
     pilatus.setImageHeader(["0;sample=lysozyme\nomega/start=0.0", "1;sample=thaumatin"])
     acquire(pilatus, 2)
@@ -292,8 +301,7 @@ def test_common_and_frame_headers_are_written_where_lima_writes_them(pilatus_h5_
     assert "_Misc.beamline" not in fabio.open(str(tmp_path / "scan_0003.cbf")).header
 
 
-def test_beam_centre_and_distance_are_memorized_and_go_into_the_files(pilatus_stack, pilatus_h5_after, tmp_path):
-    pilatus = pilatus_h5_after
+def test_beam_centre_and_distance_are_memorized_and_go_into_the_files(pilatus_stack, pilatus, tmp_path):
     db = tango.Database(*pilatus_stack.tango_host.split(":"))
     before = (pilatus.beam_center_x, pilatus.beam_center_y, pilatus.detector_distance)
     assert before[:2] == (pilatus.image_width / 2, pilatus.image_height / 2)  # the middle until set

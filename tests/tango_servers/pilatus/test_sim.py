@@ -19,6 +19,7 @@ from tango_servers.pilatus.backend import (
 )
 from tango_servers.pilatus.control import PulseCounter, SavingSettings
 from tango_servers.pilatus.image import ROTATIONS, BadImageSetting, ImageGeometry, ImageOps
+from tango_servers.pilatus.pixel_map import detector_point, saved_point
 from tango_servers.pilatus.sim import FramePattern, SampleModel, SimulatedPilatus
 from tango_servers.stack.waiting import wait_until
 
@@ -241,3 +242,25 @@ def test_image_ops_cut_the_roi_first_and_give_lima_orders_frame():
         roi = (x, y, int(rng.integers(1, width - x + 1)), int(rng.integers(1, height - y + 1)))
         ops = ops.with_roi(roi)
         np.testing.assert_array_equal(ops.apply(frame), lima_order(frame, bin_xy, flip, rotation, ops.shown_roi))
+
+
+def test_pixel_map_puts_each_detector_pixel_where_the_operations_move_it():
+    """`pixel_map` (the files' geometry) agrees with the frames: a lone bright detector pixel
+    lands in the saved pixel holding its point, and the saved point maps back to it."""
+    rng = np.random.default_rng(11)
+    for _ in range(200):
+        bin_xy = (int(rng.integers(1, 4)), int(rng.integers(1, 4)))
+        flip = (bool(rng.integers(2)), bool(rng.integers(2)))
+        ops = ImageOps((SMALL.width, SMALL.height)).with_bin(bin_xy).with_flip(flip)
+        ops = ops.with_rotation(ROTATIONS[rng.integers(4)])
+        width, height = ops.full_size
+        ops = ops.with_roi((1, 2, width - 3, height - 4))
+        x, y = int(rng.integers(0, SMALL.width)), int(rng.integers(0, SMALL.height))
+        frame = np.zeros(SMALL.shape, np.int32)
+        frame[y, x] = 1
+        centre = (x + 0.5, y + 0.5)
+        u, v = saved_point(ops, centre)
+        np.testing.assert_allclose(detector_point(ops, (u, v)), centre)
+        hits = np.argwhere(ops.apply(frame) == 1)
+        if len(hits):  # not in an edge pixel the bin drops, nor outside the roi
+            assert [int(v), int(u)] == hits[0].tolist(), (ops, (x, y))

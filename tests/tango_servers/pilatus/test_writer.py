@@ -122,6 +122,19 @@ def test_writer_thread_keeps_order_and_reports_failures(tmp_path):
     assert listener.opened == []  # adopt() is announced by whoever opened the file
 
 
+def test_writer_queue_holds_max_queued_bytes_of_the_frames_as_saved():
+    """The queue's depth follows the frame size the image operations give (4 .. 1024 frames)."""
+    writer = WriterThread(Listener(), max_queued_bytes=100 * SMALL.frame_nbytes, frame_nbytes=SMALL.frame_nbytes)
+    try:
+        assert writer.queue_depth == 100
+        writer.set_frame_nbytes(SMALL.frame_nbytes // 4)  # binned 2 x 2
+        assert writer.queue_depth == 400
+        writer.set_frame_nbytes(SMALL.frame_nbytes * 100)
+        assert writer.queue_depth == 4
+    finally:
+        writer.shutdown()
+
+
 def test_compression_falls_back_to_hdf5plugin_library(tmp_path):
     """Without the bitshuffle package, hdf5plugin's copy of the same C function is used."""
     script = f"""
