@@ -5,8 +5,6 @@ import psutil
 import pytest
 from p4p.client.thread import Context
 
-from bridges.pva.search_relay import network_broadcasts
-
 from .conftest import PREFIX
 
 BRIDGE = "sys/bridge/pva"
@@ -45,21 +43,3 @@ def test_searches_are_answered_only_when_addressed_to_the_interface(bridge_stack
             except TimeoutError:
                 answers[address] = False
     assert answers == {"127.0.0.1": True, "127.0.0.2": False}
-
-
-def test_a_client_without_address_settings_finds_the_bridge(bridge_stack, pva):
-    """As with no EPICS settings at all, the client only broadcasts its search on the network
-    interfaces (the test stack's free search port instead of 5076); the relay hands it to the
-    loopback-only server, which answers on loopback, and nothing of the bridge listens on 0.0.0.0
-    for it: the relay's sockets are bound to the interfaces' broadcast addresses."""
-    broadcasts, _ = network_broadcasts()
-    if not broadcasts:
-        pytest.skip("this host has no network interface with a broadcast address")
-    bridge = bridge_stack.proxy(BRIDGE)
-    port = bridge_stack.pva["EPICS_PVA_BROADCAST_PORT"]
-    before = bridge.relayed_searches
-    with Context("pva", conf={"EPICS_PVA_BROADCAST_PORT": port}, useenv=False) as context:
-        assert context.get(PREFIX + "temperature", timeout=10.0) is not None
-    assert bridge.relayed_searches > before
-    relay = [s.laddr.ip for s in bridge_sockets(bridge_stack) if s.type == 2 and s.laddr.port == int(port)]
-    assert set(broadcasts) <= set(relay), relay
