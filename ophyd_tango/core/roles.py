@@ -179,17 +179,9 @@ def conventional_roles(dev_class: str, attributes: Mapping[str, AttributeType], 
 
     values: dict[str, Any] = {}
     if dev_class == "Motor" or (has("position") and "position" in attr and dev_class.endswith("Motor")):
-        position = attr["position"]
-        values = {
-            "kind": "motor",
-            "readback": position,
-            "setpoint": position,
-            "moving_state": ["MOVING"],
-            "hinted": [position],
-            "configuration": _present(["Velocity", "Acceleration", "Deceleration", "Offset"], attributes),
-        }
-        if "stop" in cmd:
-            values["stop"] = cmd["stop"]
+        values = _motor(
+            attr["position"], _present(["Velocity", "Acceleration", "Deceleration", "Offset"], attributes), cmd
+        )
     elif dev_class.endswith("ExpChannel") or (has("value", "integrationtime") and "start" in cmd):
         value = attr.get("value")
         values = {"kind": "counter" if dev_class != "TwoDExpChannel" else "detector"}
@@ -238,18 +230,23 @@ def conventional_roles(dev_class: str, attributes: Mapping[str, AttributeType], 
             values["saving"] = saving
         values["configuration"] = _present(["acq_expo_time", "acq_nb_frames", "acq_trigger_mode"], attributes)
     elif "position" in attr and attributes["position"].is_writable and attributes["position"].is_scalar:
-        position = attr["position"]
-        values = {
-            "kind": "motor",
-            "readback": position,
-            "setpoint": position,
-            "moving_state": ["MOVING"],
-            "hinted": [position],
-            "configuration": _present(["velocity", "acceleration"], attributes),
-        }
-        if "stop" in cmd:
-            values["stop"] = cmd["stop"]
+        values = _motor(attr["position"], _present(["velocity", "acceleration"], attributes), cmd)
     return Roles(values, dict.fromkeys(values, "convention"))
+
+
+def _motor(position: str, configuration: list[str], commands: Mapping[str, str]) -> dict[str, Any]:
+    """The roles of a motor moved by writing `position` (`commands`: lower-case name -> name)."""
+    values: dict[str, Any] = {
+        "kind": "motor",
+        "readback": position,
+        "setpoint": position,
+        "moving_state": ["MOVING"],
+        "hinted": [position],
+        "configuration": configuration,
+    }
+    if "stop" in commands:
+        values["stop"] = commands["stop"]
+    return values
 
 
 def choose_roles(
