@@ -49,7 +49,7 @@ demo: $(STAMP) redis-server
 test: $(TEST_STAMP) debian-packages
 	$(PY) -m pytest
 
-# ruff, the layering contracts in pyproject.toml ([tool.importlinter]) and mypy over ophyd_tango.
+# ruff, the layering contracts in pyproject.toml ([tool.importlinter]) and mypy over ophyd_tango, bridges and tango_servers.
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .

@@ -122,7 +122,8 @@ class PvaBridge(Device):
             tango.Except.throw_exception(
                 "PvaBridge_NotRunning", f"{self._fault}. Fix the properties and run Init.", "PvaBridge"
             )
-        return self._bridge
+        # PyTango's stub types Except.throw_exception as returning None; it always raises.
+        return self._bridge  # type: ignore[return-value]
 
     def read_pv_count(self) -> int:
         return self._require_bridge().pv_count

@@ -20,7 +20,7 @@ bec_lib source (PyPI `bec-lib`, 4.x):
 The encoding is checked against bec_lib itself in tests/bridges/redis/test_bec.py.
 """
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import msgpack
@@ -107,7 +107,7 @@ def device_info_message(name: str, info: Mapping[str, Any]) -> bytes:
     return bec_pack("DeviceInfoMessage", {"device": name, "info": info})
 
 
-def device_config_message(devices: list[Mapping[str, Any]]) -> bytes:
+def device_config_message(devices: Sequence[Mapping[str, Any]]) -> bytes:
     """AvailableResourceMessage of the device config: one entry per device (name, deviceClass, ...)."""
     return bec_pack("AvailableResourceMessage", {"resource": devices})
 

@@ -467,7 +467,7 @@ class RespConnection:
 
     def replies(self, count: int) -> list[Any]:
         """The next `count` replies, error replies as hiredis.ReplyError instances."""
-        replies = []
+        replies: list[Any] = []
         while len(replies) < count:
             reply = self._reader.gets()
             if reply is False:

@@ -41,7 +41,7 @@ def value_message(
     value: Any, timestamp: float, quality: str, *, error: str | None = None, **extra: Any
 ) -> dict[str, Any]:
     """The message dict for one attribute value (before packing); `extra` adds fields (e.g. frame)."""
-    message = value_fields(value) if error is None else {"value": None, "error": error}
+    message: dict[str, Any] = value_fields(value) if error is None else {"value": None, "error": error}
     message["timestamp"] = float(timestamp)
     message["quality"] = quality
     # EPICS-style alarm severity from the Tango quality, so non-Tango readers can colour values

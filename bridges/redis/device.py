@@ -306,7 +306,8 @@ class RedisBridge(Device):
         dtype_out=str,
         doc_out="what is forwarded where, and for how long",
     )
-    def StartOavForwarding(self, argin: tuple[list[float], list[str]]) -> str:
+    # PyTango's stub types Except.throw_exception as returning None; it always raises.
+    def StartOavForwarding(self, argin: tuple[list[float], list[str]]) -> str:  # type: ignore[return]
         numbers, texts = argin
         if len(texts) != 1 or len(numbers) != 2:
             tango.Except.throw_exception(

@@ -16,6 +16,7 @@ path), and the call returns at once.
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from typing import Any
 
 from .backend import CamState, Frame, ThresholdGain
 from .control import AcqStatus, AcquisitionControl, ControlRefused
@@ -193,7 +194,8 @@ class PilatusCamera:
             raise ControlRefused(f"nb_exposure_per_frame {count} must be 1 or more")
         self._configure(nb_exposure_per_frame=int(count))
 
-    def _configure(self, **changes: object) -> None:
+    def _configure(self, **changes: Any) -> None:
+        """Replace the named CamserverSettings fields (refused unless idle when anything changes)."""
         with self._lock:
             updated = replace(self.settings, **changes)
             if updated != self.settings:

@@ -13,6 +13,7 @@ writer thread; when the backend ends (all frames, stop, abort) the writer closes
 
 import contextlib
 import enum
+import functools
 import glob
 import json
 import os
@@ -783,7 +784,7 @@ class AcquisitionControl:
                 if roll_over:
                     self.writer.close()
                     self.writer.open(
-                        saving.file_path(number), lambda n=number: self._open_file(saving, running.settings, n)
+                        saving.file_path(number), functools.partial(self._open_file, saving, running.settings, number)
                     )
                 self.writer.submit_frame(frame, saving.format, header)  # blocks while the disk is behind
             if self._ending and not self._held:
@@ -861,7 +862,12 @@ class AcquisitionControl:
         with self._lock:
             running = self._running
             saving = running.saving if running is not None else None
-            if saving is not None and saving.advances_number and running.file_number is not None:
+            if (
+                running is not None
+                and saving is not None
+                and saving.advances_number
+                and running.file_number is not None
+            ):
                 per_file = saving.frames_in_a_file
                 if (index + 1) % per_file == 0:
                     # CtSaving: the number passes a file as soon as it holds its frames, before the

@@ -18,6 +18,7 @@ Files are written only inside the device property `data_roots`.
 """
 
 import contextlib
+import functools
 import os
 import re
 import time
@@ -245,7 +246,7 @@ class LimaCCDs(Device):
             self.set_status(self._config_error)
             return
         publish_roles(self)
-        self._notify("acq_status", self._ctl.acq_status.value)
+        self._notify("acq_status", self._control.acq_status.value)
 
     def _setup(self) -> None:
         if self.data_array_version not in data_array.VERSIONS:
@@ -294,7 +295,8 @@ class LimaCCDs(Device):
 
     def _follow(self) -> None:
         if self.sample_axis and isinstance(self._backend, SampleInput):
-            follower = AttributeFollower(self.sample_axis, "position", self._sample_moved, self._sample_lost)
+            moved = functools.partial(self._sample_moved, self._backend)
+            follower = AttributeFollower(self.sample_axis, "position", moved, self._sample_lost)
             self._followers.append(follower)
         if self.trigger_source:
             follower = AttributeFollower(self.trigger_source, "pso_pulse_count", self._pulse_count, self._trigger_lost)
@@ -303,18 +305,19 @@ class LimaCCDs(Device):
     def delete_device(self) -> None:
         for follower in getattr(self, "_followers", []):
             follower.close()
-        if getattr(self, "_ctl", None) is not None:
+        ctl = getattr(self, "_ctl", None)
+        if ctl is not None:
             share_control(None)
-            self._ctl.close()
+            ctl.close()
         if hasattr(self, "_publisher"):
             self._publisher.close(wait=5.0)
         super().delete_device()
 
     # -- followed attributes (event threads) --------------------------------------------------
-    def _sample_moved(self, value: Any) -> None:
+    def _sample_moved(self, backend: SampleInput, value: Any) -> None:
         self._sample_position = float(value)
         self._sample_error = ""
-        self._backend.set_sample_position(self._sample_position)
+        backend.set_sample_position(self._sample_position)
 
     def _sample_lost(self, message: str) -> None:
         self._sample_error = message
@@ -942,7 +945,8 @@ class LimaCCDs(Device):
         if len(value) != 4 or min(value) < 0:
             text = f"roi must be 4 non-negative integers x, y, width, height; got {list(value)}"
             refuse("Pilatus_BadRoi", text, "roi")
-        self._roi = tuple(int(v) for v in value)
+        x, y, width, height = (int(v) for v in value)
+        self._roi = (x, y, width, height)
 
     @attribute(
         dtype=float,

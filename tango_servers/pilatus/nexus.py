@@ -38,6 +38,7 @@ import enum
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import h5py
 import numpy as np
@@ -453,7 +454,8 @@ def _field(group: h5py.Group, name: str, value: float, units: str) -> None:
     group[name].attrs["units"] = units
 
 
-def _xy(group: h5py.Group, x: float, y: float) -> None:
+def _xy(group: h5py.Group, x: float | np.number[Any], y: float | np.number[Any]) -> None:
+    """xsize and ysize, each stored with its own type (a float64 size in metres, an int32 size in pixels)."""
     group["xsize"], group["ysize"] = x, y
 
 

@@ -31,7 +31,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import h5py
 import hdf5plugin
@@ -134,7 +134,9 @@ class NexusFile:
                 paths = next_entry(self._file)
                 if existing:
                     self._added_entry = (paths.entry, self._file.attrs.get("default"))
-                filters = hdf5plugin.Bitshuffle(cname="lz4") if self.saving_format == SavingFormat.HDF5BS else {}
+                filters: Mapping[str, Any] = {}
+                if self.saving_format == SavingFormat.HDF5BS:
+                    filters = hdf5plugin.Bitshuffle(cname="lz4")
                 self._layout = write_layout(self._file, geometry, metadata, paths, **filters)
                 self._offset = 0
             self.data_path = paths.data
@@ -209,8 +211,12 @@ class DetectorFile(Protocol):
 
     path: Path
     frames: int
-    saving_format: int
     data_path: str  # where the frames are inside the file ("" when the format has no inner path)
+
+    # Read-only, so a NexusFile's SavingFormat and a CbfFile's plain int (cbf.py cannot import
+    # this module) both match.
+    @property
+    def saving_format(self) -> int: ...
 
     def write(
         self, frame: Frame, chunk: bytes | np.ndarray | None = None, header: Mapping[str, str] | None = None
@@ -296,7 +302,7 @@ def bitshuffle_lz4_chunk(data: np.ndarray) -> bytes:
     out = getattr(_scratch, "buffer", None)
     if out is None or len(out) < bound:
         out = _scratch.buffer = np.empty(bound, np.uint8)
-    _HEADER.pack_into(out, 0, data.nbytes, block * data.itemsize)
+    _HEADER.pack_into(out.data, 0, data.nbytes, block * data.itemsize)
     size = _BSHUF.bshuf_compress_lz4(data.ctypes.data, out[_HEADER.size :].ctypes.data, data.size, data.itemsize, block)
     if size < 0:
         raise SavingError(f"bitshuffle-LZ4 compression failed (error {size})")

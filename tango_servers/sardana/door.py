@@ -12,6 +12,7 @@ failed; `Output`, `Info`, `Warning` and `Error` lines pushed in between belong t
 """
 
 import contextlib
+import functools
 import json
 import re
 import threading
@@ -88,14 +89,16 @@ class Door:
         for attribute in EVENT_ATTRIBUTES:
             # Right after a MacroServer restart the first connections can be refused for a moment.
             (event_id,) = wait_until(
-                lambda attribute=attribute: [
-                    self.proxy.subscribe_event(attribute, tango.EventType.CHANGE_EVENT, self._on_event)
-                ],
+                functools.partial(self._subscribe, attribute),
                 busy_timeout,
                 interval=0.2,
                 message=f"events of {name}/{attribute}",
             )
             self._event_ids.append(event_id)
+
+    def _subscribe(self, attribute: str) -> list[int]:
+        """A change-event subscription to `attribute`, its id in a list (an id of 0 is still a success)."""
+        return [self.proxy.subscribe_event(attribute, tango.EventType.CHANGE_EVENT, self._on_event)]
 
     def close(self) -> None:
         for event_id in self._event_ids:

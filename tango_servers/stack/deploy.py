@@ -248,7 +248,7 @@ def _dsconfig_diff(db: tango.Database, config: SuiteConfig, tango_host: str) -> 
 def deployment_status(db: tango.Database) -> list[dict[str, Any]]:
     """One row per deployed server: its host and level from the database, its state from that host's Starter."""
     tango_host = f"{db.get_db_host()}:{db.get_db_port()}"
-    running: dict[str, set[str]] = {}
+    running: dict[str, set[str] | None] = {}
     rows = []
     for server in owned_servers(db):
         info = server_registration(db, server) or ServerRegistration(server, "", 0, 0)

@@ -65,9 +65,9 @@ class SardanaLayout:
     tango_host: str
     yaml: str
     servers: list[SardanaServer]
-    pool: str
+    pool: str | None  # None when the configuration declares no Pool (Sardana allows that), likewise door
     macro_server: str
-    door: str
+    door: str | None
     scan_dir: str
     scan_file: str
     environment_db: str
