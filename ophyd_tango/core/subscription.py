@@ -208,7 +208,7 @@ class _DeviceChannel:
         self.config_dropped: list[int] = []
         self._proxy: tango.DeviceProxy | None = None
         # Liveness pings and polls run here, waited for at most the timeout (see `_bounded`).
-        self._calls = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"tango-call:{self.key}")
+        self._calls = self._new_call_thread()
         self._thread = threading.Thread(target=self._run, name=f"tango-subscriber:{self.key}", daemon=True)
         self._thread.start()
 
@@ -287,16 +287,25 @@ class _DeviceChannel:
         self._thread.join(timeout)
         self._calls.shutdown(wait=False, cancel_futures=True)
 
+    def _new_call_thread(self) -> concurrent.futures.ThreadPoolExecutor:
+        return concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"tango-call:{self.key}")
+
     def _bounded(self, call: Callable[..., Any], *args: Any) -> Any:
         """`call(*args)`, waited for at most the timeout and CALL_MARGIN; then DevFailed
-        API_DeviceTimedOut (the call is left to finish on the call thread, the next one queued
-        behind it), so that a silent device is noticed within one timeout."""
-        future = self._calls.submit(call, *args)
+        API_DeviceTimedOut, so that a silent device is noticed within one timeout. The unanswered
+        call is left to finish on its thread, and the next calls get a thread of their own: none
+        ever waits behind a call that may never return."""
+        calls = self._calls
+        future = calls.submit(call, *args)
         limit = self.subscriber.timeout + CALL_MARGIN
         try:
             return future.result(limit)
         except concurrent.futures.TimeoutError:
             future.cancel()
+            with self.lock:
+                if self._calls is calls:
+                    self._calls = self._new_call_thread()
+            calls.shutdown(wait=False)
             tango.Except.throw_exception(
                 "API_DeviceTimedOut", f"{self.key}: no answer within {limit:g} s", "TangoSubscriber"
             )
